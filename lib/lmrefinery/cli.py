@@ -1,0 +1,155 @@
+"""`lmrefinery` command line."""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+
+
+def _add_common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a recipe key, e.g. --set resources.workers=4 --set stages.length_filter.min_chars=100")
+
+
+def cmd_run(a) -> int:
+    from .core.recipe import load_recipe
+    from .core.runner import Runner, format_summary
+
+    t0 = time.time()
+    recipe = load_recipe(a.recipe, a.overrides)
+    only = [s for s in a.stages.split(",")] if a.stages else None
+    stats = Runner(recipe, engine=a.engine, only=only, workers=a.workers, quiet=a.quiet).run()
+    print(format_summary(stats))
+    print(f"output: {stats['output']}")
+    if stats.get("report"):
+        print(f"report: {stats['report']}")
+    print(f"wall time: {time.time() - t0:.1f} s")
+    return 0
+
+
+def cmd_stage(a) -> int:
+    """Run one stage on JSONL/Parquet files with a text column."""
+    from .core.recipe import load_recipe
+    from .core.runner import Runner, format_summary
+
+    fmt = a.format or ("parquet" if all(p.endswith(".parquet") for p in a.input) else "jsonl")
+    params = {}
+    for ov in a.overrides:
+        k, _, v = ov.partition("=")
+        import yaml
+
+        params[k] = yaml.safe_load(v)
+    recipe = load_recipe({
+        "name": f"stage-{a.name}", "output": a.output, "engine": a.engine,
+        "resources": {"workers": a.workers},
+        "inputs": [{"name": "input", "paths": a.input, "format": fmt}],
+        "stages": [{"stage": "read"}, {"stage": a.name, "params": params}] if a.name != "read" else [{"stage": "read"}],
+        "report": False,
+    })
+    stats = Runner(recipe, quiet=a.quiet).run()
+    print(format_summary(stats))
+    print(f"output: {stats['output']}/stages/")
+    return 0
+
+
+def cmd_stages(a) -> int:
+    from .core.stage import all_stages, get_stage
+
+    for name in all_stages():
+        cls = get_stage(name)
+        print(f"{name}  [{cls.kind}]  {cls.description}")
+        for fname, f in cls.Params.model_fields.items():
+            default = f.default if f.default_factory is None else f.default_factory()
+            desc = f" - {f.description}" if f.description else ""
+            print(f"    {fname} = {json.dumps(default, default=str)}{desc}")
+    return 0
+
+
+def cmd_samples(a) -> int:
+    from .samples.generate import write_samples
+
+    info = write_samples(a.out_dir, seed=a.seed, docs=a.docs)
+    print(json.dumps(info, indent=1))
+    return 0
+
+
+def cmd_demo(a) -> int:
+    """Generate sample shards and run the mini recipe on them (the README's first command)."""
+    from .samples.generate import write_samples
+
+    here = os.path.dirname(os.path.abspath(__file__))
+    root = os.path.abspath(os.path.join(here, "..", ".."))
+    samples = os.path.abspath(a.samples or os.path.join(root, "samples"))
+    os.environ.setdefault("LMR_SAMPLES", samples)
+    os.environ.setdefault("LMR_RUNS", os.path.abspath(os.path.join(root, "runs")))
+    write_samples(samples, seed=a.seed, docs=a.docs)
+    a.recipe = a.recipe or os.path.join(root, "conf", "pipelines", "mini.yaml")
+    a.stages = None
+    return cmd_run(a)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="lmrefinery", description=__doc__)
+    sub = ap.add_subparsers(dest="cmd", required=True)
+
+    p = sub.add_parser("run", help="run a recipe")
+    p.add_argument("recipe")
+    p.add_argument("--engine", choices=["ray", "spark", "local"])
+    p.add_argument("--stages", help="comma-separated stage names to (re)run; others must be committed")
+    p.add_argument("--workers", type=int)
+    p.add_argument("--quiet", action="store_true")
+    _add_common(p)
+    p.set_defaults(fn=cmd_run)
+
+    p = sub.add_parser("stage", help="run one stage on JSONL or Parquet input with a text column")
+    p.add_argument("name")
+    p.add_argument("--input", nargs="+", required=True)
+    p.add_argument("--output", required=True)
+    p.add_argument("--format")
+    p.add_argument("--engine", default="local", choices=["ray", "spark", "local"])
+    p.add_argument("--workers", type=int, default=1)
+    p.add_argument("--quiet", action="store_true")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="PARAM=VALUE")
+    p.set_defaults(fn=cmd_stage)
+
+    p = sub.add_parser("stages", help="list stages and their parameters")
+    p.set_defaults(fn=cmd_stages)
+
+    p = sub.add_parser("samples", help="write the generated sample shards")
+    p.add_argument("out_dir")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--docs", type=int, default=200)
+    p.set_defaults(fn=cmd_samples)
+
+    p = sub.add_parser("demo", help="generate samples and run the mini recipe end to end")
+    p.add_argument("--recipe")
+    p.add_argument("--samples")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--docs", type=int, default=200)
+    p.add_argument("--engine", choices=["ray", "spark", "local"])
+    p.add_argument("--workers", type=int)
+    p.add_argument("--quiet", action="store_true")
+    _add_common(p)
+    p.set_defaults(fn=cmd_demo)
+
+    # commands contributed by later stages (tokenizer, inspect, train, instruct) register here
+    from . import commands
+
+    commands.register_all(sub)
+
+    a = ap.parse_args(argv)
+    from .core.recipe import RecipeError
+    from .core.storage import StorageError
+
+    try:
+        return a.fn(a) or 0
+    except (RecipeError, StorageError, FileNotFoundError, KeyError) as e:
+        msg = e.args[0] if isinstance(e, KeyError) and e.args else str(e)
+        print(f"lmrefinery: error: {msg}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

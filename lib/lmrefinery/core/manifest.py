@@ -1,0 +1,61 @@
+"""The commit protocol.
+
+A stage writes its part files first (each write atomic: tmp file + rename on
+disk, a single PUT on S3), then one small marker per part, and finally
+``_manifest.json``. The manifest is the commit point: a stage without one, or
+with one whose fingerprint differs from the current recipe/input/code, is not
+done. Readers of a stage only ever open the files its manifest lists.
+"""
+from __future__ import annotations
+
+import json
+import subprocess
+from functools import lru_cache
+
+from . import storage
+
+MANIFEST = "_manifest.json"
+
+
+def read_json(uri: str) -> dict | None:
+    try:
+        if not storage.exists(uri):
+            return None
+        return json.loads(storage.read_bytes(uri))
+    except (ValueError, storage.StorageError):
+        return None
+
+
+def write_json(uri: str, obj: dict) -> None:
+    storage.write_bytes(uri, json.dumps(obj, indent=1, sort_keys=True, ensure_ascii=False).encode())
+
+
+def read_manifest(stage_dir: str) -> dict | None:
+    return read_json(storage.join(stage_dir, MANIFEST))
+
+
+def committed(stage_dir: str, fingerprint: str) -> dict | None:
+    m = read_manifest(stage_dir)
+    if m and m.get("fingerprint") == fingerprint and m.get("complete"):
+        return m
+    return None
+
+
+@lru_cache(maxsize=1)
+def code_version() -> str:
+    from .. import __version__
+
+    try:
+        rev = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
+                             timeout=5, cwd=__file__.rsplit("/", 3)[0]).stdout.strip()
+    except Exception:
+        rev = ""
+    return f"{__version__}+{rev}" if rev else __version__
+
+
+# Fields that legitimately differ between two runs of the same work.
+VOLATILE = ("seconds", "engine", "workers", "created", "code_version", "inputs_abs", "skipped_parts")
+
+
+def stable_view(m: dict) -> dict:
+    return {k: v for k, v in m.items() if k not in VOLATILE}

@@ -1,0 +1,208 @@
+"""Recipes: YAML files in conf/ that say what to read, which stages to run with
+which parameters, where to write, and on which engine.
+
+Validated on load; every error names the file, the key and what was expected.
+``${VAR}`` and ``${VAR:-default}`` are interpolated from the environment;
+``--set a.b=c`` overrides any key (``stages.NAME.key=v`` or ``stages.2.key=v``).
+"""
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import os
+import re
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from .stage import get_stage
+
+
+class RecipeError(ValueError):
+    pass
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class InputSpec(_Strict):
+    name: str
+    paths: list[str] = Field(min_length=1)
+    format: str = "jsonl"
+    fields: dict[str, str] = Field(default_factory=dict)   # our column -> source field
+    options: dict[str, Any] = Field(default_factory=dict)  # reader-specific
+    licence: str | None = None
+    weight: float | None = None                            # mixing weight (tokenize)
+
+
+class Resources(_Strict):
+    workers: int = Field(2, ge=1)
+    ray_address: str | None = None        # None: local Ray (or RAY_ADDRESS if set)
+    spark_master: str = "local[*]"
+    batch_size: int = Field(2048, ge=1)
+    cpus_per_task: float = Field(1.0, gt=0)
+
+
+class StageSpec(_Strict):
+    stage: str
+    params: dict[str, Any] = Field(default_factory=dict)
+
+
+class Recipe(_Strict):
+    name: str
+    output: str
+    engine: Literal["ray", "spark", "local"] = "ray"
+    seed: int = 0
+    resources: Resources = Field(default_factory=Resources)
+    inputs: list[InputSpec] = Field(default_factory=list)
+    stages: list[StageSpec] = Field(min_length=1)
+    labels: str | None = None        # planted-label file for the sample shards
+    report: bool = True
+    source_file: str | None = None
+
+    def fingerprint(self) -> str:
+        d = self.model_dump(exclude={"source_file", "resources", "engine", "report"})
+        return hashlib.sha256(json.dumps(d, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+_ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(:-([^}]*))?\}")
+
+
+def _interpolate(obj: Any, where: str, src: str) -> Any:
+    if isinstance(obj, dict):
+        return {k: _interpolate(v, f"{where}.{k}" if where else str(k), src) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [_interpolate(v, f"{where}[{i}]", src) for i, v in enumerate(obj)]
+    if isinstance(obj, str):
+        def sub(m):
+            var, default = m.group(1), m.group(3)
+            if var in os.environ:
+                return os.environ[var]
+            if m.group(2) is not None:
+                return default
+            raise RecipeError(f"{src}: key '{where}': environment variable ${{{var}}} is not set "
+                              f"(use ${{{var}:-default}} for a default)")
+        return _ENV.sub(sub, obj)
+    return obj
+
+
+def _parse_scalar(v: str) -> Any:
+    try:
+        return yaml.safe_load(v)
+    except yaml.YAMLError:
+        return v
+
+
+def apply_overrides(raw: dict, overrides: list[str], src: str) -> dict:
+    raw = copy.deepcopy(raw)
+    for ov in overrides or []:
+        if "=" not in ov:
+            raise RecipeError(f"--set {ov!r}: expected KEY=VALUE, e.g. resources.workers=4")
+        key, value = ov.split("=", 1)
+        parts = key.strip().split(".")
+        node: Any = raw
+        for i, p in enumerate(parts):
+            last = i == len(parts) - 1
+            if isinstance(node, list):
+                idx = None
+                if p.isdigit():
+                    idx = int(p)
+                else:  # stages.NAME -> the stage entry with that name
+                    for j, item in enumerate(node):
+                        if isinstance(item, dict) and (item.get("stage") == p or item.get("name") == p):
+                            idx = j
+                            break
+                if idx is None or idx >= len(node):
+                    raise RecipeError(f"{src}: --set {key}: no list item {p!r}")
+                if last:
+                    node[idx] = _parse_scalar(value)
+                else:
+                    node = node[idx]
+                    # stage params live under 'params' but may be addressed directly
+                    if isinstance(node, dict) and "stage" in node and parts[i + 1] not in ("stage", "params"):
+                        node = node.setdefault("params", {})
+                continue
+            if not isinstance(node, dict):
+                raise RecipeError(f"{src}: --set {key}: {'.'.join(parts[:i])} is not a mapping")
+            if last:
+                node[p] = _parse_scalar(value)
+            else:
+                node = node.setdefault(p, {})
+    return raw
+
+
+def _normalise_stages(raw: dict, src: str) -> None:
+    """Accept `- stage: NAME` with params inline or under `params:`, or `- NAME`."""
+    stages = raw.get("stages")
+    if not isinstance(stages, list):
+        return
+    out = []
+    for i, s in enumerate(stages):
+        if isinstance(s, str):
+            out.append({"stage": s, "params": {}})
+        elif isinstance(s, dict) and "stage" in s:
+            s = dict(s)
+            name = s.pop("stage")
+            params = dict(s.pop("params", {}) or {})
+            params.update(s)
+            out.append({"stage": name, "params": params})
+        else:
+            raise RecipeError(f"{src}: key 'stages[{i}]': expected a stage name or a mapping with 'stage:', got {s!r}")
+    raw["stages"] = out
+
+
+def _fmt_validation(e: ValidationError, src: str, prefix: str = "") -> str:
+    lines = []
+    for err in e.errors():
+        loc = ".".join(str(x) for x in err["loc"])
+        loc = f"{prefix}{loc}" if loc else prefix.rstrip(".")
+        if err["type"] == "extra_forbidden":
+            lines.append(f"{src}: unknown key '{loc}'")
+        elif err["type"] == "missing":
+            lines.append(f"{src}: missing required key '{loc}'")
+        else:
+            lines.append(f"{src}: key '{loc}': {err['msg']} (got {err.get('input')!r})")
+    return "\n".join(lines)
+
+
+def validate_stage_params(name: str, params: dict, src: str, where: str):
+    try:
+        cls = get_stage(name)
+    except KeyError as e:
+        raise RecipeError(f"{src}: key '{where}.stage': {e.args[0]}") from None
+    try:
+        return cls.Params(**params)
+    except ValidationError as e:
+        raise RecipeError(_fmt_validation(e, src, f"{where}.params.")) from None
+
+
+def load_recipe(path_or_dict: str | dict, overrides: list[str] | None = None) -> Recipe:
+    if isinstance(path_or_dict, dict):
+        src, raw = "<recipe>", copy.deepcopy(path_or_dict)
+    else:
+        src = path_or_dict
+        try:
+            with open(path_or_dict, encoding="utf-8") as f:
+                raw = yaml.safe_load(f)
+        except FileNotFoundError:
+            raise RecipeError(f"{src}: recipe file not found") from None
+        except yaml.YAMLError as e:
+            raise RecipeError(f"{src}: not valid YAML: {e}") from None
+    if not isinstance(raw, dict):
+        raise RecipeError(f"{src}: expected a mapping at the top level")
+    _normalise_stages(raw, src)
+    raw = apply_overrides(raw, overrides or [], src)
+    raw = _interpolate(raw, "", src)
+    try:
+        recipe = Recipe(**raw, source_file=None if isinstance(path_or_dict, dict) else src)
+    except ValidationError as e:
+        raise RecipeError(_fmt_validation(e, src)) from None
+    for i, s in enumerate(recipe.stages):
+        validate_stage_params(s.stage, s.params, src, f"stages[{i}]")
+    names = [i.name for i in recipe.inputs]
+    if len(set(names)) != len(names):
+        raise RecipeError(f"{src}: key 'inputs': input names must be unique, got {names}")
+    return recipe

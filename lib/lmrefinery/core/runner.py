@@ -1,0 +1,348 @@
+"""Runs a recipe: plans stages, skips committed work, executes the rest on an
+engine, checks the accounting, commits manifests, writes stats and the report."""
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import sys
+import time
+from collections import Counter
+from dataclasses import asdict
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from . import manifest as mf
+from . import storage
+from .recipe import Recipe
+from .schema import conform, concat
+from .stage import BatchResult, Stage, StageContext, get_stage
+
+
+class AccountingError(RuntimeError):
+    pass
+
+
+def _h(obj: Any) -> str:
+    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def part_name(i: int) -> str:
+    return f"part-{i:05d}.parquet"
+
+
+def length_hist(table: pa.Table) -> dict[str, int]:
+    """Counts of text lengths in log2 buckets ("2^k" = [2^k, 2^(k+1)))."""
+    if table.num_rows == 0 or "text" not in table.column_names:
+        return {}
+    lens = pc.utf8_length(table.column("text").fill_null("")).to_numpy(zero_copy_only=False)
+    out: Counter = Counter()
+    for n in lens:
+        out[str(int(math.log2(n)) if n > 0 else -1)] += 1
+    return dict(out)
+
+
+# ---------------------------------------------------------------- worker side
+_STAGES: dict[str, Stage] = {}
+
+
+def stage_instance(name: str, params: dict, ctx: dict) -> Stage:
+    key = _h([name, params, ctx])
+    if key not in _STAGES:
+        cls = get_stage(name)
+        st = cls(cls.Params(**params), StageContext(**ctx))
+        st.setup()
+        _STAGES[key] = st
+    return _STAGES[key]
+
+
+def write_part(stage_dir: str, i: int, kept: pa.Table, rejected: pa.Table | None) -> tuple[dict, dict]:
+    kept = conform(kept)
+    out = storage.write_parquet(kept, storage.join(stage_dir, "data", part_name(i)))
+    out["path"] = f"data/{part_name(i)}"
+    rej = conform(rejected) if rejected is not None and rejected.num_rows else None
+    if rej is None:
+        from .schema import with_reason
+
+        rej = with_reason(conform(kept.slice(0, 0)), "", [])
+    ro = storage.write_parquet(rej, storage.join(stage_dir, "rejects", part_name(i)))
+    ro["path"] = f"rejects/{part_name(i)}"
+    return out, ro
+
+
+def finish_part(task: dict, results: list[BatchResult], n_in: int | None, t0: float,
+                extra: dict | None = None) -> dict:
+    """Write a part's kept rows and rejects, check its accounting, commit its marker."""
+    stage_dir, i = task["stage_dir"], task["part"]
+    kept = concat([r.kept for r in results])
+    rejected = concat([r.rejected for r in results if r.rejected is not None])
+    reasons = Counter()
+    if rejected.num_rows:
+        reasons.update(rejected.column("reject_reason").to_pylist())
+    counters: Counter = Counter()
+    for r in results:
+        counters.update(r.counters)
+    if n_in is None:
+        n_in = kept.num_rows + rejected.num_rows
+    if n_in != kept.num_rows + rejected.num_rows:
+        raise AccountingError(f"stage {task['stage']} part {i}: in={n_in} but kept={kept.num_rows} + "
+                              f"rejected={rejected.num_rows}")
+    out, ro = write_part(stage_dir, i, kept, rejected)
+    marker = {"part": i, "fingerprint": task["fingerprint"], "in": n_in, "kept": kept.num_rows,
+              "rejected": dict(reasons), "counters": dict(counters), "output": out, "rejects": ro,
+              "length_hist": length_hist(kept), "seconds": round(time.time() - t0, 3),
+              "input": task.get("input_desc")}
+    if extra:
+        marker.update(extra)
+    mf.write_json(storage.join(stage_dir, "_parts", f"part-{i:05d}.json"), marker)
+    return marker
+
+
+def reuse_part(task: dict) -> dict | None:
+    m = mf.read_json(storage.join(task["stage_dir"], "_parts", f"part-{task['part']:05d}.json"))
+    if m and m.get("fingerprint") == task["fingerprint"]:
+        if storage.exists(storage.join(task["stage_dir"], m["output"]["path"])):
+            m["skipped"] = True
+            return m
+    return None
+
+
+def run_part(task: dict) -> dict:
+    """The one worker entry point for map and read stages (runs on Ray or Spark)."""
+    done = reuse_part(task)
+    if done:
+        return done
+    t0 = time.time()
+    st = stage_instance(task["stage"], task["params"], task["ctx"])
+    if st.kind == "read":
+        results = list(st.read(task["input"]))
+        return finish_part(task, results, None, t0)
+    results, n_in = [], 0
+    for batch in storage.iter_parquet_batches(task["input"], batch_size=task.get("batch_size", 2048)):
+        tb = pa.Table.from_batches([batch])
+        n_in += tb.num_rows
+        results.append(st.process(tb))
+    if n_in == 0:
+        results.append(st.process(conform(storage.read_parquet(task["input"]).slice(0, 0))))
+    return finish_part(task, results, n_in, t0)
+
+
+# ---------------------------------------------------------------- driver side
+class Progress:
+    def __init__(self, stage: str, total: int, quiet: bool = False):
+        self.stage, self.total, self.done, self.docs = stage, total, 0, 0
+        self.t0 = time.time()
+        self.quiet = quiet
+
+    def __call__(self, i: int, r: dict) -> None:
+        self.done += 1
+        self.docs += int(r.get("in", 0))
+        if not self.quiet:
+            dt = max(time.time() - self.t0, 1e-6)
+            print(f"  [{self.stage}] {self.done}/{self.total} parts, {self.docs} docs, "
+                  f"{self.docs / dt:,.0f} docs/s", file=sys.stderr, flush=True)
+
+
+class GlobalJob:
+    """What a global stage gets: the engine, its input parts, where to write."""
+
+    def __init__(self, runner: "Runner", stage_dir: str, inputs: list[str], fingerprint: str, ctx: dict,
+                 params: dict, name: str):
+        self.runner, self.engine = runner, runner.engine
+        self.stage_dir, self.inputs, self.fingerprint = stage_dir, inputs, fingerprint
+        self.ctx, self.params, self.name = ctx, params, name
+        self.batch_size = runner.recipe.resources.batch_size
+
+    def map(self, fn, tasks, desc=""):
+        return self.engine.map(fn, tasks, desc=desc, on_result=Progress(f"{self.name}:{desc}", len(tasks),
+                                                                          self.runner.quiet))
+
+
+class Runner:
+    def __init__(self, recipe: Recipe, engine: str | None = None, only: list[str] | None = None,
+                 workers: int | None = None, quiet: bool = False):
+        from ..engines import get_engine
+
+        self.recipe = recipe
+        if engine:
+            recipe.engine = engine  # type: ignore[assignment]
+        if workers:
+            recipe.resources.workers = workers
+        r = recipe.resources
+        self.engine = get_engine(recipe.engine, workers=r.workers, ray_address=r.ray_address,
+                                 spark_master=r.spark_master, cpus_per_task=r.cpus_per_task)
+        self.only = set(only) if only else None
+        self.quiet = quiet
+        self.out = recipe.output.rstrip("/")
+        self.stats: list[dict] = []
+
+    def log(self, msg: str) -> None:
+        if not self.quiet:
+            print(msg, file=sys.stderr, flush=True)
+
+    def stage_dir(self, k: int, name: str) -> str:
+        return storage.join(self.out, "stages", f"{k:02d}-{name}")
+
+    def input_files(self) -> list[dict]:
+        files = []
+        for spec in self.recipe.inputs:
+            found = []
+            for pattern in spec.paths:
+                base = storage.glob_base(pattern)
+                for p in storage.list_files(pattern):
+                    found.append((p, base))
+            if not found:
+                raise FileNotFoundError(f"input '{spec.name}': no files match {spec.paths}")
+            seen = set()
+            for p, base in found:
+                if p in seen:
+                    continue
+                seen.add(p)
+                info = storage.stat(p)
+                rel = storage.relpath(p, base) if base else os.path.basename(p)
+                files.append({"input": spec.name, "path": p, "rel": rel, "size": info.size, "etag": info.etag,
+                              "format": spec.format, "fields": spec.fields, "options": spec.options,
+                              "licence": spec.licence})
+        return files
+
+    def run(self) -> dict:
+        t_run = time.time()
+        prev_fp = self.recipe.fingerprint()
+        prev_outputs: list[str] = []
+        ctx_base = dict(output_root=self.out, seed=self.recipe.seed,
+                        inputs=[i.model_dump() for i in self.recipe.inputs], run_name=self.recipe.name)
+        did_work = False
+        for k, spec in enumerate(self.recipe.stages):
+            cls = get_stage(spec.stage)
+            params = cls.Params(**spec.params).model_dump(mode="json")
+            sdir = self.stage_dir(k, spec.stage)
+            ctx = dict(ctx_base, stage_dir=sdir)
+            t0 = time.time()
+            if cls.kind == "read":
+                files = self.input_files()
+                inputs_desc = [{"path": f"{f['input']}:{f['rel']}", "size": f["size"], "etag": f["etag"]}
+                               for f in files]
+                fp = _h([prev_fp, spec.stage, params, cls.code_hash(),
+                         [(d["path"], d["size"], d["etag"]) for d in inputs_desc]])
+            else:
+                files = None
+                inputs_desc = [{"path": storage.relpath(p, self.out)} for p in prev_outputs]
+                fp = _h([prev_fp, spec.stage, params, cls.code_hash()])
+            done = mf.committed(sdir, fp)
+            selected = self.only is None or spec.stage in self.only
+            if done or not selected:
+                if not done:
+                    raise RuntimeError(f"stage {spec.stage} is not selected with --stages but has no committed "
+                                       f"output matching the recipe; run it too")
+                self.log(f"[{k:02d} {spec.stage}] up to date (manifest {done['fingerprint']}), skipped")
+                prev_outputs = [storage.join(sdir, o["path"]) for o in done["outputs"]]
+                self.stats.append(self._stat_row(done, skipped=True))
+                prev_fp = fp
+                continue
+            did_work = True
+            old = mf.read_manifest(sdir)
+            if old is not None and old.get("fingerprint") != fp:
+                storage.delete_prefix(sdir)  # stale result of an older recipe/input/code
+            self._clean_tmp(sdir)
+            self.log(f"[{k:02d} {spec.stage}] running on {self.engine.name} ({self.recipe.resources.workers} workers)")
+            if cls.kind in ("map", "read"):
+                if cls.kind == "read":
+                    tasks = [{"input": f, "input_desc": f"{f['input']}:{f['rel']}"} for f in files]
+                else:
+                    tasks = [{"input": p, "input_desc": storage.relpath(p, self.out)} for p in prev_outputs]
+                for i, t in enumerate(tasks):
+                    t.update(stage=spec.stage, params=params, ctx=ctx, stage_dir=sdir, part=i, fingerprint=fp,
+                             batch_size=self.recipe.resources.batch_size)
+                parts = self.engine.map(run_part, tasks, desc=spec.stage,
+                                        on_result=Progress(spec.stage, len(tasks), self.quiet))
+            else:
+                job = GlobalJob(self, sdir, prev_outputs, fp, ctx, params, spec.stage)
+                st = cls(cls.Params(**params), StageContext(**ctx))
+                parts = st.execute(job)
+            m = self._commit(k, spec.stage, sdir, fp, params, inputs_desc, parts, time.time() - t0)
+            prev_outputs = [storage.join(sdir, o["path"]) for o in m["outputs"]]
+            self.stats.append(self._stat_row(m, skipped=False))
+            prev_fp = fp
+        wall = time.time() - t_run
+        stats = {"run": self.recipe.name, "recipe_fingerprint": self.recipe.fingerprint(),
+                 "engine": self.recipe.engine, "workers": self.recipe.resources.workers,
+                 "output": self.out, "did_work": did_work, "wall_seconds": round(wall, 2),
+                 "stages": self.stats, "final_outputs": [storage.relpath(p, self.out) for p in prev_outputs]}
+        if self.recipe.labels:
+            from .labels import evaluate_labels
+
+            stats["planted"] = evaluate_labels(self.recipe.labels, self.out, self.stats)
+        mf.write_json(storage.join(self.out, "stats.json"), stats)
+        if self.recipe.report:
+            from ..report.html import write_report
+
+            stats["report"] = write_report(self.out, stats)
+        return stats
+
+    def _clean_tmp(self, sdir: str) -> None:
+        if storage.is_s3(sdir) or not os.path.isdir(sdir):
+            return
+        for root, _, fs in os.walk(sdir):
+            for f in fs:
+                if ".tmp-" in f:
+                    os.remove(os.path.join(root, f))
+
+    def _commit(self, k, name, sdir, fp, params, inputs_desc, parts, seconds) -> dict:
+        n_in = sum(p["in"] for p in parts)
+        kept = sum(p["kept"] for p in parts)
+        rej: Counter = Counter()
+        counters: Counter = Counter()
+        hist: Counter = Counter()
+        for p in parts:
+            rej.update(p["rejected"])
+            counters.update(p.get("counters", {}))
+            hist.update(p.get("length_hist", {}))
+        if n_in != kept + sum(rej.values()):
+            raise AccountingError(f"stage {name}: in={n_in} != kept={kept} + rejected={sum(rej.values())} "
+                                  f"({dict(rej)}); refusing to commit")
+        m = {"stage": name, "index": k, "fingerprint": fp, "recipe": self.recipe.fingerprint(),
+             "code_version": mf.code_version(), "params": params, "inputs": inputs_desc,
+             "outputs": [p["output"] for p in parts], "rejects": [p["rejects"] for p in parts],
+             "counts": {"in": n_in, "kept": kept, "rejected": dict(sorted(rej.items()))},
+             "counters": dict(sorted(counters.items())), "length_hist": dict(sorted(hist.items(), key=lambda x: int(x[0]))),
+             "seconds": round(seconds, 3), "engine": self.recipe.engine, "workers": self.recipe.resources.workers,
+             "skipped_parts": sum(1 for p in parts if p.get("skipped")), "complete": True}
+        for extra in ("artifacts",):
+            vals = [p[extra] for p in parts if extra in p]
+            if vals:
+                m[extra] = vals
+        mf.write_json(storage.join(sdir, mf.MANIFEST), m)  # commit point
+        return m
+
+    @staticmethod
+    def _stat_row(m: dict, skipped: bool) -> dict:
+        c = m["counts"]
+        return {"stage": m["stage"], "index": m["index"], "in": c["in"], "kept": c["kept"],
+                "rejected": c["rejected"], "counters": m.get("counters", {}),
+                "seconds": 0.0 if skipped else m["seconds"], "skipped": skipped,
+                "length_hist": m.get("length_hist", {}), "fingerprint": m["fingerprint"]}
+
+
+def format_summary(stats: dict) -> str:
+    rows = [("stage", "in", "kept", "top rejection reasons", "seconds", "")]
+    for s in stats["stages"]:
+        top = sorted(s["rejected"].items(), key=lambda x: (-x[1], x[0]))[:3]
+        reasons = ", ".join(f"{r}={n}" for r, n in top) or "-"
+        rows.append((f"{s['index']:02d} {s['stage']}", str(s["in"]), str(s["kept"]), reasons,
+                     f"{s['seconds']:.1f}", "skipped" if s["skipped"] else ""))
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    lines = ["  ".join(c.ljust(w) if j in (0, 3, 5) else c.rjust(w) for j, (c, w) in enumerate(zip(r, widths)))
+             for r in rows]
+    lines.insert(1, "-" * len(lines[0]))
+    out = "\n".join(lines)
+    if stats.get("planted"):
+        out += "\n\nPlanted labels (sample shards):\n"
+        for kind, d in stats["planted"].items():
+            where = ", ".join(f"{k}={v}" for k, v in sorted(d["removed_by"].items())) or "none"
+            out += f"  {kind:<14} planted={d['planted']:<4} removed={d['removed']:<4} by: {where}\n"
+    if not stats["did_work"]:
+        out += "\nNothing to do: every stage was already committed with the same recipe, inputs and code.\n"
+    return out

@@ -1,0 +1,296 @@
+"""Local paths and ``s3://`` URIs behind one small API.
+
+S3 goes through boto3 (and smart-open for streaming reads). Credentials and
+endpoint come from the standard AWS chain: environment variables, profiles,
+instance roles, and ``AWS_ENDPOINT_URL`` / ``AWS_ENDPOINT_URL_S3`` for
+S3-compatible servers (MinIO, moto, Ceph). Transient errors are retried with
+exponential backoff by botocore's ``adaptive`` retry mode. Compressed inputs
+(``.gz``, ``.bz2``, ``.zst``) are decompressed transparently on read.
+"""
+from __future__ import annotations
+
+import bz2
+import fnmatch
+import gzip
+import hashlib
+import io
+import os
+import posixpath
+import threading
+import uuid
+from dataclasses import dataclass
+from typing import BinaryIO, Iterator
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+
+class StorageError(RuntimeError):
+    """An I/O problem with a message that names the object."""
+
+
+_local = threading.local()
+
+
+def is_s3(uri: str) -> bool:
+    return uri.startswith("s3://") or uri.startswith("s3a://")
+
+
+def split_s3(uri: str) -> tuple[str, str]:
+    rest = uri.split("://", 1)[1]
+    bucket, _, key = rest.partition("/")
+    return bucket, key
+
+
+def s3_client():
+    """One boto3 client per thread/process (clients are not fork-safe)."""
+    key = (os.getpid(), os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL"))
+    cache = getattr(_local, "clients", None)
+    if cache is None:
+        cache = _local.clients = {}
+    if key not in cache:
+        import boto3
+        from botocore.config import Config
+
+        cfg = Config(retries={"max_attempts": int(os.environ.get("LMR_S3_MAX_ATTEMPTS", "8")), "mode": "adaptive"},
+                     connect_timeout=10, read_timeout=120)
+        endpoint = key[1] or None
+        cache[key] = boto3.session.Session().client("s3", endpoint_url=endpoint, config=cfg)
+    return cache[key]
+
+
+def _s3_errors(uri: str, exc: Exception) -> StorageError:
+    from botocore.exceptions import ClientError, NoCredentialsError, PartialCredentialsError
+
+    if isinstance(exc, (NoCredentialsError, PartialCredentialsError)):
+        return StorageError(
+            f"{uri}: no AWS credentials found. Set AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, "
+            "AWS_PROFILE, or run with an instance role; for S3-compatible servers also AWS_ENDPOINT_URL.")
+    if isinstance(exc, ClientError):
+        code = exc.response.get("Error", {}).get("Code", "?")
+        return StorageError(f"{uri}: S3 error {code}: {exc}")
+    return StorageError(f"{uri}: {type(exc).__name__}: {exc}")
+
+
+def join(base: str, *parts: str) -> str:
+    if is_s3(base):
+        return posixpath.join(base, *parts)
+    return os.path.join(base, *parts)
+
+
+def relpath(path: str, base: str) -> str:
+    if is_s3(path) or is_s3(base):
+        b = base.rstrip("/") + "/"
+        return path[len(b):] if path.startswith(b) else path
+    return os.path.relpath(path, base)
+
+
+def exists(uri: str) -> bool:
+    if is_s3(uri):
+        from botocore.exceptions import ClientError
+
+        b, k = split_s3(uri)
+        try:
+            s3_client().head_object(Bucket=b, Key=k)
+            return True
+        except ClientError as e:
+            if e.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
+                return False
+            raise _s3_errors(uri, e) from e
+        except Exception as e:  # credentials etc.
+            raise _s3_errors(uri, e) from e
+    return os.path.exists(uri)
+
+
+@dataclass(frozen=True)
+class ObjectInfo:
+    path: str
+    size: int
+    etag: str
+
+
+def stat(uri: str) -> ObjectInfo:
+    if is_s3(uri):
+        b, k = split_s3(uri)
+        try:
+            h = s3_client().head_object(Bucket=b, Key=k)
+        except Exception as e:
+            raise _s3_errors(uri, e) from e
+        return ObjectInfo(uri, int(h["ContentLength"]), h.get("ETag", "").strip('"'))
+    try:
+        st = os.stat(uri)
+    except OSError as e:
+        raise StorageError(f"{uri}: {e.strerror}") from e
+    return ObjectInfo(uri, st.st_size, f"{st.st_size:x}-{st.st_mtime_ns:x}")
+
+
+def list_files(pattern: str) -> list[str]:
+    """Expand a path, folder or glob (``*``, ``?``, ``**``) into sorted files."""
+    if is_s3(pattern):
+        b, k = split_s3(pattern)
+        scheme = pattern.split("://", 1)[0]
+        wild = any(c in k for c in "*?[")
+        prefix = k.split("*")[0].split("?")[0].split("[")[0] if wild else k
+        out = []
+        try:
+            pages = s3_client().get_paginator("list_objects_v2").paginate(Bucket=b, Prefix=prefix)
+            for page in pages:
+                for obj in page.get("Contents", []):
+                    key = obj["Key"]
+                    if key.endswith("/"):
+                        continue
+                    if wild:
+                        if fnmatch.fnmatchcase(key, k):
+                            out.append(f"{scheme}://{b}/{key}")
+                    elif key == k or key.startswith(k.rstrip("/") + "/"):
+                        out.append(f"{scheme}://{b}/{key}")
+        except Exception as e:
+            raise _s3_errors(pattern, e) from e
+        return sorted(out)
+    import glob
+
+    if os.path.isdir(pattern):
+        out = []
+        for root, _, files in os.walk(pattern):
+            out.extend(os.path.join(root, f) for f in files if not f.startswith("."))
+        return sorted(out)
+    return sorted(p for p in glob.glob(pattern, recursive=True) if os.path.isfile(p))
+
+
+def glob_base(pattern: str) -> str:
+    """The non-wildcard directory part of a pattern: ids are made relative to it,
+    so the same data on S3 and on disk gets the same document ids."""
+    parts = pattern.split("/")
+    keep = []
+    for p in parts:
+        if any(c in p for c in "*?["):
+            break
+        keep.append(p)
+    base = "/".join(keep)
+    if len(keep) == len(parts):  # a plain file or folder
+        if not is_s3(pattern) and os.path.isdir(pattern):
+            return pattern
+        if is_s3(pattern) and pattern.endswith("/"):
+            return pattern.rstrip("/")
+        return base.rsplit("/", 1)[0] if "/" in base else ""
+    return base
+
+
+def open_raw(uri: str) -> BinaryIO:
+    if is_s3(uri):
+        import smart_open
+
+        try:
+            return smart_open.open(uri.replace("s3a://", "s3://"), "rb", compression="disable",
+                                   transport_params={"client": s3_client()})
+        except Exception as e:
+            raise _s3_errors(uri, e) from e
+    try:
+        return open(uri, "rb")
+    except OSError as e:
+        raise StorageError(f"{uri}: {e.strerror}") from e
+
+
+def compression_of(uri: str) -> str | None:
+    low = uri.lower()
+    for ext, name in ((".gz", "gzip"), (".bz2", "bz2"), (".zst", "zstd"), (".zstd", "zstd")):
+        if low.endswith(ext):
+            return name
+    return None
+
+
+def decompressing(raw: BinaryIO, kind: str | None) -> BinaryIO:
+    if kind == "gzip":
+        return gzip.GzipFile(fileobj=raw)  # reads concatenated members (Common Crawl style)
+    if kind == "bz2":
+        return bz2.BZ2File(raw)  # multistream dumps too
+    if kind == "zstd":
+        import zstandard
+
+        return zstandard.ZstdDecompressor().stream_reader(raw, read_across_frames=True)
+    return raw
+
+
+def open_read(uri: str, decompress: bool = True) -> BinaryIO:
+    raw = open_raw(uri)
+    return decompressing(raw, compression_of(uri)) if decompress else raw
+
+
+def read_bytes(uri: str) -> bytes:
+    if is_s3(uri):
+        b, k = split_s3(uri)
+        try:
+            return s3_client().get_object(Bucket=b, Key=k)["Body"].read()
+        except Exception as e:
+            raise _s3_errors(uri, e) from e
+    try:
+        with open(uri, "rb") as f:
+            return f.read()
+    except OSError as e:
+        raise StorageError(f"{uri}: {e.strerror}") from e
+
+
+def write_bytes(uri: str, data: bytes) -> None:
+    """Atomic: readers see the old object or the whole new one, never a part."""
+    if is_s3(uri):
+        b, k = split_s3(uri)
+        try:
+            s3_client().put_object(Bucket=b, Key=k, Body=data)
+        except Exception as e:
+            raise _s3_errors(uri, e) from e
+        return
+    d = os.path.dirname(uri)
+    if d:
+        os.makedirs(d, exist_ok=True)
+    tmp = f"{uri}.tmp-{uuid.uuid4().hex[:8]}"
+    with open(tmp, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, uri)
+
+
+def delete(uri: str) -> None:
+    if is_s3(uri):
+        b, k = split_s3(uri)
+        s3_client().delete_object(Bucket=b, Key=k)
+    elif os.path.exists(uri):
+        os.remove(uri)
+
+
+def delete_prefix(uri: str) -> None:
+    if is_s3(uri):
+        for f in list_files(uri.rstrip("/") + "/"):
+            delete(f)
+        return
+    import shutil
+
+    if os.path.isdir(uri):
+        shutil.rmtree(uri)
+
+
+def sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def table_to_parquet_bytes(table: pa.Table) -> bytes:
+    sink = io.BytesIO()
+    # Fixed writer settings: the same table gives the same bytes on any engine.
+    pq.write_table(table, sink, compression="zstd", row_group_size=64 * 1024,
+                   write_statistics=True, use_dictionary=True)
+    return sink.getvalue()
+
+
+def write_parquet(table: pa.Table, uri: str) -> dict:
+    data = table_to_parquet_bytes(table)
+    write_bytes(uri, data)
+    return {"rows": table.num_rows, "bytes": len(data), "sha256": sha256(data)}
+
+
+def read_parquet(uri: str, columns: list[str] | None = None) -> pa.Table:
+    return pq.read_table(io.BytesIO(read_bytes(uri)), columns=columns)
+
+
+def iter_parquet_batches(uri: str, batch_size: int = 4096, columns=None) -> Iterator[pa.RecordBatch]:
+    pf = pq.ParquetFile(io.BytesIO(read_bytes(uri)) if is_s3(uri) else uri)
+    yield from pf.iter_batches(batch_size=batch_size, columns=columns)

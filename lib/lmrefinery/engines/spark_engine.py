@@ -1,0 +1,64 @@
+"""Spark executor: tasks become rows of a DataFrame and `mapInArrow` runs the
+same stage function in the Python workers."""
+from __future__ import annotations
+
+import json
+import os
+import sys
+
+import pyarrow as pa
+
+from .base import Engine, call_task
+
+_spark = None
+
+
+def get_spark(master: str = "local[*]", workers: int = 2):
+    global _spark
+    from pyspark.sql import SparkSession
+
+    active = SparkSession.getActiveSession()
+    if active is not None:
+        return active
+    if _spark is not None:
+        return _spark
+    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+    os.environ.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)
+    _spark = (SparkSession.builder.master(master).appName("lmrefinery")
+              .config("spark.sql.execution.arrow.pyspark.enabled", "true")
+              .config("spark.ui.enabled", "false")
+              .config("spark.sql.shuffle.partitions", str(max(2, workers)))
+              .config("spark.driver.memory", os.environ.get("LMR_SPARK_DRIVER_MEMORY", "2g"))
+              .config("spark.python.worker.reuse", "true")
+              .getOrCreate())
+    _spark.sparkContext.setLogLevel("ERROR")
+    return _spark
+
+
+class SparkEngine(Engine):
+    name = "spark"
+
+    def __init__(self, workers: int = 2, master: str = "local[*]"):
+        super().__init__(workers)
+        self.master = master
+
+    def map(self, fn, tasks, desc="", on_result=None):
+        if not tasks:
+            return []
+        spark = get_spark(self.master, self.workers)
+        rows = [(i, json.dumps(t)) for i, t in enumerate(tasks)]
+        df = spark.createDataFrame(rows, "i long, task string").repartition(len(tasks), "i")
+
+        def run(batches):
+            for b in batches:
+                res = [call_task(fn, t) for t in b.column("task").to_pylist()]
+                yield pa.RecordBatch.from_arrays([b.column("i"), pa.array(res, pa.string())],
+                                                 names=["i", "result"])
+
+        out: dict[int, dict] = {}
+        for row in df.mapInArrow(run, "i long, result string").toLocalIterator():
+            r = json.loads(row["result"])
+            out[int(row["i"])] = r
+            if on_result:
+                on_result(int(row["i"]), r)
+        return [out[i] for i in range(len(tasks))]

@@ -1,0 +1,248 @@
+"""Input formats. A reader turns one input object into ``Record`` (a document
+as a dict) and ``Quarantine`` (a piece of input it could not use, with the
+reason and where it was) items, streaming, in file order."""
+from __future__ import annotations
+
+import csv
+import io
+import json
+import zlib
+from dataclasses import dataclass, field
+from typing import Callable, Iterator
+
+from ..core import storage
+
+MAX_SNIPPET = 2000
+
+
+@dataclass
+class Record:
+    doc: dict                       # text, url, title, lang, meta...
+    pos: str                        # position inside the object (line no., offset): part of the id
+
+
+@dataclass
+class Quarantine:
+    reason: str
+    pos: str
+    detail: str = ""
+    snippet: str | None = None
+    meta: dict = field(default_factory=dict)
+
+
+Reader = Callable[[dict], Iterator["Record | Quarantine"]]
+READERS: dict[str, Reader] = {}
+
+
+def reader(*names: str):
+    def deco(fn: Reader) -> Reader:
+        for n in names:
+            READERS[n] = fn
+        return fn
+    return deco
+
+
+def get_reader(fmt: str) -> Reader:
+    if fmt not in READERS:
+        # formats added by other ingest modules register on import
+        from . import _load_formats
+
+        _load_formats()
+    if fmt not in READERS:
+        raise KeyError(f"unknown input format {fmt!r}; known: {', '.join(sorted(READERS))}")
+    return READERS[fmt]
+
+
+def snippet(b: bytes | str) -> str:
+    if isinstance(b, bytes):
+        b = b[:MAX_SNIPPET].decode("utf-8", "backslashreplace")
+    return b[:MAX_SNIPPET]
+
+
+def map_fields(obj: dict, fields: dict[str, str]) -> dict:
+    """Our column <- source field (dotted paths allowed). Unmapped source fields go to meta."""
+    def get(o, path):
+        for p in path.split("."):
+            if not isinstance(o, dict) or p not in o:
+                return None
+            o = o[p]
+        return o
+
+    mapping = {"text": "text", "url": "url", "title": "title", "lang": "lang", "id": "id"}
+    mapping.update(fields or {})
+    doc, used = {}, set()
+    for ours, theirs in mapping.items():
+        v = get(obj, theirs)
+        if v is not None:
+            doc[ours] = v
+            used.add(theirs.split(".")[0])
+    meta = {k: v for k, v in obj.items() if k not in used}
+    if "id" in doc:
+        meta["source_id"] = doc.pop("id")
+    doc["meta"] = meta
+    return doc
+
+
+def _lines(f, max_bytes: int) -> Iterator[tuple[int, int, bytes | None, str | None]]:
+    """Yield (line_no, byte_offset, line, error). A decompression error ends the
+    stream with one error item; what came before it is kept."""
+    offset, n = 0, 0
+    while True:
+        try:
+            line = f.readline(max_bytes + 1)
+        except (EOFError, OSError, zlib.error, ValueError) as e:
+            yield n, offset, None, f"corrupt_compression: {type(e).__name__}: {e}"
+            return
+        except Exception as e:  # zstd, bz2 raise their own types
+            yield n, offset, None, f"corrupt_compression: {type(e).__name__}: {e}"
+            return
+        if not line:
+            return
+        if len(line) > max_bytes and not line.endswith(b"\n"):
+            # giant line: skip the rest of it without holding it in memory
+            size = len(line)
+            try:
+                while True:
+                    chunk = f.readline(1 << 20)
+                    size += len(chunk)
+                    if not chunk or chunk.endswith(b"\n"):
+                        break
+            except Exception as e:
+                yield n, offset, None, f"corrupt_compression: {type(e).__name__}: {e}"
+                return
+            yield n, offset, line[:MAX_SNIPPET], f"too_large: line of {size} bytes > max_doc_bytes={max_bytes}"
+            offset += size
+            n += 1
+            continue
+        yield n, offset, line, None
+        offset += len(line)
+        n += 1
+
+
+def _check_text(doc: dict, pos: str, raw) -> "Record | Quarantine":
+    t = doc.get("text")
+    if t is None:
+        return Quarantine("missing_field:text", pos, "record has no text field (see the input's `fields` mapping)",
+                          snippet(raw if isinstance(raw, (bytes, str)) else json.dumps(raw, ensure_ascii=False)))
+    if not isinstance(t, str):
+        doc["text"] = json.dumps(t, ensure_ascii=False) if not isinstance(t, (int, float)) else str(t)
+    return Record(doc, pos)
+
+
+@reader("jsonl", "ndjson")
+def read_jsonl(spec: dict) -> Iterator["Record | Quarantine"]:
+    max_bytes = int(spec.get("options", {}).get("max_doc_bytes", 64 << 20))
+    with storage.open_read(spec["path"]) as f:
+        for n, off, line, err in _lines(f, max_bytes):
+            pos = f"line:{n}"
+            if err:
+                reason = err.split(":", 1)[0]
+                yield Quarantine(reason, pos, f"{spec['rel']} at line {n} (decompressed byte {off}): {err}",
+                                 snippet(line) if line else None, {"offset": off})
+                continue
+            if not line.strip():
+                continue
+            try:
+                s = line.decode("utf-8")
+            except UnicodeDecodeError as e:
+                yield Quarantine("invalid_utf8", pos, f"{spec['rel']} line {n}: {e}", snippet(line), {"offset": off})
+                continue
+            try:
+                obj = json.loads(s)
+            except ValueError as e:
+                yield Quarantine("malformed_json", pos, f"{spec['rel']} line {n}: {e}", snippet(s), {"offset": off})
+                continue
+            if not isinstance(obj, dict):
+                yield Quarantine("not_an_object", pos, f"{spec['rel']} line {n}: JSON {type(obj).__name__}",
+                                 snippet(s), {"offset": off})
+                continue
+            yield _check_text(map_fields(obj, spec.get("fields")), pos, s)
+
+
+@reader("json")
+def read_json_array(spec: dict) -> Iterator["Record | Quarantine"]:
+    try:
+        with storage.open_read(spec["path"]) as f:
+            data = f.read()
+    except Exception as e:
+        yield Quarantine("corrupt_compression", "file", f"{spec['rel']}: {type(e).__name__}: {e}")
+        return
+    try:
+        obj = json.loads(data.decode("utf-8"))
+    except UnicodeDecodeError as e:
+        yield Quarantine("invalid_utf8", "file", f"{spec['rel']}: {e}", snippet(data))
+        return
+    except ValueError as e:
+        yield Quarantine("malformed_json", "file", f"{spec['rel']}: {e}", snippet(data))
+        return
+    key = spec.get("options", {}).get("records_key")
+    if isinstance(obj, dict) and key:
+        obj = obj.get(key)
+    if not isinstance(obj, list):
+        yield Quarantine("not_an_array", "file", f"{spec['rel']}: expected a JSON array of records", snippet(data))
+        return
+    for i, rec in enumerate(obj):
+        pos = f"item:{i}"
+        if not isinstance(rec, dict):
+            yield Quarantine("not_an_object", pos, f"{spec['rel']} item {i}", snippet(json.dumps(rec)))
+            continue
+        yield _check_text(map_fields(rec, spec.get("fields")), pos, rec)
+
+
+@reader("parquet")
+def read_parquet(spec: dict) -> Iterator["Record | Quarantine"]:
+    import pyarrow.parquet as pq
+
+    try:
+        src = io.BytesIO(storage.read_bytes(spec["path"])) if storage.is_s3(spec["path"]) else spec["path"]
+        pf = pq.ParquetFile(src)
+    except Exception as e:
+        yield Quarantine("unreadable_parquet", "file", f"{spec['rel']}: {type(e).__name__}: {e}")
+        return
+    i = 0
+    for batch in pf.iter_batches(batch_size=4096):
+        for rec in batch.to_pylist():
+            yield _check_text(map_fields(rec, spec.get("fields")), f"row:{i}", rec)
+            i += 1
+
+
+@reader("csv", "tsv")
+def read_csv(spec: dict) -> Iterator["Record | Quarantine"]:
+    opts = spec.get("options", {})
+    delim = opts.get("delimiter", "\t" if spec.get("format") == "tsv" or spec["path"].endswith(".tsv") else ",")
+    with storage.open_read(spec["path"]) as f:
+        text = io.TextIOWrapper(f, encoding="utf-8", errors="strict", newline="")
+        rows = csv.DictReader(text, delimiter=delim)
+        i = 0
+        while True:
+            try:
+                rec = next(rows)
+            except StopIteration:
+                return
+            except UnicodeDecodeError as e:
+                yield Quarantine("invalid_utf8", f"row:{i}", f"{spec['rel']} row {i}: {e}")
+                return
+            except (csv.Error, EOFError, OSError, zlib.error) as e:
+                yield Quarantine("malformed_csv", f"row:{i}", f"{spec['rel']} row {i}: {e}")
+                return
+            yield _check_text(map_fields(dict(rec), spec.get("fields")), f"row:{i}", json.dumps(rec))
+            i += 1
+
+
+@reader("text", "txt")
+def read_text_lines(spec: dict) -> Iterator["Record | Quarantine"]:
+    """One document per line (e.g. already-extracted Wikipedia plain text)."""
+    max_bytes = int(spec.get("options", {}).get("max_doc_bytes", 64 << 20))
+    with storage.open_read(spec["path"]) as f:
+        for n, off, line, err in _lines(f, max_bytes):
+            if err:
+                yield Quarantine(err.split(":", 1)[0], f"line:{n}", f"{spec['rel']} line {n}: {err}",
+                                 snippet(line) if line else None)
+                continue
+            try:
+                s = line.decode("utf-8").strip()
+            except UnicodeDecodeError as e:
+                yield Quarantine("invalid_utf8", f"line:{n}", f"{spec['rel']} line {n}: {e}", snippet(line))
+                continue
+            if s:
+                yield Record({"text": s, "meta": {"line": n}}, f"line:{n}")
