@@ -113,3 +113,30 @@ def concat(tables: list[pa.Table]) -> pa.Table:
     if not tables:
         return empty_docs()
     return pa.concat_tables(tables, promote_options="permissive")
+
+
+# ---------------------------------------------------------------- conversations
+# Instruction data travels as ordinary document rows so every stage (lid, pii,
+# dedup, ...) works on it unchanged. The conversation itself lives in
+# meta["messages"] = [{"role": system|user|assistant|tool, "content": str, ...}];
+# `text` is a plain rendering of it for text filters. Provenance keys in meta:
+# kind="conversation", category, orig_id, licence, parent_id, origin, pair_id.
+ROLES = ("system", "user", "assistant", "tool")
+
+
+def render_messages(messages: list[dict]) -> str:
+    return "\n\n".join(f"{m['role']}: {m.get('content') or ''}" for m in messages)
+
+
+def conversation_doc(messages: list[dict], **meta: Any) -> dict:
+    for m in messages:
+        if m.get("role") not in ROLES:
+            raise ValueError(f"unknown role {m.get('role')!r}; expected one of {ROLES}")
+    return {"text": render_messages(messages), "lang": meta.pop("lang", None),
+            "title": meta.pop("title", None), "url": meta.pop("url", None),
+            "meta": {"kind": "conversation", "messages": messages, **meta}}
+
+
+def messages_of(row_meta: str | dict) -> list[dict]:
+    m = meta_loads(row_meta) if isinstance(row_meta, str) else row_meta
+    return list(m.get("messages") or [])
