@@ -210,7 +210,9 @@ class Runner:
 
     def run(self) -> dict:
         t_run = time.time()
-        prev_fp = self.recipe.fingerprint()
+        # the chain starts from what is read and the seed; each stage then adds its own
+        # name, params and code, so a change re-runs that stage and those after it only
+        prev_fp = _h([[i.model_dump() for i in self.recipe.inputs], self.recipe.seed])
         prev_outputs: list[str] = []
         ctx_base = dict(output_root=self.out, seed=self.recipe.seed,
                         inputs=[i.model_dump() for i in self.recipe.inputs], run_name=self.recipe.name)
