@@ -30,7 +30,15 @@ class Quarantine:
     meta: dict = field(default_factory=dict)
 
 
-Reader = Callable[[dict], Iterator["Record | Quarantine"]]
+@dataclass
+class Skip:
+    """Input that is not a document by design (a WARC request record, a Talk
+    page): not quarantined, but counted by reason in the part's counters."""
+    reason: str
+    n: int = 1
+
+
+Reader = Callable[[dict], Iterator["Record | Quarantine | Skip"]]
 READERS: dict[str, Reader] = {}
 
 

@@ -8,7 +8,7 @@ from pydantic import Field
 
 from ..core.schema import doc_id, docs_to_table, with_reason
 from ..core.stage import BatchResult, Stage, StageParams, register
-from .formats import Quarantine, Record, get_reader
+from .formats import Quarantine, Record, Skip, get_reader
 
 
 class ReadParams(StageParams):
@@ -25,7 +25,11 @@ class ReadStage(Stage):
     def read(self, spec: dict) -> Iterator[BatchResult]:
         rdr = get_reader(spec["format"])
         kept, bad = [], []
+        skipped: dict[str, int] = {}
         for item in self._safe(rdr, spec):
+            if isinstance(item, Skip):
+                skipped[f"skipped:{item.reason}"] = skipped.get(f"skipped:{item.reason}", 0) + item.n
+                continue
             if isinstance(item, Record):
                 d = item.doc
                 d["id"] = doc_id(spec["input"], spec["rel"], item.pos)
@@ -42,7 +46,9 @@ class ReadStage(Stage):
             if len(kept) >= self.params.batch_rows:
                 yield BatchResult(docs_to_table(kept))
                 kept = []
-        yield self._quarantine(spec, bad, kept)
+        last = self._quarantine(spec, bad, kept)
+        last.counters.update(skipped)
+        yield last
 
     def _safe(self, rdr, spec) -> Iterator[Record | Quarantine]:
         """A reader that raises loses only what it had not yet read."""
