@@ -1,0 +1,1 @@
+"""Quality filtering: heuristic rule sets (Gopher, C4, FineWeb) and a fastText quality classifier."""

@@ -1,0 +1,435 @@
+"""Heuristic quality rules: Gopher quality, Gopher repetition, C4, FineWeb
+(+ a CJK punctuation-density rule of ours).
+
+Each rule set computes named *signals* for a document and compares them with
+named *thresholds*; a check that fails yields a reason ``<rule>:<check>``.
+Defaults are the published values, following DataTrove's implementation
+(``datatrove.pipeline.filters``). Per-language settings (tokenizer, stop words,
+threshold overrides) come from ``conf/quality/<lang>.yaml``.
+
+Speed: one regex tokenisation per document; n-gram repetition uses 64-bit
+rolling hashes of word hashes in numpy instead of joined strings.
+"""
+from __future__ import annotations
+
+import math
+import os
+import re
+import sys
+import unicodedata
+from dataclasses import dataclass, field
+from typing import Callable
+
+import numpy as np
+
+# ------------------------------------------------------------------ defaults
+DEFAULTS: dict[str, dict] = {
+    "gopher_repetition": {
+        "enabled": True,
+        "dup_para_frac": 0.3, "dup_para_char_frac": 0.2,
+        "dup_line_frac": 0.3, "dup_line_char_frac": 0.2,
+        "top_2_gram": 0.2, "top_3_gram": 0.18, "top_4_gram": 0.16,
+        "dup_5_gram": 0.15, "dup_6_gram": 0.14, "dup_7_gram": 0.13,
+        "dup_8_gram": 0.12, "dup_9_gram": 0.11, "dup_10_gram": 0.10,
+    },
+    "gopher_quality": {
+        "enabled": True,
+        "min_doc_words": 50, "max_doc_words": 100_000,
+        "min_avg_word_length": 3.0, "max_avg_word_length": 10.0,
+        "max_symbol_word_ratio": 0.1,
+        "max_bullet_lines_ratio": 0.9, "max_ellipsis_lines_ratio": 0.3,
+        "min_alpha_words_ratio": 0.8, "min_stop_words": 2,
+    },
+    "c4": {
+        "enabled": True, "rewrite": True,
+        "min_num_sentences": 5, "min_words_per_line": 3, "max_word_length": 1000,
+        "remove_citations": True, "filter_no_terminal_punct": True, "filter_lorem_ipsum": True,
+        "filter_javascript": True, "filter_curly_bracket": True, "filter_policy": True,
+    },
+    "fineweb": {
+        "enabled": True,
+        "line_punct_thr": 0.12, "line_punct_exclude_zero": False, "short_line_thr": 0.67,
+        "short_line_length": 30, "char_duplicates_ratio": 0.01, "new_line_ratio": 0.3,
+    },
+    "cjk": {
+        "enabled": True,
+        "min_punct_per_100_chars": None,   # set per language (zh, ja)
+    },
+}
+RULE_ORDER = ["gopher_repetition", "gopher_quality", "c4", "fineweb", "cjk"]
+
+# (check name, signal, "min"|"max", threshold key). "max": fires when signal > thr;
+# "min": fires when signal < thr. A threshold of None disables the check.
+CHECKS: dict[str, list[tuple[str, str, str, str]]] = {
+    "gopher_repetition": [
+        ("dup_para_frac", "dup_para_frac", "max", "dup_para_frac"),
+        ("dup_para_char_frac", "dup_para_char_frac", "max", "dup_para_char_frac"),
+        ("dup_line_frac", "dup_line_frac", "max", "dup_line_frac"),
+        ("dup_line_char_frac", "dup_line_char_frac", "max", "dup_line_char_frac"),
+        *[(f"top_{n}_gram", f"top_{n}_gram", "max", f"top_{n}_gram") for n in (2, 3, 4)],
+        *[(f"dup_{n}_gram", f"dup_{n}_gram", "max", f"dup_{n}_gram") for n in range(5, 11)],
+    ],
+    "gopher_quality": [
+        ("short_doc", "n_words", "min", "min_doc_words"),
+        ("long_doc", "n_words", "max", "max_doc_words"),
+        ("mean_word_length", "mean_word_length", "min", "min_avg_word_length"),
+        ("mean_word_length", "mean_word_length", "max", "max_avg_word_length"),
+        ("hash_ratio", "hash_ratio", "max", "max_symbol_word_ratio"),
+        ("ellipsis_ratio", "ellipsis_ratio", "max", "max_symbol_word_ratio"),
+        ("bullet_lines", "bullet_lines_ratio", "max", "max_bullet_lines_ratio"),
+        ("end_ellipsis_lines", "end_ellipsis_lines_ratio", "max", "max_ellipsis_lines_ratio"),
+        ("alpha_words", "alpha_words_ratio", "min", "min_alpha_words_ratio"),
+        ("stop_words", "stop_words", "min", "min_stop_words"),
+    ],
+    "c4": [
+        ("lorem_ipsum", "lorem_ipsum", "max", "_flag"),
+        ("curly_bracket", "curly_bracket", "max", "_flag"),
+        ("too_few_sentences", "n_sentences", "min", "min_num_sentences"),
+    ],
+    "fineweb": [
+        ("empty", "n_lines", "min", "_one"),
+        ("line_punct_ratio", "line_punct_ratio", "min", "line_punct_thr"),
+        ("short_line_ratio", "short_line_ratio", "max", "short_line_thr"),
+        ("char_dup_ratio", "char_dup_ratio", "max", "char_duplicates_ratio"),
+        ("newline_ratio", "newline_ratio", "max", "new_line_ratio"),
+    ],
+    "cjk": [
+        ("punct_density", "punct_per_100_chars", "min", "min_punct_per_100_chars"),
+    ],
+}
+SIGNALS: dict[str, list[str]] = {r: list(dict.fromkeys(c[1] for c in cs)) for r, cs in CHECKS.items()}
+SIGNALS["c4"].append("lines_removed_frac")
+
+
+def signal_column(rule: str, signal: str) -> str:
+    return f"q_{rule}_{signal}"
+
+
+# ------------------------------------------------------------------ characters
+def _build_punct() -> frozenset[str]:
+    chars = set()
+    for cp in range(sys.maxunicode + 1):
+        c = chr(cp)
+        cat = unicodedata.category(c)
+        if cat[0] in "PS" or cat == "Cc":
+            chars.add(c)
+    return frozenset(chars)
+
+
+PUNCT = _build_punct()
+# the set DataTrove and FineWeb call TERMINAL_PUNCTUATION (sentence-final marks in many scripts)
+TERMINAL = tuple(sorted(set(
+    "!.?։؝؞؟۔܀܁܂߹࠷࠹࠽࠾।॥၊။።፧፨᙮᜵᜶។៕៖៙៚᠃᠉᥄᥅᪨᪩᪪᪫᭚᭛᭞᭟᭽᭾᰻᰼᱾᱿‼‽⁇⁈⁉⸮⸼⹓⹔。꓿꘎꘏꛳꛷꡶꡷꣎꣏꤯꧈꧉꩝꩞꩟꫰꫱꯫﹒﹖﹗！．？｡"
+    "𐩖𐩗𐽕𐽖𐽗𐽘𐽙𐾆𐾇𐾈𐾉𑁇𑁈𑂾𑂿𑃀𑃁𑅁𑅂𑅃𑇅𑇆𑇍𑇞𑇟𑈸𑈹𑈻𑈼𑊩𑑋𑑌𑗂𑗃𑗉𑗊𑗋𑗌𑗍𑗎𑗏𑗐𑗑𑗒𑗓𑗔𑗕𑗖𑗗𑙁𑙂𑜼𑜽𑜾𑥄𑥆𑩂𑩃𑪛𑪜𑱁𑱂𑻷𑻸\U00011f43\U00011f44𖩮𖩯𖫵𖬷𖬸𖭄𖺘𛲟𝪈")))
+CJK_PUNCT = "，。、；：？！「」『』（）《》〈〉…—·,.;:?!"
+
+# ------------------------------------------------------------------ tokenisers
+# close to spaCy's blank-English tokens (DataTrove's English word tokenizer):
+# URLs, e-mails and dotted abbreviations are one token, numbers keep inner . , : /, clitics ('s, 'll, n't-style 't) are tokens of
+# their own, "..." is one token, any other non-space character is one token
+_TOKEN = re.compile(r"(?:https?://|www\.)[^\s<>\"]+|\w+@\w+(?:\.\w+)+|(?:[^\W\d_]\.){2,}|\d+(?:[.,:/]\d+)+"
+                    r"|\w+|['’](?i:s|m|d|t|ll|re|ve)\b|\.{2,}|-{2,}|[^\w\s]")
+_HAS_ALPHA = re.compile(r"[^\W\d_]")
+_SCRIPT_RUNS = re.compile(
+    r"[\u4e00-\u9fff\u3400-\u4dbf\uf900-\ufaff々〆]+|[\u3040-\u309f]|[\u30a0-\u30ffー\uff66-\uff9f]+"
+    r"|[^\W\d_\u3040-\u30ff\u3400-\u9fff]+|\d+|[^\w\s]+")
+
+
+def tok_regex(text: str) -> list[str]:
+    return _TOKEN.findall(text)
+
+
+def tok_script_runs(text: str) -> list[str]:
+    return _SCRIPT_RUNS.findall(text)
+
+
+_jieba = None
+
+
+def tok_jieba(text: str) -> list[str]:
+    global _jieba
+    if _jieba is None:
+        import logging
+
+        import jieba
+
+        jieba.setLogLevel(logging.WARNING)
+        jieba.initialize()
+        _jieba = jieba
+    return [w for w in (t.strip() for t in _jieba.lcut(text)) if w]
+
+
+TOKENIZERS: dict[str, Callable[[str], list[str]]] = {
+    "regex": tok_regex, "jieba": tok_jieba, "script_runs": tok_script_runs}
+
+
+# ------------------------------------------------------------------ language configuration
+def default_conf_dir() -> str:
+    env = os.environ.get("LMR_QUALITY_CONF")
+    if env:
+        return env
+    here = os.path.dirname(os.path.abspath(__file__))
+    return os.path.normpath(os.path.join(here, "..", "..", "..", "conf", "quality"))
+
+
+@dataclass
+class LangConf:
+    lang: str
+    tokenizer: str = "regex"
+    stop_words: frozenset = frozenset()
+    rules: dict[str, dict] = field(default_factory=dict)
+
+
+def load_lang_confs(conf_dir: str | None, overrides: dict[str, dict] | None = None,
+                    lang_overrides: dict[str, dict] | None = None) -> dict[str, LangConf]:
+    """Per-language settings: defaults <- conf/quality/<lang>.yaml <- stage
+    `thresholds` (all languages) <- stage `languages.<lang>`. Key "default" is
+    used for languages without a file (English thresholds, no stop-word list)."""
+    import yaml
+
+    raw: dict[str, dict] = {}
+    d = conf_dir or default_conf_dir()
+    if os.path.isdir(d):
+        for f in sorted(os.listdir(d)):
+            if f.endswith((".yaml", ".yml")):
+                with open(os.path.join(d, f), encoding="utf-8") as fh:
+                    raw[f.rsplit(".", 1)[0]] = yaml.safe_load(fh) or {}
+    elif conf_dir:
+        raise FileNotFoundError(f"quality conf dir {conf_dir} does not exist")
+    for lang, extra in (lang_overrides or {}).items():
+        base = raw.setdefault(lang, {})
+        for k, v in extra.items():
+            if k == "rules":
+                for r, vals in v.items():
+                    base.setdefault("rules", {}).setdefault(r, {}).update(vals)
+            else:
+                base[k] = v
+    raw.setdefault("default", {})
+    out = {}
+    for lang, c in raw.items():
+        rules = {}
+        for r in RULE_ORDER:
+            vals = dict(DEFAULTS[r])
+            for k, v in ((overrides or {}).get(r) or {}).items():
+                _check_key(r, k)
+                vals[k] = v
+            for k, v in ((c.get("rules") or {}).get(r) or {}).items():
+                _check_key(r, k)
+                vals[k] = v
+            rules[r] = vals
+        for r in (c.get("rules") or {}):
+            if r not in DEFAULTS:
+                raise ValueError(f"quality conf {lang}: unknown rule {r!r}; known: {RULE_ORDER}")
+        tok = c.get("tokenizer", "regex")
+        if tok not in TOKENIZERS:
+            raise ValueError(f"quality conf {lang}: unknown tokenizer {tok!r}; known: {list(TOKENIZERS)}")
+        out[lang] = LangConf(lang, tok, frozenset(c.get("stop_words") or []), rules)
+    return out
+
+
+def _check_key(rule: str, key: str) -> None:
+    if rule not in DEFAULTS:
+        raise ValueError(f"unknown quality rule {rule!r}; known: {RULE_ORDER}")
+    if key not in DEFAULTS[rule]:
+        raise ValueError(f"unknown threshold {rule}.{key}; known: {sorted(DEFAULTS[rule])}")
+
+
+# ------------------------------------------------------------------ helpers
+def dup_counts(items: list[str]) -> tuple[int, int]:
+    """(number of elements seen before, their characters) - DataTrove's find_duplicates."""
+    if not items:
+        return 0, 0
+    uniq = set(items)
+    return len(items) - len(uniq), sum(map(len, items)) - sum(map(len, uniq))
+
+
+_P = np.uint64(0x9E3779B97F4A7C15)
+_PARA = re.compile(r"\n{2,}")
+_LINES = re.compile(r"\n+")
+
+
+def _ngram_repetition(words: list[str], total_chars: int, sig: dict) -> None:
+    n_w = len(words)
+    for n in (2, 3, 4):
+        sig[f"top_{n}_gram"] = 0.0
+    for n in range(5, 11):
+        sig[f"dup_{n}_gram"] = 0.0
+    if n_w < 2 or total_chars == 0:
+        return
+    with np.errstate(over="ignore"):
+        wh = np.fromiter(map(hash, words), dtype=np.int64, count=n_w).view(np.uint64)
+        lens = np.fromiter(map(len, words), dtype=np.int64, count=n_w)
+        cl = np.concatenate(([0], np.cumsum(lens)))
+        h = wh.copy()
+        for n in range(2, 11):
+            m = n_w - n + 1
+            if m <= 0:
+                break
+            h = h[:m] * _P + wh[n - 1:n - 1 + m]
+            glen = cl[n:n + m] - cl[:m]  # characters of the n words, without spaces
+            uniq, first, inv, counts = np.unique(h, return_index=True, return_inverse=True, return_counts=True)
+            if n <= 4:
+                # most common n-gram (ties: first seen), its length as " ".join(ngram)
+                top = counts.max()
+                j = first[counts == top].min()
+                sig[f"top_{n}_gram"] = float((glen[j] + n - 1) * top) / total_chars
+            else:
+                dup_pos = np.flatnonzero(first[inv] != np.arange(m))
+                rep, nxt = 0, 0
+                for i in dup_pos.tolist():  # greedy, non-overlapping, left to right
+                    if i >= nxt:
+                        rep += int(glen[i])
+                        nxt = i + n
+                sig[f"dup_{n}_gram"] = rep / total_chars
+
+
+# ------------------------------------------------------------------ rule sets
+def gopher_repetition(text: str, words: list[str], t: dict) -> dict:
+    sig: dict = {}
+    n = len(text)
+    paras = _PARA.split(text.strip())
+    d, c = dup_counts(paras)
+    sig["dup_para_frac"] = d / len(paras)
+    sig["dup_para_char_frac"] = c / n if n else 0.0
+    lines = _LINES.split(text)
+    d, c = dup_counts(lines)
+    sig["dup_line_frac"] = d / len(lines)
+    sig["dup_line_char_frac"] = c / n if n else 0.0
+    _ngram_repetition(words, n, sig)
+    return sig
+
+
+def gopher_quality(text: str, words: list[str], t: dict, stop_words: frozenset) -> dict:
+    n_all = len(words)
+    nonsym = [w for w in words if not (w[0] in PUNCT and all(ch in PUNCT for ch in w))]
+    n = len(nonsym)
+    sig = {"n_words": float(n)}
+    sig["mean_word_length"] = (sum(map(len, nonsym)) / n) if n else 0.0
+    sig["hash_ratio"] = text.count("#") / n_all if n_all else 0.0
+    sig["ellipsis_ratio"] = (text.count("...") + text.count("…")) / n_all if n_all else 0.0
+    lines = text.splitlines() or [""]
+    sig["bullet_lines_ratio"] = sum(1 for s in lines if s.lstrip().startswith(("•", "-"))) / len(lines)
+    sig["end_ellipsis_lines_ratio"] = sum(1 for s in lines if s.rstrip().endswith(("...", "…"))) / len(lines)
+    sig["alpha_words_ratio"] = (sum(1 for m in map(_HAS_ALPHA.search, words) if m) / n_all) if n_all else 0.0
+    sig["stop_words"] = float(sum(map(stop_words.__contains__, words))) if stop_words else math.nan
+    return sig
+
+
+_CITATION = re.compile(r"\[\d*]|\[edit]|\[citation needed]")
+_SENT_END = re.compile(r"[.!?]+[\"'”’)\]]*(?=\s+[^a-z]|\s*$)")
+_POLICY = ("terms of use", "privacy policy", "cookie policy", "uses cookies", "use of cookies", "use cookies")
+_END = (".", "?", "!", '"', "'")
+
+
+def c4(text: str, t: dict) -> tuple[dict, str]:
+    """C4's line-level cleaning plus its document rules. Returns (signals, cleaned text)."""
+    lines = text.splitlines()
+    kept, n_sent, lorem, curly = [], 0, 0.0, 0.0
+    maxw = t["max_word_length"]
+    for line in lines:
+        line = line.strip()
+        words = line.split()
+        if maxw != -1 and maxw is not None and words and max(map(len, words)) > maxw:
+            continue
+        if t["remove_citations"]:
+            line = _CITATION.sub("", line)
+        if t["filter_no_terminal_punct"] and (not line.endswith(_END) or line.endswith("...")):
+            continue
+        if len(words) < t["min_words_per_line"]:
+            continue
+        low = line.lower()
+        if t["filter_lorem_ipsum"] and "lorem ipsum" in low:
+            lorem = 1.0
+        if t["filter_javascript"] and "javascript" in low:
+            continue
+        if t["filter_curly_bracket"] and "{" in line:
+            curly = 1.0
+        if t["filter_policy"] and any(p in low for p in _POLICY):
+            continue
+        n_sent += max(1, len(_SENT_END.findall(line)))
+        kept.append(line)
+    sig = {"lorem_ipsum": lorem, "curly_bracket": curly, "n_sentences": float(n_sent),
+           "lines_removed_frac": (1 - len(kept) / len(lines)) if lines else 0.0}
+    return sig, "\n".join(kept).strip()
+
+
+def fineweb(text: str, n_words: int, t: dict) -> dict:
+    lines = [ln for ln in text.split("\n") if ln.strip() != ""]
+    sig = {"n_lines": float(len(lines))}
+    if not lines:
+        sig.update(line_punct_ratio=0.0, short_line_ratio=0.0, char_dup_ratio=0.0, newline_ratio=0.0)
+        return sig
+    sig["line_punct_ratio"] = sum(1 for ln in lines if ln.endswith(TERMINAL)) / len(lines)
+    sl = t["short_line_length"]
+    sig["short_line_ratio"] = sum(1 for ln in lines if len(ln) <= sl) / len(lines)
+    denom = len(text) - text.count("\n")
+    sig["char_dup_ratio"] = dup_counts(lines)[1] / denom if denom else 0.0
+    sig["newline_ratio"] = text.count("\n") / n_words if n_words else math.inf
+    return sig
+
+
+def cjk(text: str, t: dict) -> dict:
+    chars = len(text) - text.count(" ") - text.count("\n")
+    if not chars:
+        return {"punct_per_100_chars": 0.0}
+    p = sum(text.count(c) for c in CJK_PUNCT)
+    return {"punct_per_100_chars": 100.0 * p / chars}
+
+
+def _fires(sig: float, op: str, thr) -> bool:
+    if thr is None or sig is None or (isinstance(sig, float) and math.isnan(sig)):
+        return False
+    return sig > thr if op == "max" else sig < thr
+
+
+@dataclass
+class Verdict:
+    signals: dict[str, dict[str, float]]   # rule -> signal -> value
+    reasons: list[str]                     # every check that fired, in rule order
+    text: str                              # text after C4 cleaning (== input if not rewritten)
+
+
+def evaluate(text: str, conf: LangConf, rules: list[str], all_signals: bool = True) -> Verdict:
+    """Run the rule sets in order on one document. With all_signals=False the
+    evaluation stops at the first rule set that fires (faster, fewer signals)."""
+    text = text or ""
+    tok = TOKENIZERS[conf.tokenizer]
+    words: list[str] | None = None
+    signals: dict[str, dict] = {}
+    reasons: list[str] = []
+    cur = text
+    for r in RULE_ORDER:
+        if r not in rules:
+            continue
+        t = conf.rules[r]
+        if not t.get("enabled", True):
+            continue
+        if r == "cjk" and t.get("min_punct_per_100_chars") is None:
+            continue
+        if r in ("gopher_repetition", "gopher_quality") and words is None:
+            words = tok(text)
+        if r == "gopher_repetition":
+            sig = gopher_repetition(text, words, t)
+        elif r == "gopher_quality":
+            sig = gopher_quality(text, words, t, conf.stop_words)
+        elif r == "c4":
+            sig, cleaned = c4(cur, t)
+            if t.get("rewrite", True):
+                cur = cleaned
+        elif r == "fineweb":
+            nw = len(words) if (cur is text and words is not None) else len(tok(cur))
+            sig = fineweb(cur, nw, t)
+        else:
+            sig = cjk(cur, t)
+        signals[r] = sig
+        fired = []
+        for check, s, op, key in CHECKS[r]:
+            thr = 0.0 if key == "_flag" else 1.0 if key == "_one" else t.get(key)
+            if key == "_flag" and not t.get(f"filter_{check}", True):
+                continue
+            if _fires(sig.get(s), op, thr):
+                fired.append(f"{r}:{check}")
+        reasons.extend(fired)
+        if fired and not all_signals:
+            break
+    return Verdict(signals, reasons, cur)

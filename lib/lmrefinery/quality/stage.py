@@ -1,0 +1,101 @@
+"""The `quality` stage: Gopher repetition, Gopher quality, C4 and FineWeb rules
+(+ a CJK punctuation-density rule), per language.
+
+Every signal is kept as a column (`q_<rule>_<signal>`, float) so thresholds can
+be re-tuned on the output without recomputing; `q_reasons` lists every check
+that fired (`gopher_quality:mean_word_length`, `c4:too_few_sentences`, ...) and
+the first one is the rejection reason. Language settings come from
+`conf/quality/<lang>.yaml` (tokenizer, stop words, thresholds), chosen by the
+row's `lang` (set by the `lid` stage); rows without one use `default_lang`.
+"""
+from __future__ import annotations
+
+import math
+
+import pyarrow as pa
+from pydantic import Field, field_validator
+
+from ..core.stage import BatchResult, Stage, StageParams, register
+from .rules import DEFAULTS, RULE_ORDER, SIGNALS, evaluate, load_lang_confs, signal_column
+
+
+class QualityParams(StageParams):
+    rules: list[str] = Field(default_factory=lambda: ["gopher_repetition", "gopher_quality", "c4", "fineweb", "cjk"],
+                             description="rule sets to run, in this order of precedence")
+    conf_dir: str | None = Field(None, description="directory of <lang>.yaml files; None = conf/quality")
+    thresholds: dict[str, dict] = Field(default_factory=dict,
+                                        description="threshold overrides for all languages: {rule: {key: value}}")
+    languages: dict[str, dict] = Field(default_factory=dict,
+                                       description="per-language overrides: {lang: {tokenizer, stop_words, rules}}")
+    default_lang: str = Field("en", description="language for rows with no `lang`")
+    all_signals: bool = Field(True, description="compute every rule's signals even after one fired")
+
+    @field_validator("rules")
+    @classmethod
+    def _known(cls, v):
+        bad = [r for r in v if r not in RULE_ORDER]
+        if bad:
+            raise ValueError(f"unknown rules {bad}; known: {RULE_ORDER}")
+        return v
+
+    @field_validator("thresholds")
+    @classmethod
+    def _known_keys(cls, v):
+        for r, vals in v.items():
+            if r not in DEFAULTS:
+                raise ValueError(f"unknown rule {r!r}; known: {RULE_ORDER}")
+            for k in vals:
+                if k not in DEFAULTS[r]:
+                    raise ValueError(f"unknown threshold {r}.{k}; known: {sorted(DEFAULTS[r])}")
+        return v
+
+
+@register
+class QualityStage(Stage):
+    name = "quality"
+    Params = QualityParams
+    description = "Gopher quality/repetition, C4, FineWeb rules per language; signals as q_* columns, reasons."
+
+    def setup(self) -> None:
+        p = self.params
+        self.confs = load_lang_confs(p.conf_dir, p.thresholds, p.languages)
+
+    def conf_for(self, lang: str | None):
+        lang = lang or self.params.default_lang
+        return self.confs.get(lang) or self.confs.get(lang.split("_")[0].split("-")[0]) or self.confs["default"]
+
+    def process(self, batch: pa.Table) -> BatchResult:
+        if not hasattr(self, "confs"):
+            self.setup()
+        p = self.params
+        texts = batch.column("text").to_pylist()
+        langs = batch.column("lang").to_pylist()
+        cols = {signal_column(r, s): [] for r in p.rules for s in SIGNALS[r]}
+        out_text, reasons, all_reasons = [], [], []
+        changed = False
+        for text, lang in zip(texts, langs):
+            v = evaluate(text or "", self.conf_for(lang), p.rules, p.all_signals)
+            for r in p.rules:
+                sig = v.signals.get(r, {})
+                for s in SIGNALS[r]:
+                    x = sig.get(s)
+                    cols[signal_column(r, s)].append(math.nan if x is None else float(x))
+            if v.text != (text or ""):
+                changed = True
+            out_text.append(v.text)
+            reasons.append(v.reasons[0] if v.reasons else None)
+            all_reasons.append(",".join(v.reasons))
+        if changed:
+            batch = batch.set_column(batch.column_names.index("text"), "text", pa.array(out_text, pa.string()))
+        for name, vals in cols.items():
+            arr = pa.array(vals, pa.float64())
+            if name in batch.column_names:
+                batch = batch.set_column(batch.column_names.index(name), name, arr)
+            else:
+                batch = batch.append_column(name, arr)
+        arr = pa.array(all_reasons, pa.string())
+        if "q_reasons" in batch.column_names:
+            batch = batch.set_column(batch.column_names.index("q_reasons"), "q_reasons", arr)
+        else:
+            batch = batch.append_column("q_reasons", arr)
+        return BatchResult.split(batch, self.name, reasons)
