@@ -139,32 +139,33 @@ def _check_text(doc: dict, pos: str, raw) -> "Record | Quarantine":
 
 @reader("jsonl", "ndjson")
 def read_jsonl(spec: dict) -> Iterator["Record | Quarantine"]:
+    from .split import iter_line_range  # whole file, or one byte range of a split file
+
     max_bytes = int(spec.get("options", {}).get("max_doc_bytes", 64 << 20))
-    with storage.open_read(spec["path"]) as f:
-        for n, off, line, err in _lines(f, max_bytes):
-            pos = f"line:{n}"
-            if err:
-                reason = err.split(":", 1)[0]
-                yield Quarantine(reason, pos, f"{spec['rel']} at line {n} (decompressed byte {off}): {err}",
-                                 snippet(line) if line else None, {"offset": off})
-                continue
-            if not line.strip():
-                continue
-            try:
-                s = line.decode("utf-8")
-            except UnicodeDecodeError as e:
-                yield Quarantine("invalid_utf8", pos, f"{spec['rel']} line {n}: {e}", snippet(line), {"offset": off})
-                continue
-            try:
-                obj = json.loads(s)
-            except ValueError as e:
-                yield Quarantine("malformed_json", pos, f"{spec['rel']} line {n}: {e}", snippet(s), {"offset": off})
-                continue
-            if not isinstance(obj, dict):
-                yield Quarantine("not_an_object", pos, f"{spec['rel']} line {n}: JSON {type(obj).__name__}",
-                                 snippet(s), {"offset": off})
-                continue
-            yield _check_text(map_fields(obj, spec.get("fields")), pos, s)
+    for pos, off, line, err in iter_line_range(spec, max_bytes):
+        n = pos.split(":", 1)[1]
+        if err:
+            reason = err.split(":", 1)[0]
+            yield Quarantine(reason, pos, f"{spec['rel']} at {pos} (decompressed byte {off}): {err}",
+                             snippet(line) if line else None, {"offset": off})
+            continue
+        if not line.strip():
+            continue
+        try:
+            s = line.decode("utf-8")
+        except UnicodeDecodeError as e:
+            yield Quarantine("invalid_utf8", pos, f"{spec['rel']} line {n}: {e}", snippet(line), {"offset": off})
+            continue
+        try:
+            obj = json.loads(s)
+        except ValueError as e:
+            yield Quarantine("malformed_json", pos, f"{spec['rel']} line {n}: {e}", snippet(s), {"offset": off})
+            continue
+        if not isinstance(obj, dict):
+            yield Quarantine("not_an_object", pos, f"{spec['rel']} line {n}: JSON {type(obj).__name__}",
+                             snippet(s), {"offset": off})
+            continue
+        yield _check_text(map_fields(obj, spec.get("fields")), pos, s)
 
 
 @reader("json")
@@ -240,17 +241,19 @@ def read_csv(spec: dict) -> Iterator["Record | Quarantine"]:
 @reader("text", "txt")
 def read_text_lines(spec: dict) -> Iterator["Record | Quarantine"]:
     """One document per line (e.g. already-extracted Wikipedia plain text)."""
+    from .split import iter_line_range
+
     max_bytes = int(spec.get("options", {}).get("max_doc_bytes", 64 << 20))
-    with storage.open_read(spec["path"]) as f:
-        for n, off, line, err in _lines(f, max_bytes):
-            if err:
-                yield Quarantine(err.split(":", 1)[0], f"line:{n}", f"{spec['rel']} line {n}: {err}",
-                                 snippet(line) if line else None)
-                continue
-            try:
-                s = line.decode("utf-8").strip()
-            except UnicodeDecodeError as e:
-                yield Quarantine("invalid_utf8", f"line:{n}", f"{spec['rel']} line {n}: {e}", snippet(line))
-                continue
-            if s:
-                yield Record({"text": s, "meta": {"line": n}}, f"line:{n}")
+    for pos, off, line, err in iter_line_range(spec, max_bytes):
+        kind, n = pos.split(":", 1)
+        if err:
+            yield Quarantine(err.split(":", 1)[0], pos, f"{spec['rel']} {pos}: {err}",
+                             snippet(line) if line else None)
+            continue
+        try:
+            s = line.decode("utf-8").strip()
+        except UnicodeDecodeError as e:
+            yield Quarantine("invalid_utf8", pos, f"{spec['rel']} {pos}: {e}", snippet(line))
+            continue
+        if s:
+            yield Record({"text": s, "meta": {kind if kind == "line" else "offset": int(n)}}, pos)

@@ -1,0 +1,107 @@
+"""Byte-range splitting of large inputs, so one big object is read by many workers.
+
+``plan_read_tasks(files)`` turns each input file into one or more read specs.
+A file is split when its reader can read a byte range and it is larger than
+``options.split_bytes`` (default 256 MiB; 0 turns splitting off):
+
+* line formats (``jsonl``, ``ndjson``, ``text`` and the instruction formats when
+  the file is JSON Lines), uncompressed only: a range owns every line whose
+  first byte lies inside it;
+* ``mediawiki`` / ``wiki`` on ``.bz2``: a range owns the bzip2 streams whose
+  magic lies inside it (multistream dumps; see ingest/wiki.py).
+
+Ranges are cut at fixed offsets (k * split_bytes), so part numbering is the
+same on every run and engine. Documents read from a range get positions
+``byte:<offset>`` instead of ``line:<n>`` (a worker cannot know line numbers
+before its range), so ids differ between a split and an unsplit read of the
+same file; both are stable for a fixed ``split_bytes``.
+"""
+from __future__ import annotations
+
+import zlib
+from typing import Iterator
+
+from ..core import storage
+from .formats import _lines
+
+DEFAULT_SPLIT_BYTES = 256 << 20
+LINE_FORMATS = {"jsonl", "ndjson", "text", "txt", "alpaca", "self_instruct", "dolly", "sharegpt",
+                "openai_messages", "belle", "alpaca_bilingual", "conversation"}
+BZ2_STREAM_FORMATS = {"mediawiki", "wiki"}
+JSON_ARRAY_MAYBE = LINE_FORMATS - {"jsonl", "ndjson", "text", "txt"}
+
+
+def _is_json_lines(path: str) -> bool:
+    with storage.open_raw(path) as f:
+        head = f.read(4096)
+    s = head.lstrip().lstrip(b"\xef\xbb\xbf")
+    return s[:1] == b"{"
+
+
+def splittable(f: dict) -> bool:
+    fmt = f["format"]
+    comp = storage.compression_of(f["path"])
+    if fmt in BZ2_STREAM_FORMATS:
+        return comp == "bz2"
+    if fmt in LINE_FORMATS and comp is None:
+        return fmt not in JSON_ARRAY_MAYBE or _is_json_lines(f["path"])
+    return False
+
+
+def plan_read_tasks(files: list[dict]) -> list[dict]:
+    out = []
+    for f in files:
+        step = int((f.get("options") or {}).get("split_bytes", DEFAULT_SPLIT_BYTES))
+        size = int(f.get("size") or 0)
+        if step <= 0 or size <= step or not splittable(f):
+            out.append(f)
+            continue
+        n = (size + step - 1) // step
+        for k in range(n):
+            g = dict(f)
+            g["range"] = [k * step, min(size, (k + 1) * step)]
+            g["range_index"], g["range_count"] = k, n
+            out.append(g)
+    return out
+
+
+def iter_line_range(spec: dict, max_bytes: int) -> Iterator[tuple[str, int, bytes | None, str | None]]:
+    """(pos, offset, line, error): the whole file (pos ``line:n``) or the lines
+    starting inside spec["range"] (pos ``byte:offset``)."""
+    rng = spec.get("range")
+    if not rng:
+        with storage.open_read(spec["path"]) as f:
+            for n, off, line, err in _lines(f, max_bytes):
+                yield f"line:{n}", off, line, err
+        return
+    start, end = int(rng[0]), int(rng[1])
+    f = storage.open_raw(spec["path"])
+    try:
+        off = start
+        if start > 0:
+            f.seek(start - 1)
+            # the line that holds byte start-1 belongs to the previous range
+            skipped = f.readline()
+            off = start - 1 + len(skipped)
+        while off < end:
+            try:
+                line = f.readline(max_bytes + 1)
+            except (OSError, zlib.error, ValueError) as e:
+                yield f"byte:{off}", off, None, f"read_error: {type(e).__name__}: {e}"
+                return
+            if not line:
+                return
+            if len(line) > max_bytes and not line.endswith(b"\n"):
+                size = len(line)
+                while True:
+                    chunk = f.readline(1 << 20)
+                    size += len(chunk)
+                    if not chunk or chunk.endswith(b"\n"):
+                        break
+                yield f"byte:{off}", off, line[:2000], f"too_large: line of {size} bytes > max_doc_bytes={max_bytes}"
+                off += size
+                continue
+            yield f"byte:{off}", off, line, None
+            off += len(line)
+    finally:
+        f.close()
