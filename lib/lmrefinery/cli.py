@@ -20,7 +20,8 @@ def cmd_run(a) -> int:
     t0 = time.time()
     recipe = load_recipe(a.recipe, a.overrides)
     only = [s for s in a.stages.split(",")] if a.stages else None
-    stats = Runner(recipe, engine=a.engine, only=only, workers=a.workers, quiet=a.quiet).run()
+    stats = Runner(recipe, engine=a.engine, only=only, workers=a.workers, quiet=a.quiet,
+                   new_only=getattr(a, "new_only", False), ledger=getattr(a, "ledger", None)).run()
     print(format_summary(stats))
     print(f"output: {stats['output']}")
     if stats.get("report"):
@@ -100,6 +101,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--stages", help="comma-separated stage names to (re)run; others must be committed")
     p.add_argument("--workers", type=int)
     p.add_argument("--quiet", action="store_true")
+    p.add_argument("--new-only", action="store_true",
+                   help="read only input objects not in the input ledger yet (or changed since)")
+    p.add_argument("--ledger", help="input ledger URI (default: <output>/_ledger/inputs.json)")
     _add_common(p)
     p.set_defaults(fn=cmd_run)
 

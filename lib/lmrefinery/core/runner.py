@@ -163,7 +163,8 @@ class GlobalJob:
 
 class Runner:
     def __init__(self, recipe: Recipe, engine: str | None = None, only: list[str] | None = None,
-                 workers: int | None = None, quiet: bool = False):
+                 workers: int | None = None, quiet: bool = False, new_only: bool = False,
+                 ledger: str | None = None):
         from ..engines import get_engine
 
         self.recipe = recipe
@@ -178,6 +179,11 @@ class Runner:
         self.quiet = quiet
         self.out = recipe.output.rstrip("/")
         self.stats: list[dict] = []
+        # input ledger (ingest/ledger.py): every successful run records the objects it read;
+        # new_only=True reads only objects not recorded yet (or changed since)
+        self.new_only = new_only
+        self.ledger_uri = ledger
+        self.read_files: list[dict] = []
 
     def log(self, msg: str) -> None:
         if not self.quiet:
@@ -225,8 +231,17 @@ class Runner:
             t0 = time.time()
             if cls.kind == "read":
                 files = self.input_files()
-                inputs_desc = [{"path": f"{f['input']}:{f['rel']}", "size": f["size"], "etag": f["etag"]}
-                               for f in files]
+                if self.new_only:
+                    files = self._ledger().new_files(files)
+                    if not files:
+                        self.log(f"[{k:02d} {spec.stage}] --new-only: no input object is new since the last run")
+                        return self._nothing_new(t_run)
+                self.read_files = files
+                if hasattr(cls, "plan_tasks"):  # e.g. byte ranges of large splittable objects
+                    files = cls.plan_tasks(files)
+                inputs_desc = [{"path": f"{f['input']}:{f['rel']}" + (f"@{f['range'][0]}-{f['range'][1]}"
+                                                                      if f.get("range") else ""),
+                                "size": f["size"], "etag": f["etag"]} for f in files]
                 fp = _h([prev_fp, spec.stage, params, cls.code_hash(),
                          [(d["path"], d["size"], d["etag"]) for d in inputs_desc]])
             else:
@@ -252,7 +267,7 @@ class Runner:
             self.log(f"[{k:02d} {spec.stage}] running on {self.engine.name} ({self.recipe.resources.workers} workers)")
             if cls.kind in ("map", "read"):
                 if cls.kind == "read":
-                    tasks = [{"input": f, "input_desc": f"{f['input']}:{f['rel']}"} for f in files]
+                    tasks = [{"input": f, "input_desc": d["path"]} for f, d in zip(files, inputs_desc)]
                 else:
                     tasks = [{"input": p, "input_desc": storage.relpath(p, self.out)} for p in prev_outputs]
                 for i, t in enumerate(tasks):
@@ -278,11 +293,26 @@ class Runner:
 
             stats["planted"] = evaluate_labels(self.recipe.labels, self.out, self.stats)
         mf.write_json(storage.join(self.out, "stats.json"), stats)
+        if self.read_files:
+            stats["new_inputs_recorded"] = self._ledger().record(self.read_files, self.recipe.name)
         if self.recipe.report:
             from ..report.html import write_report
 
             stats["report"] = write_report(self.out, stats)
         return stats
+
+    def _ledger(self):
+        from ..ingest.ledger import Ledger, default_location
+
+        if not hasattr(self, "_ledger_obj"):
+            self._ledger_obj = Ledger(self.ledger_uri or default_location(self.out))
+        return self._ledger_obj
+
+    def _nothing_new(self, t_run: float) -> dict:
+        return {"run": self.recipe.name, "recipe_fingerprint": self.recipe.fingerprint(),
+                "engine": self.recipe.engine, "workers": self.recipe.resources.workers, "output": self.out,
+                "did_work": False, "nothing_new": True, "wall_seconds": round(time.time() - t_run, 2),
+                "stages": [], "final_outputs": []}
 
     def _clean_tmp(self, sdir: str) -> None:
         if storage.is_s3(sdir) or not os.path.isdir(sdir):

@@ -22,6 +22,13 @@ class ReadStage(Stage):
     Params = ReadParams
     description = "Read the recipe's inputs (jsonl, json, parquet, csv, text, and the ingest formats) into documents."
 
+    @staticmethod
+    def plan_tasks(files: list[dict]) -> list[dict]:
+        """One read task per input object, or per byte range of a large splittable one."""
+        from .split import plan_read_tasks
+
+        return plan_read_tasks(files)
+
     def read(self, spec: dict) -> Iterator[BatchResult]:
         rdr = get_reader(spec["format"])
         kept, bad = [], []
