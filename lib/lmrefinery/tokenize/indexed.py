@@ -24,6 +24,7 @@ API
 ---
 ``dtype_for_vocab(vocab_size) -> np.dtype``
 ``IndexedWriter(prefix, dtype, with_mask=False)``: ``add(ids, mask=None)``,
+    ``add_many(flat, lengths, mask_flat=None)``,
     ``close() -> dict`` (``bin``/``idx``/``mask_bin``/``mask_idx`` entries with
     ``path``, ``bytes``, ``sha256``; ``sequences``; ``tokens``). Works on local
     paths and ``s3://`` (the object is PUT once on close).
@@ -177,6 +178,25 @@ class IndexedWriter:
             raise ValueError("this writer was opened without with_mask=True")
         self.lengths.append(len(arr))
         self.tokens += len(arr)
+
+    def add_many(self, flat: np.ndarray, lengths: np.ndarray, mask_flat: np.ndarray | None = None) -> None:
+        """Append many sequences at once: ``flat`` holds them back to back, ``lengths`` their sizes."""
+        flat = np.asarray(flat)
+        lengths = np.asarray(lengths, dtype=np.int64)
+        if int(lengths.sum()) != len(flat):
+            raise ValueError("lengths do not add up to the number of tokens")
+        if flat.size and (flat.min() < 0 or flat.max() > np.iinfo(self.dtype).max):
+            raise ValueError(f"token id out of range for {self.dtype}: [{flat.min()}, {flat.max()}]")
+        self._bin.write(flat.astype(self.dtype, copy=False).tobytes())
+        if self._mask is not None:
+            m = np.ones(len(flat), np.uint8) if mask_flat is None else np.asarray(mask_flat, dtype=np.uint8)
+            if len(m) != len(flat):
+                raise ValueError("mask and tokens differ in length")
+            self._mask.write(m.tobytes())
+        elif mask_flat is not None:
+            raise ValueError("this writer was opened without with_mask=True")
+        self.lengths.extend(int(x) for x in lengths)
+        self.tokens += len(flat)
 
     def close(self) -> dict:
         lengths = np.asarray(self.lengths, dtype=np.int32)
