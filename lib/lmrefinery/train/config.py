@@ -1,0 +1,121 @@
+"""Training recipes (``conf/train/*.yaml``): strict pydantic models, the same
+``${VAR:-default}`` interpolation and ``--set a.b=c`` overrides as pipeline recipes."""
+from __future__ import annotations
+
+import copy
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from ..core.recipe import RecipeError, _fmt_validation, _interpolate, apply_overrides
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class ModelSpec(_Strict):
+    preset: Literal["tiny", "125m", "350m", "1b"] = "tiny"
+    init: str = "scratch"                    # "scratch" or an HF causal-LM directory
+    overrides: dict[str, Any] = Field(default_factory=dict)   # LlamaConfig keys
+    attn_implementation: Literal["sdpa", "eager", "flash_attention_2", "flex_attention"] = "sdpa"
+
+
+class DataSpec(_Strict):
+    # A tokenize-stage output (its dataset.json, or the folder holding it; local or s3://),
+    # or a list of shard prefixes (".../shard-00000" without .bin).
+    train: str | list[str]
+    train_split: str = "train"
+    valid: str | list[str] | None = None     # default: the train source's `valid_split`, if it has one
+    valid_split: str = "valid"
+    seq_len: int = Field(128, ge=8)
+    doc_mask: bool = True                    # block attention at document boundaries in packed rows
+    shuffle: bool = True
+    cache_dir: str | None = None             # local cache for s3:// shards (default: read ranges over HTTP)
+
+
+class TrainerSpec(_Strict):
+    workers: int = Field(2, ge=1)
+    use_gpu: bool = False
+    cpus_per_worker: float = Field(1.0, gt=0)
+    strategy: Literal["ddp", "fsdp"] = "ddp"
+    precision: Literal["auto", "bf16", "fp32"] = "auto"   # auto: bf16 autocast on GPU, fp32 on CPU
+    compile: bool = False
+    torch_threads: int | None = None         # CPU: threads per worker (default: cpus_per_worker)
+    micro_batch_size: int = Field(8, ge=1)   # sequences per worker per micro-step
+    grad_accum: int = Field(1, ge=1)
+    max_steps: int = Field(100, ge=1)
+    lr: float = Field(3e-4, gt=0)
+    min_lr_ratio: float = Field(0.1, ge=0, le=1)
+    warmup_steps: int = Field(10, ge=0)
+    weight_decay: float = Field(0.1, ge=0)
+    betas: tuple[float, float] = (0.9, 0.95)
+    grad_clip: float = Field(1.0, ge=0)      # 0: off
+    seed: int = 0
+    log_every: int = Field(10, ge=1)
+    eval_every: int = Field(50, ge=1)
+    eval_batches: int = Field(8, ge=1)
+    checkpoint_every: int = Field(50, ge=1)
+    keep_last: int = Field(3, ge=1)
+    max_failures: int = Field(2, ge=0)
+    peak_flops: float | None = None          # per device; default: table in train/mfu.py
+    stop_at_step: int | None = None          # end the run early (as if killed) after this step's checkpoint
+    fail_at_step: int | None = None          # testing: a worker raises once at this step
+
+
+class SFTSpec(_Strict):
+    eval_prompts: int = Field(32, ge=0)      # held-out conversations scored by generation
+    max_new_tokens: int = Field(64, ge=1)
+    zh_tokenize: Literal["char", "jieba"] = "char"
+    samples_in_report: int = Field(5, ge=0)
+
+
+class LoggingSpec(_Strict):
+    tensorboard: bool = False
+    mlflow_uri: str | None = None
+    wandb_project: str | None = None
+    console: bool = True
+
+
+class TrainRecipe(_Strict):
+    name: str
+    kind: Literal["pretrain", "sft"] = "pretrain"
+    output: str                              # run storage path (local or s3://); the run lives in output/name
+    tokenizer: str                           # HF tokenizer directory or tokenizer.json of the tokenizer stage
+    chat_template: str | None = None         # a Jinja file; default: the built-in template (train/export.py)
+    model: ModelSpec = Field(default_factory=ModelSpec)
+    data: DataSpec
+    trainer: TrainerSpec = Field(default_factory=TrainerSpec)
+    sft: SFTSpec = Field(default_factory=SFTSpec)
+    logging: LoggingSpec = Field(default_factory=LoggingSpec)
+    ray_address: str | None = None
+    source_file: str | None = None
+
+    @property
+    def run_dir(self) -> str:
+        from ..core import storage
+
+        return storage.join(self.output.rstrip("/"), self.name)
+
+
+def load_train_recipe(path_or_dict: str | dict, overrides: list[str] | None = None) -> TrainRecipe:
+    if isinstance(path_or_dict, dict):
+        src, raw = "<train recipe>", copy.deepcopy(path_or_dict)
+    else:
+        src = path_or_dict
+        try:
+            with open(path_or_dict, encoding="utf-8") as f:
+                raw = yaml.safe_load(f)
+        except FileNotFoundError:
+            raise RecipeError(f"{src}: recipe file not found") from None
+        except yaml.YAMLError as e:
+            raise RecipeError(f"{src}: not valid YAML: {e}") from None
+    if not isinstance(raw, dict):
+        raise RecipeError(f"{src}: expected a mapping at the top level")
+    raw = apply_overrides(raw, overrides or [], src)
+    raw = _interpolate(raw, "", src)
+    try:
+        return TrainRecipe(**raw, source_file=None if isinstance(path_or_dict, dict) else src)
+    except ValidationError as e:
+        raise RecipeError(_fmt_validation(e, src)) from None

@@ -1,0 +1,141 @@
+"""Tokenizer loading and the final export: an HF model directory (safetensors weights,
+config.json, generation_config.json, tokenizer files, chat template) that
+``AutoModelForCausalLM.from_pretrained`` / ``AutoTokenizer.from_pretrained`` load."""
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+
+from ..core import storage
+from .chat import CHAT_TEMPLATE, IM_END, IM_START
+
+_EOS_CANDIDATES = ("<|endoftext|>", "</s>", "<eos>", "<|eos|>", "[SEP]")
+_BOS_CANDIDATES = ("<|begin_of_text|>", "<s>", "<bos>", "<|bos|>", "[CLS]")
+_PAD_CANDIDATES = ("<pad>", "<|pad|>", "[PAD]")
+
+
+def load_tokenizer(path: str, chat_template: str | None = None):
+    """An HF tokenizer directory, or a bare ``tokenizer.json`` (what the tokenizer stage
+    writes), local or ``s3://``. Special tokens are found by their usual names; the chat
+    markers are added as special tokens when missing (appended at the end of the
+    vocabulary, so ids in existing shards do not change)."""
+    from transformers import AutoTokenizer, PreTrainedTokenizerFast
+
+    local = _local_copy(path)
+    if os.path.isdir(local):
+        tok = AutoTokenizer.from_pretrained(local)
+    else:
+        tok = PreTrainedTokenizerFast(tokenizer_file=local)
+    vocab = tok.get_vocab()
+    for attr, cands in (("eos_token", _EOS_CANDIDATES), ("bos_token", _BOS_CANDIDATES),
+                        ("pad_token", _PAD_CANDIDATES)):
+        if getattr(tok, attr) is None:
+            for c in cands:
+                if c in vocab:
+                    setattr(tok, attr, c)
+                    break
+    missing = [t for t in (IM_START, IM_END) if t not in vocab]
+    if missing:
+        tok.add_special_tokens({"additional_special_tokens": missing})
+    if tok.eos_token is None:
+        tok.eos_token = IM_END
+    if tok.pad_token is None:
+        tok.pad_token = tok.eos_token
+    if chat_template:
+        with open(chat_template, encoding="utf-8") as f:
+            tok.chat_template = f.read()
+    elif not tok.chat_template:
+        tok.chat_template = CHAT_TEMPLATE
+    return tok
+
+
+def special_ids(tok) -> dict:
+    return {"bos_token_id": tok.bos_token_id, "eos_token_id": tok.eos_token_id, "pad_token_id": tok.pad_token_id}
+
+
+def _local_copy(path: str) -> str:
+    """S3 tokenizer paths are copied to a temp folder (file or folder)."""
+    if not storage.is_s3(path):
+        return path
+    d = tempfile.mkdtemp(prefix="lmr-tok-")
+    if path.endswith(".json"):
+        dst = os.path.join(d, os.path.basename(path))
+        storage.write_bytes(dst, storage.read_bytes(path))
+        return dst
+    for f in storage.list_files(path.rstrip("/") + "/"):
+        storage.write_bytes(os.path.join(d, storage.relpath(f, path.rstrip("/"))), storage.read_bytes(f))
+    return d
+
+
+def upload_dir(local: str, uri: str) -> None:
+    """Copy a local folder to a local path or an ``s3://`` prefix (replacing what is there)."""
+    if not storage.is_s3(uri):
+        if os.path.abspath(local) == os.path.abspath(uri):
+            return
+        if os.path.isdir(uri):
+            shutil.rmtree(uri)
+        shutil.copytree(local, uri)
+        return
+    storage.delete_prefix(uri)
+    for root, _, files in os.walk(local):
+        for f in files:
+            p = os.path.join(root, f)
+            with open(p, "rb") as fh:
+                storage.write_bytes(storage.join(uri, os.path.relpath(p, local)), fh.read())
+
+
+def download_dir(uri: str, local: str | None = None) -> str:
+    if not storage.is_s3(uri):
+        return uri
+    local = local or tempfile.mkdtemp(prefix="lmr-model-")
+    for f in storage.list_files(uri.rstrip("/") + "/"):
+        storage.write_bytes(os.path.join(local, storage.relpath(f, uri.rstrip("/"))), storage.read_bytes(f))
+    return local
+
+
+def export_model(model, tok, out: str, extra: dict | None = None) -> str:
+    """Write the HF directory to ``out`` (local or ``s3://``)."""
+    import json
+
+    from transformers import GenerationConfig
+
+    tmp = tempfile.mkdtemp(prefix="lmr-export-")
+    try:
+        model.config.use_cache = True
+        model.generation_config = GenerationConfig(
+            bos_token_id=tok.bos_token_id, eos_token_id=sorted({i for i in (tok.eos_token_id,
+                                                                           tok.convert_tokens_to_ids(IM_END))
+                                                                  if i is not None}),
+            pad_token_id=tok.pad_token_id, max_new_tokens=128)
+        model.save_pretrained(tmp, safe_serialization=True)
+        tok.save_pretrained(tmp)
+        if extra:
+            with open(os.path.join(tmp, "lmrefinery.json"), "w") as f:
+                json.dump(extra, f, indent=1, sort_keys=True, default=str)
+        upload_dir(tmp, out)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return out
+
+
+def model_from_checkpoint(recipe, ckpt_dir: str):
+    """Rebuild the model of a recipe and load a checkpoint's weights into it (CPU, fp32)."""
+    import torch
+
+    from .loop import STATE_FILE
+    from .model import build_model
+
+    tok = load_tokenizer(recipe.tokenizer, recipe.chat_template)
+    model = build_model(recipe.model.init, recipe.model.preset, len(tok), recipe.model.overrides,
+                        special=special_ids(tok), attn_implementation=recipe.model.attn_implementation,
+                        seed=recipe.trainer.seed)
+    blob = torch.load(os.path.join(ckpt_dir, STATE_FILE), map_location="cpu", weights_only=False)
+    missing, unexpected = model.load_state_dict(blob["model"], strict=False)
+    missing = [m for m in missing if not m.endswith("lm_head.weight")]
+    if missing or unexpected:
+        raise RuntimeError(f"checkpoint {ckpt_dir} does not match the model: missing={missing[:5]}, "
+                           f"unexpected={unexpected[:5]}")
+    if model.config.tie_word_embeddings:
+        model.tie_weights()
+    return model, tok

@@ -1,0 +1,157 @@
+"""Driver side: build the ``TorchTrainer`` from a recipe, run it (resuming from the
+run's latest checkpoint when there is one), then export the model and, for
+instruction tuning, score it against its starting point on held-out prompts."""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import sys
+import time
+
+from ..core import storage
+from .config import TrainRecipe
+from .loop import BEST_DIR, TRAINER_STATE, train_loop
+from .metrics import read_metrics
+
+MODEL_DIR = "model"            # final export
+BEST_MODEL_DIR = "model-best"  # export of the best-by-validation weights
+REPORT = "train_report.json"
+
+
+def _storage_args(output: str) -> dict:
+    """Ray's RunConfig storage for a local path or s3:// (with AWS_ENDPOINT_URL honoured
+    for S3-compatible servers)."""
+    if not storage.is_s3(output):
+        return {"storage_path": os.path.abspath(output)}
+    import pyarrow.fs as pafs
+
+    endpoint = os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
+    kw = {"region": os.environ.get("AWS_DEFAULT_REGION", "us-east-1")}
+    if endpoint:
+        scheme, _, host = endpoint.partition("://")
+        kw.update(endpoint_override=host or endpoint, scheme=scheme if host else "https")
+    b, k = storage.split_s3(output)
+    return {"storage_path": f"{b}/{k}".rstrip("/"), "storage_filesystem": pafs.S3FileSystem(**kw)}
+
+
+def build_trainer(recipe: TrainRecipe):
+    from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
+    from ray.train.torch import TorchTrainer
+
+    t = recipe.trainer
+    res = {"CPU": t.cpus_per_worker}
+    if t.use_gpu:
+        res["GPU"] = 1
+    scaling = ScalingConfig(num_workers=t.workers, use_gpu=t.use_gpu, resources_per_worker=res)
+    run = RunConfig(name=recipe.name, failure_config=FailureConfig(max_failures=t.max_failures),
+                    checkpoint_config=CheckpointConfig(num_to_keep=t.keep_last),
+                    worker_runtime_env={"env_vars": {k: v for k, v in os.environ.items()
+                                                     if k.startswith(("AWS_", "HF_", "TRANSFORMERS_", "LMR_"))}
+                                                  | {"RAY_TRAIN_ENABLE_PRINT_PATCH": "0"}},
+                    **_storage_args(recipe.output))
+    return TorchTrainer(train_loop, train_loop_config={"recipe": recipe.model_dump(mode="json")},
+                        scaling_config=scaling, run_config=run)
+
+
+def _ckpt_dir(uri_or_ckpt) -> tuple[str, bool]:
+    """Local folder of a checkpoint (downloaded when remote); bool: is a temp copy."""
+    if hasattr(uri_or_ckpt, "to_directory"):
+        return uri_or_ckpt.to_directory(), True
+    if storage.is_s3(uri_or_ckpt):
+        from .export import download_dir
+
+        return download_dir(uri_or_ckpt), True
+    return uri_or_ckpt, False
+
+
+def run_training(recipe: TrainRecipe) -> dict:
+    from ..engines.ray_engine import ensure_ray
+    from .export import export_model, model_from_checkpoint
+
+    t0 = time.time()
+    ensure_ray(recipe.ray_address)
+    run_dir = recipe.run_dir
+    print(f"[train] {recipe.kind} {recipe.name}: {recipe.trainer.workers} worker(s), run folder {run_dir}",
+          file=sys.stderr, flush=True)
+    result = build_trainer(recipe).fit()
+    metrics = read_metrics(run_dir)
+    events = [r.get("event") for r in metrics if "event" in r]
+    finished = bool(events) and events[-1] == "finished"
+    report: dict = {"name": recipe.name, "kind": recipe.kind, "run_dir": run_dir, "finished": finished,
+                    "wall_seconds": None, "checkpoint": result.checkpoint.path if result.checkpoint else None,
+                    "restarts": max(0, events.count("start") - 1)}
+    steps = [r for r in metrics if "loss" in r]
+    if steps:
+        report["final"] = steps[-1]
+        report["first"] = steps[0]
+    vals = [r for r in metrics if "val_loss" in r]
+    if vals:
+        best = min(vals, key=lambda r: r["val_loss"])
+        report["best_val"] = {"step": best["step"], "val_loss": best["val_loss"], "val_ppl": best["val_ppl"]}
+    if finished and result.checkpoint is not None:
+        d, tmp = _ckpt_dir(result.checkpoint)
+        try:
+            model, tok = model_from_checkpoint(recipe, d)
+            with open(os.path.join(d, TRAINER_STATE)) as f:
+                st = json.load(f)
+            report["model"] = export_model(model, tok, storage.join(run_dir, MODEL_DIR),
+                                           extra={"recipe": recipe.model_dump(mode="json"), "trainer_state": st})
+        finally:
+            if tmp:
+                shutil.rmtree(d, ignore_errors=True)
+        best_uri = storage.join(run_dir, BEST_DIR)
+        if storage.exists(storage.join(best_uri, TRAINER_STATE)):
+            d, tmp = _ckpt_dir(best_uri)
+            try:
+                model, tok = model_from_checkpoint(recipe, d)
+                report["model_best"] = export_model(model, tok, storage.join(run_dir, BEST_MODEL_DIR))
+            finally:
+                if tmp:
+                    shutil.rmtree(d, ignore_errors=True)
+        if recipe.kind == "sft" and recipe.sft.eval_prompts > 0:
+            report["sft_eval"] = sft_evaluate(recipe, report["model"])
+    report["wall_seconds"] = round(time.time() - t0, 1)
+    storage.write_bytes(storage.join(run_dir, REPORT),
+                        json.dumps(report, indent=1, ensure_ascii=False, default=str).encode())
+    return report
+
+
+def sft_evaluate(recipe: TrainRecipe, tuned_uri: str) -> dict:
+    """ROUGE-L / BLEU of the tuned model and of its starting point on the same held-out
+    prompts, run as a Ray task (on a GPU when the recipe trains on GPUs)."""
+    import ray
+
+    from .data import heldout_conversations
+
+    convs = heldout_conversations(recipe, recipe.sft.eval_prompts)
+    if not convs:
+        return {"error": "no held-out instruction documents with a loss mask"}
+    opts = {"num_gpus": 1} if recipe.trainer.use_gpu else {"num_cpus": 1}
+    task = ray.remote(**opts)(_eval_task)
+    s = recipe.sft
+    tuned = ray.get(task.remote(tuned_uri, convs, s.max_new_tokens, s.zh_tokenize, s.samples_in_report,
+                                recipe.tokenizer, recipe.chat_template))
+    out = {"prompts": len(convs), "tuned": tuned}
+    if recipe.model.init != "scratch":
+        out["base"] = ray.get(task.remote(recipe.model.init, convs, s.max_new_tokens, s.zh_tokenize,
+                                          s.samples_in_report, recipe.tokenizer, recipe.chat_template))
+    return out
+
+
+def _eval_task(model_uri, convs, max_new_tokens, zh, samples, tokenizer, chat_template):
+    import tempfile
+
+    from .evaluate import evaluate_model
+    from .export import download_dir, export_model, load_tokenizer
+
+    d = download_dir(model_uri)
+    # score with the tokenizer the held-out ids were made with
+    tokdir = tempfile.mkdtemp(prefix="lmr-evaltok-")
+    load_tokenizer(tokenizer, chat_template).save_pretrained(tokdir)
+    try:
+        return evaluate_model(d, convs, max_new_tokens, zh, samples, tokenizer_dir=tokdir)
+    finally:
+        shutil.rmtree(tokdir, ignore_errors=True)
+        if d != model_uri:
+            shutil.rmtree(d, ignore_errors=True)
