@@ -56,9 +56,9 @@ class GzipMembers:
 
     CHUNK = 1 << 16
 
-    def __init__(self, raw: BinaryIO):
+    def __init__(self, raw: BinaryIO, base: int = 0):
         self.raw = raw
-        self.cin = 0                # compressed bytes consumed
+        self.cin = base             # compressed offset reached (base: where raw was opened)
         self.out = 0                # decompressed bytes produced
         self.buf = b""
         self.d = None
@@ -312,20 +312,68 @@ def _content_decode(body: bytes, headers: dict) -> bytes:
 
 
 # ----------------------------------------------------------------- WARC
-def _open_archive(spec: dict) -> tuple[BinaryIO, GzipMembers | None]:
+def _open_archive(spec: dict, start: int = 0) -> tuple[BinaryIO, GzipMembers | None, str | None]:
+    """(stream, gzip member tracker or None, compression) positioned at `start`
+    (a gzip member boundary / record start; only 0 for bz2 and zstd)."""
     raw = storage.open_raw(spec["path"])
+    if start:
+        raw.seek(start)
     comp = storage.compression_of(spec["path"])
     if comp == "gzip":
-        g = GzipMembers(raw)
-        return g, g
+        g = GzipMembers(raw, base=start)
+        return g, g, comp
     if comp:
-        return storage.decompressing(raw, comp), None
+        return storage.decompressing(raw, comp), None, comp
     # uncompressed, or gzip without a .gz name: sniff the magic
     head = raw.read(2)
     if head == b"\x1f\x8b":
-        g = GzipMembers(_PrefixReader(head, raw))
-        return g, g
-    return _PrefixReader(head, raw), None
+        g = GzipMembers(_PrefixReader(head, raw), base=start)
+        return g, g, "gzip"
+    return _PrefixReader(head, raw), None, None
+
+
+def _next_unit(spec: dict, gz: bool, boundary: int, after: int) -> int | None:
+    """Start of the first record unit (gzip member, or a line starting with
+    ``WARC/``) at an offset > after; `boundary` is a known unit start <= after."""
+    raw = storage.open_raw(spec["path"])
+    try:
+        if gz:
+            raw.seek(boundary)
+            pos, pending = boundary, b""
+            while True:
+                if pos > after:
+                    return pos
+                d = zlib.decompressobj(wbits=31)
+                while not d.eof:
+                    if not pending:
+                        pending = raw.read(1 << 16)
+                        if not pending:
+                            return None
+                    try:
+                        d.decompress(pending, 0)
+                    except zlib.error:
+                        return None
+                    used = len(pending) - len(d.unused_data) if d.eof else len(pending)
+                    pos += used
+                    pending = d.unused_data if d.eof else b""
+                    # drop unconsumed tail kept by zlib (max_length=0 keeps nothing)
+                stripped = pending.lstrip(b"\x00")
+                pos += len(pending) - len(stripped)
+                pending = stripped
+        raw.seek(after + 1)
+        pos, carry = after + 1, b""
+        while True:
+            chunk = raw.read(1 << 16)
+            if not chunk:
+                return None
+            buf = carry + chunk
+            i = buf.find(b"WARC/1.")
+            if i >= 0:
+                return pos - len(carry) + i
+            carry = buf[-7:]
+            pos += len(chunk)
+    finally:
+        raw.close()
 
 
 class _PrefixReader:
@@ -360,88 +408,130 @@ class _PrefixReader:
 
 
 def iter_warc(spec: dict, only_conversion: bool = False) -> Iterator["Record | Quarantine | Skip"]:
-    from fastwarc.warc import ArchiveIterator, WarcRecordType
+    """Records of a WARC file. A record FastWARC cannot parse (broken headers,
+    garbage between records) is quarantined as ``broken_record`` and reading
+    resumes at the next gzip member / ``WARC/`` line (gzip and plain files)."""
+    from fastwarc.warc import ArchiveIterator
 
     o = _opts(spec)
     rel = spec["rel"]
-    f, gz = _open_archive(spec)
-    max_doc = int(o["max_doc_bytes"])
-    n = 0
-    try:
-        it = ArchiveIterator(f, parse_http=False, strict_mode=False)
-        for rec in it:
-            n += 1
-            upos = rec.stream_pos
-            off = gz.member_offset(upos) if gz else upos
-            pos = f"offset:{off}" if gz else f"byte:{upos}"
-            rtype = rec.record_type
-            h = rec.headers
-            url = h.get("WARC-Target-URI")
-            meta = {"warc_file": rel, "warc_offset": off, "warc_record_id": h.get("WARC-Record-ID"),
-                    "crawl_date": h.get("WARC-Date"), "warc_type": str(rtype)}
-            if gz:
-                meta["uncompressed_offset"] = upos
-            if rtype not in (WarcRecordType.response, WarcRecordType.conversion, WarcRecordType.resource):
-                yield Skip(f"warc_{str(rtype)}")
-                continue
-            if only_conversion and rtype != WarcRecordType.conversion:
-                yield Skip(f"warc_{str(rtype)}")
-                continue
-            clen = rec.content_length
-            where = f"{rel} record at offset {off} ({url})"
-            if clen > max_doc:
-                yield Quarantine("too_large", pos, f"{where}: block of {clen} bytes > max_doc_bytes={max_doc}",
-                                 None, meta)
-                continue
-            block = rec.reader.read()
-            if len(block) < clen:
-                yield Quarantine("truncated_record", pos, f"{where}: block has {len(block)} of {clen} bytes",
-                                 snippet(block), meta)
-                continue
-            if h.get("WARC-Truncated"):
-                yield Quarantine("truncated_record", pos, f"{where}: WARC-Truncated: {h.get('WARC-Truncated')}",
-                                 snippet(block[:2000]), meta)
-                continue
-            if rtype == WarcRecordType.conversion:
-                text = block.decode("utf-8", "replace").strip()
-                meta["content_type"] = h.get("Content-Type")
-                if h.get("WARC-Refers-To"):
-                    meta["refers_to"] = h.get("WARC-Refers-To")
-                if not text:
-                    yield Quarantine("empty_text", pos, f"{where}: empty conversion record", None, meta)
-                    continue
-                title = h.get("WARC-Title") or None
-                yield Record({"text": text, "url": url, "title": title, "meta": meta}, pos)
-                continue
-            if rtype == WarcRecordType.resource:
-                ctype = (h.get("Content-Type") or "").lower()
-                status, headers, body = 200, {"content-type": ctype}, block
-            else:
-                status, headers, body = parse_http(block)
-                ctype = headers.get("content-type", "").lower()
-            meta["content_type"] = ctype or None
-            meta["http_status"] = status
-            if status != 200:
-                yield Quarantine("non_200", pos, f"{where}: HTTP status {status}", None, meta)
-                continue
-            mime = ctype.split(";")[0].strip()
-            if mime and mime not in ("text/html", "application/xhtml+xml", "text/xml", "application/xml"):
-                yield Quarantine("non_html", pos, f"{where}: content type {mime}", None, meta)
-                continue
-            if not mime and not re.search(rb"<html|<body|<p[ >]", body[:4096], re.I):
-                yield Quarantine("non_html", pos, f"{where}: no content type and no HTML", None, meta)
-                continue
-            body = _content_decode(body, headers)
-            yield html_to_record(body, charset_from_content_type(ctype), o, pos, where,
-                                 {"url": url, "meta": meta})
-    finally:
+    start, n = 0, 0
+    retried: set[int] = set()
+    while True:
+        f, gz, comp = _open_archive(spec, start)
+        last_good, error = None, None
         try:
-            f.close()
-        except Exception:
-            pass
-    if gz and gz.error:
-        yield Quarantine("corrupt_compression", f"offset:{gz.cin}", f"{rel}: {gz.error}; {n} records read before it",
-                         None, {"offset": gz.members[-1][1] if gz.members else 0})
+            it = iter(ArchiveIterator(f, parse_http=False, strict_mode=False))
+            while True:
+                try:
+                    rec = next(it)
+                except StopIteration:
+                    break
+                except Exception as e:  # noqa: BLE001 - FastWARC: "Invalid WARC header" etc.
+                    error = e
+                    break
+                n += 1
+                upos = rec.stream_pos
+                off = gz.member_offset(upos) if gz else start + upos
+                last_good = off
+                yield from _record_items(rec, off, upos if gz else None, rel, o, only_conversion)
+        finally:
+            try:
+                f.close()
+            except Exception:
+                pass
+        if gz and gz.error:
+            yield Quarantine("corrupt_compression", f"offset:{gz.cin}",
+                             f"{rel}: {gz.error}; {n} records read before it", None,
+                             {"offset": gz.members[-1][1] if gz.members else 0})
+            return
+        if error is None:
+            return
+        resync = comp in (None, "gzip")
+        if last_good is None:
+            bad = start
+        else:
+            bad = _next_unit(spec, comp == "gzip", last_good, last_good) if resync else None
+            if bad is not None and bad not in retried:
+                # the parser may have failed here only because of the record before:
+                # retry from this unit with a fresh parser before giving it up
+                retried.add(bad)
+                start = bad
+                continue
+        yield Quarantine("broken_record", f"offset:{bad if bad is not None else 'end'}",
+                         f"{rel}: unreadable WARC record at offset {bad} after {n} records: "
+                         f"{type(error).__name__}: {error}", None, {"offset": bad})
+        if not resync or bad is None:
+            return
+        nxt = _next_unit(spec, comp == "gzip", bad, bad)
+        if nxt is None or nxt <= start:
+            return
+        start = nxt
+
+
+def _record_items(rec, off: int, upos: int | None, rel: str, o: dict, only_conversion: bool):
+    from fastwarc.warc import WarcRecordType
+
+    max_doc = int(o["max_doc_bytes"])
+    pos = f"offset:{off}"
+    rtype = rec.record_type
+    h = rec.headers
+    url = h.get("WARC-Target-URI")
+    meta = {"warc_file": rel, "warc_offset": off, "warc_record_id": h.get("WARC-Record-ID"),
+            "crawl_date": h.get("WARC-Date"), "warc_type": str(rtype)}
+    if upos is not None:
+        meta["uncompressed_offset"] = upos
+    if rtype in (WarcRecordType.unknown, WarcRecordType.no_type):
+        yield Quarantine("broken_record", pos, f"{rel} record at offset {off}: no valid WARC-Type header", None, meta)
+        return
+    if rtype not in (WarcRecordType.response, WarcRecordType.conversion, WarcRecordType.resource) or \
+            (only_conversion and rtype != WarcRecordType.conversion):
+        yield Skip(f"warc_{rtype}")
+        return
+    clen = rec.content_length
+    where = f"{rel} record at offset {off} ({url})"
+    if clen > max_doc:
+        yield Quarantine("too_large", pos, f"{where}: block of {clen} bytes > max_doc_bytes={max_doc}", None, meta)
+        return
+    block = rec.reader.read()
+    if len(block) < clen:
+        yield Quarantine("truncated_record", pos, f"{where}: block has {len(block)} of {clen} bytes",
+                         snippet(block), meta)
+        return
+    if h.get("WARC-Truncated"):
+        yield Quarantine("truncated_record", pos, f"{where}: WARC-Truncated: {h.get('WARC-Truncated')}",
+                         snippet(block[:2000]), meta)
+        return
+    if rtype == WarcRecordType.conversion:
+        text = block.decode("utf-8", "replace").strip()
+        meta["content_type"] = h.get("Content-Type")
+        if h.get("WARC-Refers-To"):
+            meta["refers_to"] = h.get("WARC-Refers-To")
+        if not text:
+            yield Quarantine("empty_text", pos, f"{where}: empty conversion record", None, meta)
+            return
+        yield Record({"text": text, "url": url, "title": h.get("WARC-Title") or None, "meta": meta}, pos)
+        return
+    if rtype == WarcRecordType.resource:
+        ctype = (h.get("Content-Type") or "").lower()
+        status, headers, body = 200, {"content-type": ctype}, block
+    else:
+        status, headers, body = parse_http(block)
+        ctype = headers.get("content-type", "").lower()
+    meta["content_type"] = ctype or None
+    meta["http_status"] = status
+    if status != 200:
+        yield Quarantine("non_200", pos, f"{where}: HTTP status {status}", None, meta)
+        return
+    mime = ctype.split(";")[0].strip()
+    if mime and mime not in ("text/html", "application/xhtml+xml", "text/xml", "application/xml"):
+        yield Quarantine("non_html", pos, f"{where}: content type {mime}", None, meta)
+        return
+    if not mime and body.strip() and not re.search(rb"<html|<body|<p[ >]|<div", body[:4096], re.I):
+        yield Quarantine("non_html", pos, f"{where}: no content type and no HTML", None, meta)
+        return
+    body = _content_decode(body, headers)
+    yield html_to_record(body, charset_from_content_type(ctype), o, pos, where, {"url": url, "meta": meta})
 
 
 @reader("warc")
