@@ -113,7 +113,8 @@ def _choose_task(t: dict) -> dict:
     return {"bucket": b, "rows": tb.num_rows}
 
 
-def apply_drops(t: dict, drop_files: list[str], stage_name: str) -> dict:
+def apply_drops(t: dict, drop_files: list[str], stage_name: str, counters: dict | None = None,
+                extra: dict | None = None) -> dict:
     """Shared by the dedup stages: remove the rows a global decision dropped."""
     t0 = time.time()
     tbl = storage.read_parquet(t["input"])
@@ -133,7 +134,7 @@ def apply_drops(t: dict, drop_files: list[str], stage_name: str) -> dict:
         rej = tbl.take(pa.array(idx))
         rej = rej.append_column("duplicate_of", pa.array([reason[int(i)][1] for i in idx], pa.string()))
         rejected = with_reason(rej, stage_name, [reason[int(i)][0] for i in idx])
-    return finish_part(t, [BatchResult(kept, rejected)], tbl.num_rows, t0)
+    return finish_part(t, [BatchResult(kept, rejected, dict(counters or {}))], tbl.num_rows, t0, extra)
 
 
 def _apply_task(t: dict) -> dict:
