@@ -50,6 +50,7 @@ DEFAULTS: dict[str, dict] = {
         "enabled": True,
         "line_punct_thr": 0.12, "line_punct_exclude_zero": False, "short_line_thr": 0.67,
         "short_line_length": 30, "char_duplicates_ratio": 0.01, "new_line_ratio": 0.3,
+        "line_end_extra": "",   # more characters that end a line (e.g. "，、；：" for hard-wrapped CJK)
     },
     "cjk": {
         "enabled": True,
@@ -359,7 +360,8 @@ def fineweb(text: str, n_words: int, t: dict) -> dict:
     if not lines:
         sig.update(line_punct_ratio=0.0, short_line_ratio=0.0, char_dup_ratio=0.0, newline_ratio=0.0)
         return sig
-    sig["line_punct_ratio"] = sum(1 for ln in lines if ln.endswith(TERMINAL)) / len(lines)
+    ends = TERMINAL + tuple(t.get("line_end_extra") or "")
+    sig["line_punct_ratio"] = sum(1 for ln in lines if ln.endswith(ends)) / len(lines)
     sl = t["short_line_length"]
     sig["short_line_ratio"] = sum(1 for ln in lines if len(ln) <= sl) / len(lines)
     denom = len(text) - text.count("\n")

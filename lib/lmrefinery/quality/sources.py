@@ -75,8 +75,7 @@ def warc_texts(path: str, min_chars: int = 1) -> Iterator[dict]:
     with storage.open_raw(path) as f:
         raw = f.read()
     for rec in ArchiveIterator(io.BytesIO(raw), record_types=WarcRecordType.response):
-        body = rec.reader.read()
-        _, _, html = body.partition(b"\r\n\r\n")
+        html = rec.reader.read()  # fastwarc has parsed the HTTP headers off already
         if not html:
             continue
         text = extract_plain_text(bytes_to_str(html, detect_encoding(html)), main_content=True)
