@@ -157,7 +157,7 @@ def tok_jieba(text: str) -> list[str]:
         jieba.setLogLevel(logging.WARNING)
         jieba.initialize()
         _jieba = jieba
-    return [w for w in (t.strip() for t in _jieba.lcut(text)) if w]
+    return [w for w in (t.strip() for t in _jieba.lcut(text, HMM=False)) if w]
 
 
 TOKENIZERS: dict[str, Callable[[str], list[str]]] = {
