@@ -107,6 +107,25 @@ def _combine(el: np.ndarray, n: int) -> np.ndarray:
     return (_fmix64(h) >> np.uint64(32)).astype(np.uint32)
 
 
+def ngram_hashes64(el: np.ndarray, n: int, whole_if_short: bool = True) -> np.ndarray:
+    """64-bit hashes of every n-gram of element hashes (for exact n-gram
+    matching, where 32 bits would collide across large evaluation sets)."""
+    m = len(el)
+    if m == 0 or (m < n and not whole_if_short):
+        return np.empty(0, dtype=np.uint64)
+    k = min(n, m)
+    cnt = m - k + 1
+    h = np.full(cnt, np.uint64(k), dtype=np.uint64)
+    for j in range(k):
+        h = (h ^ el[j:j + cnt]) * _P64
+    return _fmix64(h)
+
+
+def element_hashes(text: str | None, cjk: bool) -> np.ndarray:
+    """One 64-bit value per normalised token (word hash, or CJK code point)."""
+    return _element_hashes(tokens(text, cjk), cjk)
+
+
 def token_hashes(text: str | None, n: int, cjk: bool, hash: str = "xxh3") -> np.ndarray:
     """32-bit hashes of every shingle of the text (with repeats), uint32."""
     toks = tokens(text, cjk)
