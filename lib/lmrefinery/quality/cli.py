@@ -22,6 +22,8 @@ def register(sub) -> None:
     t.add_argument("--lr", type=float, default=0.5)
     t.add_argument("--minn", type=int, default=0)
     t.add_argument("--maxn", type=int, default=0)
+    t.add_argument("--bucket", type=int, default=200_000,
+                   help="hash buckets for word n-grams (model size ~ bucket x dim x 4 bytes)")
     t.add_argument("--max-docs-per-class", type=int, default=20_000)
     t.add_argument("--chunk-chars", type=int, default=2000, help="plain-text files are cut into chunks this long")
     t.add_argument("--min-chars", type=int, default=100)
@@ -38,7 +40,7 @@ def _train(a) -> int:
     from .model import train
 
     rep = train(a.positive, a.negative, a.out, holdout=a.holdout, seed=a.seed, epoch=a.epoch, dim=a.dim,
-                word_ngrams=a.word_ngrams, lr=a.lr, minn=a.minn, maxn=a.maxn,
+                word_ngrams=a.word_ngrams, lr=a.lr, minn=a.minn, maxn=a.maxn, bucket=a.bucket,
                 max_docs_per_class=a.max_docs_per_class, chunk_chars=a.chunk_chars, min_chars=a.min_chars,
                 quantize=a.quantize, balance=not a.no_balance)
     c, h = rep["counts"], rep["heldout"]

@@ -75,7 +75,7 @@ def positive_scores(model, lines: list[str]) -> np.ndarray:
 
 
 def train(positive: list[str], negative: list[str], out: str, *, holdout: float = 0.2, seed: int = 0,
-          epoch: int = 20, dim: int = 64, word_ngrams: int = 2, lr: float = 0.5, minn: int = 0, maxn: int = 0,
+          epoch: int = 20, dim: int = 64, word_ngrams: int = 2, lr: float = 0.5, minn: int = 0, maxn: int = 0, bucket: int = 200_000,
           max_docs_per_class: int = 20_000, chunk_chars: int = 2000, min_chars: int = 100,
           max_chars: int = 10_000, quantize: bool = False, balance: bool = True) -> dict:
     import fasttext
@@ -108,7 +108,7 @@ def train(positive: list[str], negative: list[str], out: str, *, holdout: float 
                 fh.write(f"__label__{lab} {ft_line(t, max_chars)}\n")
         fasttext.FastText.eprint = lambda *a, **k: None
         model = fasttext.train_supervised(input=f, epoch=epoch, dim=dim, wordNgrams=word_ngrams, lr=lr,
-                                          minn=minn, maxn=maxn, thread=1, seed=seed, verbose=0,
+                                          minn=minn, maxn=maxn, bucket=bucket, thread=1, seed=seed, verbose=0,
                                           loss="softmax")
         if quantize:
             model.quantize(input=f, retrain=False, qnorm=True, cutoff=100_000)
@@ -122,7 +122,7 @@ def train(positive: list[str], negative: list[str], out: str, *, holdout: float 
               "counts": {"positive_train": len(pos_tr), "negative_train": len(neg_tr),
                          "positive_heldout": len(pos_te), "negative_heldout": len(neg_te)},
               "params": {"epoch": epoch, "dim": dim, "word_ngrams": word_ngrams, "lr": lr, "minn": minn,
-                         "maxn": maxn, "chunk_chars": chunk_chars, "min_chars": min_chars,
+                         "maxn": maxn, "bucket": bucket, "chunk_chars": chunk_chars, "min_chars": min_chars,
                          "max_chars": max_chars, "quantize": quantize, "holdout": holdout},
               "heldout": _metrics(y, positive_scores(model, te)) if len(te) else None,
               "seconds": round(time.time() - t0, 2)}
