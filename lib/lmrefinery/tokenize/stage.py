@@ -255,10 +255,17 @@ def _encode_task(t: dict) -> dict:
 
 # ---------------------------------------------------------------- plan (driver)
 def plan_mixing(table: pa.Table, mix: dict, input_weights: dict[str, float]) -> dict:
-    """Per source: copies = base + (1 if mixkey <= threshold). `table` has the train
-    documents' source, n_tokens and mixkey. Extra copies go to the documents with the
-    smallest hash until the fractional token budget is met, so the achieved token
-    share is within one document of the target."""
+    """Decide how many copies of each train document to write.
+
+    `table` has the train documents' source, n_tokens and mixkey. A source with
+    factor f (target tokens / natural tokens) gets floor(f) copies of every
+    document; the fractional part f - floor(f) is a token budget filled by
+    walking its documents in hash order and taking each one that still fits
+    (first fit; then one more if overshooting is closer), so the achieved share
+    lands within half a document of the target
+    and the choice depends only on the seed and the documents.
+    Returns the plan: {source: {"base": k, "factor": f}} and, under "extra",
+    {source: sorted list of mixkeys that get k + 1 copies}."""
     src = table.column("source").to_pylist()
     ntok = table.column("n_tokens").to_numpy()
     keys = table.column("mixkey").to_numpy()
@@ -280,30 +287,35 @@ def plan_mixing(table: pa.Table, mix: dict, input_weights: dict[str, float]) -> 
     else:
         factor = {s: weights[s] for s in by}
         target = None
-    plan = {}
-    achieved_tokens = {}
+    plan, extra_keys, achieved_tokens = {}, {}, {}
     for s, ix in by.items():
         ix = np.asarray(ix)
         f = max(0.0, factor[s])
-        base = int(math.floor(f + 1e-12))
-        frac = f - base
-        budget = frac * natural[s]
+        base = int(math.floor(f + 1e-9))
+        budget = (f - base) * natural[s]
         order = ix[np.argsort(keys[ix], kind="stable")]
-        cum = np.cumsum(ntok[order]) - ntok[order]  # tokens before each document
-        take = int(np.searchsorted(cum, budget, side="left")) if budget > 0 else 0
-        # include documents while the tokens before them are under the budget;
-        # stop at whichever of (k, k+1) documents lands closer to the budget
-        if 0 < take < len(order):
-            over = cum[take - 1] + ntok[order[take - 1]] - budget
-            under = budget - cum[take - 1]
-            if over > under:
-                take -= 1
-        thr = int(keys[order[take - 1]]) if take > 0 else -1
-        extra = int(ntok[order[:take]].sum())
-        plan[s] = {"base": base, "threshold": thr, "factor": round(f, 6)}
-        achieved_tokens[s] = base * natural[s] + extra
+        chosen, used, left_out = [], 0, []
+        if budget > 0:
+            for j in order:
+                n = int(ntok[j])
+                if used + n <= budget:
+                    chosen.append(int(keys[j]))
+                    used += n
+                    if budget - used < 1:
+                        break
+                else:
+                    left_out.append(j)
+            # one more document if overshooting lands closer to the budget than stopping short
+            if left_out and budget - used >= 1:
+                j = min(left_out, key=lambda x: (int(ntok[x]), int(keys[x])))
+                if used + int(ntok[j]) - budget < budget - used:
+                    chosen.append(int(keys[j]))
+                    used += int(ntok[j])
+        plan[s] = {"base": base, "factor": round(f, 6)}
+        extra_keys[s] = sorted(chosen)
+        achieved_tokens[s] = base * natural[s] + used
     out_total = sum(achieved_tokens.values())
-    return {"mode": mode, "weights": weights, "plan": plan,
+    return {"mode": mode, "weights": weights, "plan": plan, "extra": extra_keys,
             "natural": {s: {"documents": len(by[s]), "tokens": natural[s]} for s in sorted(by)},
             "target": {s: round(v, 6) for s, v in sorted(target.items())} if target else None,
             "achieved": {s: round(achieved_tokens[s] / out_total, 6) if out_total else 0.0
@@ -311,11 +323,29 @@ def plan_mixing(table: pa.Table, mix: dict, input_weights: dict[str, float]) -> 
             "output_tokens": {s: int(v) for s, v in sorted(achieved_tokens.items())}}
 
 
-def copies_of(source: str, mixkey: int, plan: dict) -> int:
+def copies_of(source: str, mixkey: int, plan: dict, extra: dict) -> int:
+    """Copies of a train document under a mixing plan (`extra`: source -> set of mixkeys)."""
     pl = plan.get(source)
     if pl is None:
         return 1
-    return pl["base"] + (1 if pl["threshold"] >= 0 and mixkey <= pl["threshold"] else 0)
+    return pl["base"] + (1 if mixkey in extra.get(source, ()) else 0)
+
+
+def write_plan(work: str, mixing: dict) -> str:
+    path = storage.join(work, "plan", "extra.parquet")
+    srcs = [s for s, ks in mixing["extra"].items() for _ in ks]
+    keys = [k for ks in mixing["extra"].values() for k in ks]
+    storage.write_parquet(pa.table({"source": pa.array(srcs, pa.string()), "mixkey": pa.array(keys, pa.uint64())}),
+                          path)
+    return path
+
+
+def read_plan(path: str) -> dict[str, set]:
+    tb = storage.read_parquet(path)
+    out: dict[str, set] = defaultdict(set)
+    for s, k in zip(tb.column("source").to_pylist(), tb.column("mixkey").to_pylist()):
+        out[s].add(k)
+    return out
 
 
 # ---------------------------------------------------------------- round 2: scatter + commit parts
@@ -333,6 +363,7 @@ def _scatter_task(t: dict) -> dict:
     mixkey = enc.column("mixkey").to_pylist()
     ntok = enc.column("n_tokens").to_pylist()
     plan, seed = t["plan"], t["seed"]
+    extra_keys = read_plan(t["plan_path"])
     n_shards = t["n_shards"]
     inst: dict[tuple[str, int], list] = defaultdict(list)  # (split, shard) -> [(key, row, copy)]
     copies = np.zeros(enc.num_rows, np.int32)
@@ -342,7 +373,7 @@ def _scatter_task(t: dict) -> dict:
         if empty[r]:
             reasons[r] = "tokenize:empty"
             continue
-        c = 1 if split[r] == "valid" else copies_of(srcs[r], mixkey[r], plan)
+        c = 1 if split[r] == "valid" else copies_of(srcs[r], mixkey[r], plan, extra_keys)
         copies[r] = c
         if c == 0:
             reasons[r] = "mix:downsampled"
@@ -448,6 +479,7 @@ class TokenizeStage(Stage):
         valid = ok.filter(pc.equal(ok.column("split"), "valid"))
         input_weights = {i["name"]: i["weight"] for i in job.ctx.get("inputs", []) if i.get("weight") is not None}
         mixing = plan_mixing(train, params["mix"], input_weights)
+        plan_path = write_plan(work, mixing)
         train_out = sum(mixing["output_tokens"].values())
         valid_tokens = int(pc.sum(valid.column("n_tokens")).as_py() or 0)
         n_shards = {"train": max(1, math.ceil(train_out / params["shard_tokens"])),
@@ -456,7 +488,8 @@ class TokenizeStage(Stage):
         enc_local = get_encoder(tok_dir, params["add_bos"], params["eos_token"])
         dtype = dtype_for_vocab(enc_local.vocab_size)
 
-        parts = job.map(_scatter_task, [dict(base, input=p, part=i, plan=mixing["plan"], n_shards=n_shards,
+        parts = job.map(_scatter_task, [dict(base, input=p, part=i, plan=mixing["plan"], plan_path=plan_path,
+                                             n_shards=n_shards,
                                              input_desc=storage.relpath(p, job.ctx["output_root"]))
                                         for i, p in enumerate(job.inputs)], "scatter")
         wtasks = [dict(base, split=sp, shard=j, n_parts=n, dtype=dtype.name, with_mask=with_mask)
@@ -483,7 +516,7 @@ class TokenizeStage(Stage):
                 tpc_acc[lg][1] += nc
         tj = tokenizer_json_of(tok_dir) if not storage.is_s3(tok_dir) else storage.join(tok_dir, "tokenizer.json")
         enc0 = enc_local
-        mixing_out = {k: v for k, v in mixing.items() if k != "plan"}
+        mixing_out = {k: v for k, v in mixing.items() if k not in ("plan", "extra")}
         mixing_out["factors"] = {s: p["factor"] for s, p in sorted(mixing["plan"].items())}
         dataset = {
             "format": "megatron-mmidx", "version": 1, "seed": seed, "run": job.ctx.get("run_name"),
