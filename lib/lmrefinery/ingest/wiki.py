@@ -124,10 +124,18 @@ def _render(code) -> str:
     return "".join(out)
 
 
+_PRE_STRIP = re.compile(r"<!--.*?-->|<ref[^>/]*/>|<ref(\s[^>]*)?>.*?</ref\s*>", re.S | re.I)
+_POST_STRIP = re.compile(r"</?ref[^>]*>|</?(span|div|small|big|center|sup|sub|blockquote|poem)[^>]*>", re.I)
+
+
 def wikitext_to_text(wikitext: str) -> str:
     import mwparserfromhell as mw
 
+    # references and comments go before parsing: cheaper, and the parser leaves
+    # some <ref> unparsed (e.g. inside unbalanced quotes)
+    wikitext = _PRE_STRIP.sub("", wikitext)
     text = _render(mw.parse(wikitext))
+    text = _POST_STRIP.sub("", text)
     lines: list[str] = []
     # leftovers the parser leaves as text: table rows of unparsed tables, magic words, stray brackets
     for ln in text.split("\n"):
@@ -182,16 +190,20 @@ def _bz2_range_chunks(spec: dict, start: int, end: int, problems: list) -> Itera
             buf = keep
         stream_start = buf_abs
         d = bz2.BZ2Decompressor()
+        fed = False                         # has the current decompressor seen any byte?
         while True:
             if not buf:
                 buf = f.read(1 << 20)
                 if not buf:
-                    if not d.eof:
+                    if fed and not d.eof:
                         problems.append(("corrupt_compression",
                                          f"truncated bzip2 stream starting at byte {stream_start}"))
                     return
+            if not buf.strip(b"\x00") and not fed:
+                return                      # zero padding at the end of the file
             try:
                 out = d.decompress(buf)
+                fed = True
             except (OSError, EOFError, ValueError) as e:
                 problems.append(("corrupt_compression", f"bzip2 stream at byte {stream_start}: {e}"))
                 return
@@ -203,6 +215,7 @@ def _bz2_range_chunks(spec: dict, start: int, end: int, problems: list) -> Itera
                 buf = d.unused_data
                 stream_start = buf_abs
                 d = bz2.BZ2Decompressor()
+                fed = False
             else:
                 buf_abs += len(buf)
                 buf = b""
@@ -212,10 +225,11 @@ def _bz2_range_chunks(spec: dict, start: int, end: int, problems: list) -> Itera
 
 def _whole_chunks(spec: dict, problems: list, chunk: int) -> Iterator[tuple[bytes, bool]]:
     f = storage.open_read(spec["path"])
+    read = getattr(f, "read1", f.read)  # read1: what is decoded so far, so a later break loses nothing before it
     try:
         while True:
             try:
-                b = f.read(chunk)
+                b = read(chunk)
             except (EOFError, OSError, ValueError) as e:
                 problems.append(("corrupt_compression", f"{type(e).__name__}: {e}"))
                 return

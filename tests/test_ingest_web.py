@@ -1,0 +1,199 @@
+"""WARC / WET / HTML ingest on the real Common Crawl files and gold article bodies."""
+from __future__ import annotations
+
+import collections
+import gzip
+import json
+import os
+import re
+
+import pytest
+
+from lmrefinery.ingest.formats import Quarantine, Record, Skip, get_reader
+
+
+def read_all(fmt, path, options=None, rel=None):
+    spec = {"path": path, "rel": rel or os.path.basename(path), "input": "t", "format": fmt,
+            "options": options or {}, "fields": {}}
+    items = list(get_reader(fmt)(spec))
+    docs = [i for i in items if isinstance(i, Record)]
+    quarantined = collections.Counter(i.reason for i in items if isinstance(i, Quarantine))
+    skipped = collections.Counter(i.reason for i in items if isinstance(i, Skip))
+    return docs, quarantined, skipped, items
+
+
+def warcio_inventory(path):
+    """What the file holds, counted by a different library (warcio)."""
+    from warcio.archiveiterator import ArchiveIterator
+
+    types, responses = collections.Counter(), []
+    with open(path, "rb") as f:
+        for rec in ArchiveIterator(f):
+            types[rec.rec_type] += 1
+            if rec.rec_type == "response":
+                status = int(rec.http_headers.get_statuscode())
+                ctype = (rec.http_headers.get_header("Content-Type") or "").split(";")[0].strip().lower()
+                responses.append((rec.rec_headers.get_header("WARC-Target-URI"), status, ctype))
+    return types, responses
+
+
+def test_common_crawl_warc_counts_match_the_file(shared_corpora):
+    path = os.path.join(shared_corpora, "web", "cc-main-2020-34-resiliparse-sample.warc.gz")
+    types, responses = warcio_inventory(path)
+    docs, quarantined, skipped, _ = read_all("warc", path)
+    # every non-response record is counted by type, never silently dropped
+    for t in ("request", "metadata", "warcinfo"):
+        assert skipped[f"warc_{t}"] == types[t]
+    html_200 = [r for r in responses if r[1] == 200 and r[2] in ("text/html", "")]
+    assert quarantined["non_200"] == sum(1 for r in responses if r[1] != 200)
+    assert quarantined["non_html"] == sum(1 for r in responses if r[1] == 200 and r[2] not in ("text/html", ""))
+    # each HTML response is a document or a counted reason (spam pages with no main content)
+    assert len(docs) + quarantined["empty_text"] == len(html_200) == types["response"]
+    assert set(quarantined) <= {"empty_text", "non_200", "non_html"}
+    assert len(docs) >= 10
+    assert {d.doc["url"] for d in docs} <= {r[0] for r in responses}
+    for d in docs:
+        m = d.doc["meta"]
+        assert m["warc_record_id"].startswith("<urn:uuid:") and m["crawl_date"].startswith("2020-08-")
+        assert m["warc_file"] == os.path.basename(path) and isinstance(m["warc_offset"], int)
+        assert "\ufffd" not in d.doc["text"][:2000] or m.get("replaced_chars")
+    # offsets point at the record's own gzip member: re-reading from there gives the same record
+    from fastwarc.warc import ArchiveIterator
+
+    d = docs[len(docs) // 2]
+    with open(path, "rb") as f:
+        f.seek(d.doc["meta"]["warc_offset"])
+        rec = next(iter(ArchiveIterator(f, parse_http=False)))
+        assert rec.headers.get("WARC-Record-ID") == d.doc["meta"]["warc_record_id"]
+
+
+def test_charsets_from_header_meta_and_detection(shared_corpora):
+    path = os.path.join(shared_corpora, "web", "cc-main-2020-34-resiliparse-sample.warc.gz")
+    docs, _, _, _ = read_all("warc", path)
+    by_url = {d.doc["url"]: d.doc for d in docs}
+    ru = by_url["http://01spb.ru/company/"]            # windows-1251 in the HTTP header
+    assert ru["meta"]["charset"] == "cp1251" and ru["meta"]["charset_source"] == "http"
+    assert re.search(r"[А-Яа-я]{4,}", ru["text"])
+    gb = [d for d in docs if d.doc["meta"]["charset"] == "gb18030"]  # GBK/GB2312 pages
+    assert gb and all(re.search(r"[\u4e00-\u9fff]{4,}", d.doc["text"] + (d.doc["title"] or "")) for d in gb)
+    sources = collections.Counter(d.doc["meta"]["charset_source"] for d in docs)
+    assert sources["http"] and (sources["meta"] + sources["detected"])  # all three paths taken on real pages
+    ch = by_url["http://06.live-radsport.ch/fahrerstatistik_801/Anthony_Ravard.html"]
+    assert ch["meta"]["charset"] in ("cp1252", "utf-8") and "\ufffd" not in ch["text"]
+
+
+def test_warc_and_wet_of_the_same_capture(shared_corpora):
+    web = os.path.join(shared_corpora, "web")
+    docs, q, s, _ = read_all("warc", os.path.join(web, "cc-main-2024-22-whirlwind.warc.gz"))
+    wet, q2, s2, _ = read_all("wet", os.path.join(web, "cc-main-2024-22-whirlwind.warc.wet.gz"))
+    wat, q3, s3, _ = read_all("warc", os.path.join(web, "cc-main-2024-22-whirlwind.warc.wat.gz"))
+    assert len(docs) == 1 and len(wet) == 1 and not wat
+    assert s3 == {"warc_warcinfo": 1, "warc_metadata": 1} and not q3
+    url = "https://an.wikipedia.org/wiki/Escopete"
+    assert docs[0].doc["url"] == wet[0].doc["url"] == url
+    assert wet[0].doc["meta"]["warc_type"] == "conversion"
+    # WET text is taken as is; our extraction keeps the article, a subset of CC's page text
+    ours = set(re.findall(r"\w+", docs[0].doc["text"].lower()))
+    cc = set(re.findall(r"\w+", wet[0].doc["text"].lower()))
+    assert "escopete" in ours and len(ours & cc) / len(ours) > 0.8
+
+
+def _f1(a: str, b: str) -> float:
+    ca = collections.Counter(re.findall(r"\w+", a.lower()))
+    cb = collections.Counter(re.findall(r"\w+", b.lower()))
+    ov = sum((ca & cb).values())
+    if not ov:
+        return 0.0
+    p, r = ov / sum(ca.values()), ov / sum(cb.values())
+    return 2 * p * r / (p + r)
+
+
+@pytest.mark.parametrize("extractor,floor", [("trafilatura", 0.90), ("resiliparse", 0.85)])
+def test_html_extraction_against_gold_bodies(shared_corpora, extractor, floor):
+    base = os.path.join(shared_corpora, "web", "html_article_extraction")
+    gold = json.load(open(os.path.join(base, "ground-truth.json"), encoding="utf-8"))
+    scores = []
+    for key, g in sorted(gold.items()):
+        docs, q, _, _ = read_all("html", os.path.join(base, "html", f"{key}.html.gz"), {"extractor": extractor})
+        text = docs[0].doc["text"] if docs else ""
+        scores.append(_f1(text, g["articleBody"]))
+    mean = sum(scores) / len(scores)
+    print(f"\n[{extractor}] token F1 vs gold article bodies: mean={mean:.3f} "
+          f"min={min(scores):.3f} pages={len(scores)}")
+    assert len(scores) == 60 and mean >= floor
+
+
+def test_compression_variants_give_the_same_documents(shared_corpora, tmp_path):
+    path = os.path.join(shared_corpora, "web", "cc-main-2020-34-resiliparse-sample.warc.gz")
+    raw = gzip.decompress(open(path, "rb").read())
+    (tmp_path / "plain.warc").write_bytes(raw)
+    (tmp_path / "one.warc.gz").write_bytes(gzip.compress(raw))
+    ref = [(d.doc["url"], d.doc["text"]) for d in read_all("warc", path)[0]]
+    for name in ("plain.warc", "one.warc.gz"):
+        got = [(d.doc["url"], d.doc["text"]) for d in read_all("warc", str(tmp_path / name))[0]]
+        assert got == ref
+
+
+def test_truncated_gzip_keeps_what_came_before(shared_corpora, tmp_path):
+    path = os.path.join(shared_corpora, "web", "cc-main-2020-34-resiliparse-sample.warc.gz")
+    data = open(path, "rb").read()
+    cut = 70000
+    (tmp_path / "cut.warc.gz").write_bytes(data[:cut])
+    docs, q, s, items = read_all("warc", str(tmp_path / "cut.warc.gz"))
+    full = read_all("warc", path)[0]
+    assert q["corrupt_compression"] == 1
+    bad = next(i for i in items if isinstance(i, Quarantine) and i.reason == "corrupt_compression")
+    assert "truncated gzip member" in bad.detail and 0 < bad.meta["offset"] < cut
+    kept = [d.doc["url"] for d in docs]
+    assert kept and kept == [d.doc["url"] for d in full if d.doc["meta"]["warc_offset"] < bad.meta["offset"]]
+
+
+def _rec(headers, block: bytes) -> bytes:
+    head = "WARC/1.0\r\n" + "".join(f"{k}: {v}\r\n" for k, v in headers)
+    head += f"Content-Length: {len(block)}\r\n\r\n"
+    return gzip.compress(head.encode() + block + b"\r\n\r\n", mtime=0)
+
+
+def _resp(url, body: bytes, status="200 OK", ctype="text/html", extra=()):
+    http = f"HTTP/1.1 {status}\r\nContent-Type: {ctype}\r\n\r\n".encode() + body
+    return _rec([("WARC-Type", "response"), ("WARC-Target-URI", url), ("WARC-Record-ID", f"<urn:uuid:{url}>"),
+                 ("WARC-Date", "2024-01-01T00:00:00Z"), *extra], http)
+
+
+def test_bad_records_are_counted_and_the_file_finishes(shared_corpora, tmp_path):
+    page = open(os.path.join(shared_corpora, "web", "html_article_extraction", "html",
+                             sorted(os.listdir(os.path.join(shared_corpora, "web", "html_article_extraction",
+                                                            "html")))[0]), "rb").read()
+    page = gzip.decompress(page)
+    parts = [
+        _resp("http://ok/1", page),
+        _resp("http://empty/", b""),
+        gzip.compress(b"WARC/1.0\r\nWARC-Type response\r\nnot a header\r\n\r\nxx\r\n\r\n", mtime=0),  # broken header
+        _resp("http://ok/2", page),
+        gzip.compress(b"complete garbage, not a WARC record at all", mtime=0),
+        _resp("http://big/", page * 3),
+        _resp("http://trunc/", page, extra=[("WARC-Truncated", "length")]),
+        _resp("http://gone/", b"<html>gone</html>", status="404 Not Found"),
+        _resp("http://img/", b"\x89PNG....", ctype="image/png"),
+        _resp("http://ok/3", page),
+    ]
+    (tmp_path / "bad.warc.gz").write_bytes(b"".join(parts))
+    docs, q, s, _ = read_all("warc", str(tmp_path / "bad.warc.gz"), {"max_doc_bytes": len(page) * 2})
+    assert [d.doc["url"] for d in docs] == ["http://ok/1", "http://ok/2", "http://ok/3"]
+    assert q == {"empty_page": 1, "broken_record": 2, "too_large": 1, "truncated_record": 1, "non_200": 1,
+                 "non_html": 1}
+
+
+def test_extractor_timeout_quarantines_and_moves_on(shared_corpora):
+    path = os.path.join(shared_corpora, "web", "cc-main-2020-34-resiliparse-sample.warc.gz")
+    docs, q, _, _ = read_all("warc", path, {"timeout_s": 0.0005})
+    assert q["extract_timeout"] >= 10 and len(docs) + sum(q.values()) == 16
+
+
+def test_sample_warc_urls_and_planted_non_documents(samples_dir):
+    docs, q, s, _ = read_all("warc", os.path.join(samples_dir, "web", "pages-00000.warc.gz"))
+    assert q == {"non_200": 1, "non_html": 1}
+    assert all(d.doc["url"].startswith("https://warc.samples.lmrefinery.test/") for d in docs)
+    gbk = [d for d in docs if d.doc["meta"]["charset"] == "gb18030"]
+    assert gbk and all(re.search(r"[\u4e00-\u9fff]", d.doc["text"]) for d in gbk)
+    assert all("All rights reserved" not in d.doc["text"] for d in docs)  # footer boilerplate removed
