@@ -65,7 +65,7 @@ def _recipe(inp: str, out: str, engine: str, workers: int, tok: dict) -> dict:
             "inputs": [{"name": "web", "paths": [f"{inp}/en.jsonl"]}, {"name": "book", "paths": [f"{inp}/zh.jsonl"]},
                        {"name": "chat", "paths": [f"{inp}/chat.jsonl"]}],
             "stages": [{"stage": "read"},
-                       {"stage": "tokenize", "params": {**tok, "shard_tokens": 40000, "valid_fraction": 0.1,
+                       {"stage": "tokenize", "params": {**tok, "shard_tokens": 70000, "valid_fraction": 0.1,
                                                         "mix": {"mode": "proportions", "weights": TARGET}}}]}
 
 
@@ -260,7 +260,7 @@ def test_shuffle_identical_across_workers_and_engines(tok_run, ray_cluster, spar
                                {"tokenizer": os.path.join(tok_run["sdir"], "tokenizer")})), quiet=True).run()
     m_sp, _ = load_dataset_manifest(os.path.join(out_spark, "stages", "01-tokenize"))
     assert m_sp["splits"] == tok_run["manifest"]["splits"]
-    assert len(m_sp["splits"]["train"]["shards"]) > 2
+    assert len(m_sp["splits"]["train"]["shards"]) >= 2
 
 
 def test_reader_determinism_resume_ranks_and_boundaries(tok_run):

@@ -114,6 +114,32 @@ def _list_array(arrays: list[np.ndarray], typ) -> pa.Array:
     return pa.ListArray.from_arrays(pa.array(offsets), values)
 
 
+def write_work(table: pa.Table, uri: str) -> None:
+    """Scratch files under `_work/` (deleted at the end of the stage): lz4, and on
+    local disk no fsync - a crash reruns the stage anyway."""
+    import io
+
+    import pyarrow.parquet as pq
+
+    if storage.is_s3(uri):
+        sink = io.BytesIO()
+        pq.write_table(table, sink, compression="lz4", use_dictionary=False, write_statistics=False)
+        storage.write_bytes(uri, sink.getvalue())
+        return
+    os.makedirs(os.path.dirname(uri), exist_ok=True)
+    tmp = f"{uri}.tmp-{os.getpid()}"
+    pq.write_table(table, tmp, compression="lz4", use_dictionary=False, write_statistics=False)
+    os.replace(tmp, uri)
+
+
+def read_work(uri: str, columns=None) -> pa.Table:
+    import pyarrow.parquet as pq
+
+    if storage.is_s3(uri):
+        return storage.read_parquet(uri, columns=columns)
+    return pq.read_table(uri, columns=columns)
+
+
 def _lang_key(lang: str | None) -> str:
     if not lang:
         return "und"
@@ -239,7 +265,7 @@ def _encode_task(t: dict) -> dict:
         "tokens": _list_array(toks, pa.int32()),
         "mask": pa.array([None if m is None else m.tolist() for m in mask_col], pa.list_(pa.uint8())),
     })
-    storage.write_parquet(out, storage.join(t["work"], "enc", f"p{t['part']:05d}.parquet"))
+    write_work(out, storage.join(t["work"], "enc", f"p{t['part']:05d}.parquet"))
     # tokens per character by language, measured on plain documents (EOS not counted)
     tpc: dict[str, list[int]] = defaultdict(lambda: [0, 0])
     langs = tb.column("lang").to_pylist()
@@ -335,13 +361,12 @@ def write_plan(work: str, mixing: dict) -> str:
     path = storage.join(work, "plan", "extra.parquet")
     srcs = [s for s, ks in mixing["extra"].items() for _ in ks]
     keys = [k for ks in mixing["extra"].values() for k in ks]
-    storage.write_parquet(pa.table({"source": pa.array(srcs, pa.string()), "mixkey": pa.array(keys, pa.uint64())}),
-                          path)
+    write_work(pa.table({"source": pa.array(srcs, pa.string()), "mixkey": pa.array(keys, pa.uint64())}), path)
     return path
 
 
 def read_plan(path: str) -> dict[str, set]:
-    tb = storage.read_parquet(path)
+    tb = read_work(path)
     out: dict[str, set] = defaultdict(set)
     for s, k in zip(tb.column("source").to_pylist(), tb.column("mixkey").to_pylist()):
         out[s].add(k)
@@ -355,7 +380,7 @@ def _shard_of(key: int, n: int) -> int:
 
 def _scatter_task(t: dict) -> dict:
     t0 = time.time()
-    enc = storage.read_parquet(storage.join(t["work"], "enc", f"p{t['part']:05d}.parquet"))
+    enc = read_work(storage.join(t["work"], "enc", f"p{t['part']:05d}.parquet"))
     ids = enc.column("id").to_pylist()
     srcs = enc.column("source").to_pylist()
     split = enc.column("split").to_pylist()
@@ -382,15 +407,19 @@ def _scatter_task(t: dict) -> dict:
         for k in range(c):
             key = _h64(seed, "shuffle", ids[r], k)
             inst[(split[r], _shard_of(key, n_shards[split[r]]))].append((key, r, k))
-    toks = enc.column("tokens")
-    masks = enc.column("mask")
-    for (sp, j), items in inst.items():
-        rows = pa.array([r for _, r, _ in items], pa.int64())
-        sub = pa.table({"key": pa.array([k for k, _, _ in items], pa.uint64()),
-                        "id": pc.take(enc.column("id"), rows), "copy": pa.array([c for _, _, c in items], pa.int32()),
-                        "source": pc.take(enc.column("source"), rows),
-                        "tokens": pc.take(toks, rows), "mask": pc.take(masks, rows)})
-        storage.write_parquet(sub, storage.join(t["work"], "scat", sp, f"s{j:05d}", f"p{t['part']:05d}.parquet"))
+    # one take for all instances, ordered by (split, shard); then a slice per shard file
+    groups = sorted(inst)
+    rows = [r for g in groups for _, r, _ in inst[g]]
+    taken = enc.select(["id", "source", "tokens", "mask"]).take(pa.array(rows, pa.int64())) if rows else None
+    at = 0
+    for g in groups:
+        items = inst[g]
+        sub = taken.slice(at, len(items))
+        at += len(items)
+        sub = sub.add_column(0, "key", pa.array([k for k, _, _ in items], pa.uint64())) \
+            .add_column(2, "copy", pa.array([c for _, _, c in items], pa.int32()))
+        sp, j = g
+        write_work(sub, storage.join(t["work"], "scat", sp, f"s{j:05d}", f"p{t['part']:05d}.parquet"))
     # commit this part: the input rows, kept with their token accounting, or rejected
     tb = storage.read_parquet(t["input"])
     tb = tb.append_column("n_tokens", enc.column("n_tokens")).append_column("split", enc.column("split")) \
@@ -405,7 +434,7 @@ def _scatter_task(t: dict) -> dict:
 def _write_task(t: dict) -> dict:
     d = storage.join(t["work"], "scat", t["split"], f"s{t['shard']:05d}")
     files = [storage.join(d, f"p{p:05d}.parquet") for p in range(t["n_parts"])]
-    tabs = [storage.read_parquet(f) for f in files if storage.exists(f)]
+    tabs = [read_work(f) for f in files if storage.exists(f)]
     if not tabs:
         return {"split": t["split"], "shard": t["shard"], "documents": 0, "tokens": 0}
     tb = pa.concat_tables(tabs).sort_by([("key", "ascending"), ("id", "ascending"), ("copy", "ascending")])
@@ -472,7 +501,7 @@ class TokenizeStage(Stage):
 
         # plan: mixing and shard counts from the small columns only
         cols = ["source", "split", "empty", "n_tokens", "mixkey"]
-        meta = [storage.read_parquet(storage.join(work, "enc", f"p{i:05d}.parquet"), columns=cols) for i in range(n)]
+        meta = [read_work(storage.join(work, "enc", f"p{i:05d}.parquet"), columns=cols) for i in range(n)]
         allm = pa.concat_tables(meta) if meta else pa.table({c: [] for c in cols})
         ok = allm.filter(pc.invert(allm.column("empty")))
         train = ok.filter(pc.equal(ok.column("split"), "train"))

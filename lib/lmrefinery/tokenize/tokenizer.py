@@ -118,14 +118,7 @@ class ChatEncoder:
         if self._tok is None:
             from tokenizers import Tokenizer
 
-            t = Tokenizer.from_file(self.path)
-            t.no_truncation()
-            t.no_padding()
-            try:
-                t.encode_special_tokens = True   # "<|end|>" in a text is text, not a control token
-            except AttributeError:  # pragma: no cover - old tokenizers
-                pass
-            self._tok = t
+            self._tok = _configure(Tokenizer.from_file(self.path))
         return self._tok
 
     def __getstate__(self):
@@ -175,6 +168,16 @@ class ChatEncoder:
 
     def decode(self, ids) -> str:
         return self.tok.decode([int(i) for i in ids], skip_special_tokens=False)
+
+
+def _configure(t):
+    t.no_truncation()
+    t.no_padding()
+    try:
+        t.encode_special_tokens = True   # "<|end|>" in a text is text, not a control token
+    except AttributeError:  # pragma: no cover - old tokenizers
+        pass
+    return t
 
 
 def tokenizer_json_of(path: str) -> str:
@@ -230,9 +233,11 @@ def load_encoder(path: str, add_bos: bool = False, eos_token: str | None = None)
 
     eot = specials.get("eot") or specials["eos"]
     role_ids = {r: piece(ROLE_FORMAT.format(role=r)) for r in ROLES}
-    return ChatEncoder(path=os.path.abspath(tj), eos_id=vocab[specials["eos"]], bos_id=tid(specials.get("bos")),
-                       pad_id=tid(specials.get("pad")), eot_id=tid(eot), role_ids=role_ids, eot_ids=piece(eot),
-                       vocab_size=tok.get_vocab_size(with_added_tokens=True), add_bos=add_bos)
+    enc = ChatEncoder(path=os.path.abspath(tj), eos_id=vocab[specials["eos"]], bos_id=tid(specials.get("bos")),
+                      pad_id=tid(specials.get("pad")), eot_id=tid(eot), role_ids=role_ids, eot_ids=piece(eot),
+                      vocab_size=tok.get_vocab_size(with_added_tokens=True), add_bos=add_bos)
+    enc._tok = _configure(tok)  # reuse the loaded tokenizer (loading a 100k vocab takes a while)
+    return enc
 
 
 def install_tokenizer(src: str, dst_dir: str) -> str:
