@@ -187,7 +187,7 @@ def test_bad_records_are_counted_and_the_file_finishes(shared_corpora, tmp_path)
 def test_extractor_timeout_quarantines_and_moves_on(shared_corpora):
     path = os.path.join(shared_corpora, "web", "cc-main-2020-34-resiliparse-sample.warc.gz")
     docs, q, _, _ = read_all("warc", path, {"timeout_s": 0.0005})
-    assert q["extract_timeout"] >= 10 and len(docs) + sum(q.values()) == 16
+    assert q == {"extract_timeout": 16} and not docs
 
 
 def test_sample_warc_urls_and_planted_non_documents(samples_dir):

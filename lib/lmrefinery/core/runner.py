@@ -292,9 +292,9 @@ class Runner:
             from .labels import evaluate_labels
 
             stats["planted"] = evaluate_labels(self.recipe.labels, self.out, self.stats)
-        mf.write_json(storage.join(self.out, "stats.json"), stats)
-        if self.read_files:
+        if self.read_files:  # every stage committed: these inputs are done
             stats["new_inputs_recorded"] = self._ledger().record(self.read_files, self.recipe.name)
+        mf.write_json(storage.join(self.out, "stats.json"), stats)
         if self.recipe.report:
             from ..report.html import write_report
 
@@ -309,10 +309,12 @@ class Runner:
         return self._ledger_obj
 
     def _nothing_new(self, t_run: float) -> dict:
-        return {"run": self.recipe.name, "recipe_fingerprint": self.recipe.fingerprint(),
-                "engine": self.recipe.engine, "workers": self.recipe.resources.workers, "output": self.out,
-                "did_work": False, "nothing_new": True, "wall_seconds": round(time.time() - t_run, 2),
-                "stages": [], "final_outputs": []}
+        stats = {"run": self.recipe.name, "recipe_fingerprint": self.recipe.fingerprint(),
+                 "engine": self.recipe.engine, "workers": self.recipe.resources.workers, "output": self.out,
+                 "did_work": False, "nothing_new": True, "wall_seconds": round(time.time() - t_run, 2),
+                 "stages": [], "final_outputs": []}
+        mf.write_json(storage.join(self.out, "stats.json"), stats)
+        return stats
 
     def _clean_tmp(self, sdir: str) -> None:
         if storage.is_s3(sdir) or not os.path.isdir(sdir):

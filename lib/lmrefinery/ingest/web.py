@@ -196,8 +196,8 @@ def decode_html(body: bytes, http_charset: str | None = None) -> tuple[str, str,
 
 
 # ----------------------------------------------------------------- extraction
-class ExtractTimeout(Exception):
-    pass
+class ExtractTimeout(BaseException):
+    """BaseException: extractors catch `Exception` broadly and would swallow it."""
 
 
 @contextmanager
