@@ -47,7 +47,7 @@ _REDIRECT_TEXT = re.compile(r"^\s*#\s*(redirect|転送|重定向|weiterleitung|r
 _ENC_DECL = re.compile(rb"""<\?xml[^>]*encoding\s*=\s*["']([A-Za-z0-9._\-]+)["']""")
 
 DEFAULTS = {"namespaces": [0], "min_chars": 1, "keep_wikitext": False,
-            "disambiguation_templates": [], "chunk_bytes": 1 << 20}
+            "disambiguation_templates": [], "chunk_bytes": 1 << 20, "max_page_chars": 64 << 20}
 
 
 def _opts(spec):
@@ -80,10 +80,48 @@ _DROP_TAGS = {"ref", "references", "table", "gallery", "math", "score", "timelin
               "inputbox", "templatestyles", "style", "script"}
 
 
+_STYLE = re.compile(r"'{2,5}")
+_BRACES = re.compile(r"\{\{|\}\}")
+
+
+def strip_templates(text: str) -> str:
+    """Drop every balanced ``{{...}}`` (nested too) before parsing: templates are
+    most of an article's markup and none of its text; parsing them is the
+    expensive part of mwparserfromhell. Unbalanced braces are left to the parser."""
+    out, depth, last, start = [], 0, 0, 0
+    for m in _BRACES.finditer(text):
+        if m.group() == "{{":
+            if depth == 0:
+                start = m.start()
+            depth += 1
+        elif depth:
+            depth -= 1
+            if depth == 0:
+                out.append(text[last:start])
+                last = m.end()
+    if depth:  # unbalanced tail: keep it as it is
+        out.append(text[last:])
+    else:
+        out.append(text[last:])
+    return "".join(out)
+
+
+_NODES = None
+
+
+def _node_types():
+    global _NODES
+    if _NODES is None:
+        from mwparserfromhell.nodes import ExternalLink, Heading, HTMLEntity, Tag, Text, Wikilink
+
+        _NODES = (ExternalLink, Heading, HTMLEntity, Tag, Text, Wikilink)
+    return _NODES
+
+
 def _render(code) -> str:
     """Plain text of a parsed wikicode: one pass, dropping what we do not keep
     (far faster than Wikicode.remove(), which searches the tree per node)."""
-    from mwparserfromhell.nodes import (ExternalLink, Heading, HTMLEntity, Tag, Text, Wikilink)
+    ExternalLink, Heading, HTMLEntity, Tag, Text, Wikilink = _node_types()
 
     out: list[str] = []
     for node in code.nodes:
@@ -133,8 +171,9 @@ def wikitext_to_text(wikitext: str) -> str:
 
     # references and comments go before parsing: cheaper, and the parser leaves
     # some <ref> unparsed (e.g. inside unbalanced quotes)
-    wikitext = _PRE_STRIP.sub("", wikitext)
-    text = _render(mw.parse(wikitext))
+    wikitext = strip_templates(_PRE_STRIP.sub("", wikitext))
+    wikitext = _STYLE.sub("", wikitext)  # bold/italic quotes: text only, and far fewer nodes to build
+    text = _render(mw.parse(wikitext, skip_style_tags=True))
     text = _POST_STRIP.sub("", text)
     lines: list[str] = []
     # leftovers the parser leaves as text: table rows of unparsed tables, magic words, stray brackets
@@ -272,10 +311,13 @@ def iter_pages(spec: dict, problems: list) -> Iterator[tuple[str, bool]]:
     else:
         chunks = _whole_chunks(spec, problems, int(o["chunk_bytes"]))
     dec = codecs.getincrementaldecoder(enc)(errors="replace")
+    max_page = int(o["max_page_chars"])
     buf = ""
     in_page = False
     owned_page = False
+    dropped = 0          # chars of an oversized page already thrown away
     for data, owned in chunks:
+        scan_from = max(0, len(buf) - 7) if in_page else 0   # where "</page>" may start
         buf += dec.decode(data)
         while True:
             if not in_page:
@@ -290,15 +332,21 @@ def iter_pages(spec: dict, problems: list) -> Iterator[tuple[str, bool]]:
                 if not owned:
                     return  # a page that starts in the next range
                 buf = buf[i:]
-                in_page, owned_page = True, owned
-            j = buf.find("</page>")
+                in_page, owned_page, dropped, scan_from = True, owned, 0, 0
+            j = buf.find("</page>", scan_from)
             if j < 0:
+                if len(buf) > max_page:  # a giant page: keep memory flat, report it once it ends
+                    dropped += len(buf) - 8
+                    buf = buf[-8:]
                 break
-            yield buf[: j + 7], owned_page
+            if dropped:
+                yield None, owned_page, dropped + j + 7
+            else:
+                yield buf[: j + 7], owned_page, j + 7
             buf = buf[j + 7:]
-            in_page = False
-    if in_page and buf.strip():
-        problems.append(("truncated_page", f"dump ends inside a page ({len(buf)} chars read)"))
+            in_page, scan_from = False, 0
+    if in_page and (buf.strip() or dropped):
+        problems.append(("truncated_page", f"dump ends inside a page ({dropped + len(buf)} chars read)"))
 
 
 def _text_of(el, name):
@@ -326,7 +374,11 @@ def read_mediawiki(spec: dict):
     extra = {t.lower() for t in o["disambiguation_templates"]}
     wanted = set(int(x) for x in o["namespaces"])
     problems: list = []
-    for page, _ in iter_pages(spec, problems):
+    for page, _, size in iter_pages(spec, problems):
+        if page is None:
+            yield Quarantine("too_large", f"chars:{size}", f"{rel}: a page of {size} characters > "
+                             f"max_page_chars={o['max_page_chars']}")
+            continue
         try:
             el = ET.fromstring(page)
         except ET.ParseError as e:
