@@ -232,3 +232,31 @@ def test_broken_instruction_lines_quarantined(tmp_path, bad):
     (tmp_path / "b.jsonl").write_bytes(bad)
     docs, q = read_all("belle", str(tmp_path / "b.jsonl"))
     assert sum(q.values()) >= 1 and len(docs) == bad.count(b'"output"')
+
+
+# ------------------------------------------------------------------ generic formats
+def test_generic_formats_with_field_mapping(shared_corpora, tmp_path):
+    import csv
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    path = os.path.join(shared_corpora, "web", "ccnet-cc_en_head-0091.jsonl")
+    recs = _load(path)
+    fields = {"text": "text", "url": "metadata.url", "title": "metadata.title", "lang": "metadata.language"}
+    docs, q = read_all("jsonl", path, fields=fields)
+    assert not q and len(docs) == len(recs) == 10
+    assert [d.doc["url"] for d in docs] == [r["metadata"]["url"] for r in recs]
+    assert all(d.doc["lang"] == "en" for d in docs)
+    assert docs[0].doc["meta"]["source_id"] == recs[0]["id"]  # unmapped fields are kept in meta
+    flat = [{"body": r["text"], "link": r["metadata"]["url"], "ppl": r["metadata"]["perplexity"]} for r in recs]
+    pq.write_table(pa.Table.from_pylist(flat), tmp_path / "x.parquet")
+    (tmp_path / "x.json").write_text(json.dumps(flat))
+    with open(tmp_path / "x.csv", "w", newline="", encoding="utf-8") as f:
+        w = csv.DictWriter(f, fieldnames=["body", "link", "ppl"])
+        w.writeheader()
+        w.writerows(flat)
+    for fmt, name in (("parquet", "x.parquet"), ("json", "x.json"), ("csv", "x.csv")):
+        got, q = read_all(fmt, str(tmp_path / name), fields={"text": "body", "url": "link"})
+        assert not q and [(d.doc["text"], d.doc["url"]) for d in got] == [(r["body"], r["link"]) for r in flat], fmt
+        assert float(got[0].doc["meta"]["ppl"]) == flat[0]["ppl"]
