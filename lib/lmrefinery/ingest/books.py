@@ -176,6 +176,7 @@ def _read_capped(spec: dict, cap: int) -> bytes | Quarantine:
 
 @reader("gutenberg", "book")
 def read_book(spec: dict):
+    """Plain-text book (Gutenberg header/footer removed, wraps joined), split into parts."""
     o = _opts(spec)
     data = _read_capped(spec, int(o["max_bytes"]))
     if isinstance(data, Quarantine):
@@ -193,6 +194,7 @@ def read_book(spec: dict):
 
 @reader("epub")
 def read_epub(spec: dict):
+    """EPUB book (EbookLib, spine order), split into parts."""
     import io
     import warnings
 

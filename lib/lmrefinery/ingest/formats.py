@@ -139,6 +139,7 @@ def _check_text(doc: dict, pos: str, raw) -> "Record | Quarantine":
 
 @reader("jsonl", "ndjson")
 def read_jsonl(spec: dict) -> Iterator["Record | Quarantine"]:
+    """JSON Lines, one record per line, fields mapped to columns."""
     from .split import iter_line_range  # whole file, or one byte range of a split file
 
     max_bytes = int(spec.get("options", {}).get("max_doc_bytes", 64 << 20))
@@ -170,6 +171,7 @@ def read_jsonl(spec: dict) -> Iterator["Record | Quarantine"]:
 
 @reader("json")
 def read_json_array(spec: dict) -> Iterator["Record | Quarantine"]:
+    """A JSON array of records (options.records_key for a wrapped array)."""
     try:
         with storage.open_read(spec["path"]) as f:
             data = f.read()
@@ -200,6 +202,7 @@ def read_json_array(spec: dict) -> Iterator["Record | Quarantine"]:
 
 @reader("parquet")
 def read_parquet(spec: dict) -> Iterator["Record | Quarantine"]:
+    """Parquet rows, fields mapped to columns."""
     import pyarrow.parquet as pq
 
     try:
@@ -217,6 +220,7 @@ def read_parquet(spec: dict) -> Iterator["Record | Quarantine"]:
 
 @reader("csv", "tsv")
 def read_csv(spec: dict) -> Iterator["Record | Quarantine"]:
+    """CSV/TSV rows with a header line, fields mapped to columns."""
     opts = spec.get("options", {})
     delim = opts.get("delimiter", "\t" if spec.get("format") == "tsv" or spec["path"].endswith(".tsv") else ",")
     with storage.open_read(spec["path"]) as f:

@@ -359,6 +359,7 @@ def _text_of(el, name):
 
 @reader("mediawiki", "wiki")
 def read_mediawiki(spec: dict):
+    """MediaWiki XML dump (.xml, .xml.bz2, multistream): one document per main-namespace article."""
     o = _opts(spec)
     rel = spec["rel"]
     head_text = _file_head(spec).decode(sniff_encoding(_file_head(spec)).replace("-sig", ""), "replace")
