@@ -210,13 +210,19 @@ def time_limit(seconds: float):
     def on_alarm(signum, frame):
         raise ExtractTimeout(f"extraction took longer than {seconds}s")
 
+    import time
+
     old = signal.signal(signal.SIGALRM, on_alarm)
-    signal.setitimer(signal.ITIMER_REAL, seconds)
+    old_delay, old_interval = signal.setitimer(signal.ITIMER_REAL, seconds)
+    t0 = time.monotonic()
     try:
         yield
     finally:
         signal.setitimer(signal.ITIMER_REAL, 0)
         signal.signal(signal.SIGALRM, old)
+        if old_delay:  # someone else's alarm (e.g. pytest-timeout) was pending: re-arm what is left of it
+            left = old_delay - (time.monotonic() - t0)
+            signal.setitimer(signal.ITIMER_REAL, max(left, 0.001), old_interval)
 
 
 def extract_main_text(html: str, opts: dict) -> tuple[str, str | None]:
