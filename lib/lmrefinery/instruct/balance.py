@@ -1,0 +1,112 @@
+"""Balancing by category, task and language.
+
+Quotas per group (a group is the tuple of the ``by`` fields, e.g. category or
+(category, lang)):
+ 1. temperature sampling over groups: target share p_g ~ n_g^(1/T) (T=1 keeps
+    the natural mix, larger T flattens it); the total is the largest one that
+    needs no upsampling (N = min_g n_g / p_g), or ``total`` if given;
+ 2. ``caps``: at most this many per group (``{"*": 1000, "coding": 200}``);
+ 3. ``floors``: at least this many - below it, rows are repeated when
+    ``upsample`` (repeats carry ``repeat_of`` so splits keep them together),
+    otherwise the shortfall is reported.
+Which rows survive is decided by a hash of (seed, id): deterministic,
+independent of order, engine and worker count. ``plan`` works on counts (so a
+distributed stage can count in parallel), ``apply_plan`` on rows.
+"""
+from __future__ import annotations
+
+import math
+from collections import Counter
+
+from .common import unit_hash
+
+
+def group_of(meta: dict, lang: str | None, by: list[str]) -> str:
+    vals = []
+    for f in by:
+        v = lang if f == "lang" else meta.get(f)
+        vals.append(str(v if v is not None else "unknown"))
+    return "|".join(vals)
+
+
+def _lookup(d: dict, g: str):
+    if g in d:
+        return d[g]
+    return d.get("*")
+
+
+def plan(counts: dict[str, int], temperature: float = 1.0, caps: dict | None = None, floors: dict | None = None,
+         total: int | None = None, upsample: bool = False) -> dict[str, dict]:
+    """Per group: {"n": available, "target": rows wanted, "keep": fraction of rows kept (<=1),
+    "repeat": extra copies (upsampling), "short": floor shortfall}."""
+    caps, floors = caps or {}, floors or {}
+    groups = {g: n for g, n in counts.items() if n > 0}
+    if not groups:
+        return {}
+    w = {g: n ** (1.0 / max(temperature, 1e-6)) for g, n in groups.items()}
+    z = sum(w.values())
+    p = {g: w[g] / z for g in groups}
+    if total is None:
+        total_f = min(groups[g] / p[g] for g in groups) if temperature != 1.0 else float(sum(groups.values()))
+    else:
+        total_f = float(total)
+    out = {}
+    for g, n in groups.items():
+        t = p[g] * total_f
+        if not upsample:
+            t = min(t, n)
+        cap = _lookup(caps, g)
+        if cap is not None:
+            t = min(t, cap)
+        t = int(math.floor(t + 1e-9)) if t < n else int(round(t))
+        fl = _lookup(floors, g)
+        short = 0
+        if fl is not None and t < fl:
+            t = fl if (upsample or fl <= n) else n
+            short = max(0, fl - t)
+        out[g] = {"n": n, "target": t, "keep": min(1.0, t / n), "repeat": max(0, t - n), "short": short}
+    return out
+
+
+def select(rows: list[dict], by: list[str], quotas: dict[str, dict], seed: int = 0) -> list[dict]:
+    """Exactly `target` rows per group: the lowest hashes, plus repeats when upsampling."""
+    groups: dict[str, list[dict]] = {}
+    for r in rows:
+        groups.setdefault(group_of(r["meta"], r.get("lang"), by), []).append(r)
+    out = []
+    for g, rs in groups.items():
+        q = quotas.get(g)
+        if q is None:
+            out.extend(rs)
+            continue
+        rs = sorted(rs, key=lambda r: unit_hash(seed, "balance", r["id"]))
+        keep = rs[:min(q["target"], len(rs))]
+        out.extend(keep)
+        for k in range(q["repeat"]):
+            src = rs[k % len(rs)]
+            rep = {**src, "meta": dict(src["meta"], repeat_of=src["id"], origin="upsample"),
+                   "id": f"{src['id']}-r{k // len(rs) + 1}"}
+            out.append(rep)
+    return out
+
+
+def distribution(rows: list[dict], fields: list[str]) -> dict[str, dict[str, int]]:
+    out = {}
+    for f in fields:
+        c: Counter = Counter()
+        for r in rows:
+            c[str((r.get("lang") if f == "lang" else r["meta"].get(f)) or "unknown")] += 1
+        out[f] = dict(sorted(c.items()))
+    return out
+
+
+def balance(rows: list[dict], by: list[str] = ("category",), temperature: float = 1.0, caps: dict | None = None,
+            floors: dict | None = None, total: int | None = None, upsample: bool = False, seed: int = 0,
+            report_fields: tuple[str, ...] = ("category", "task", "lang", "source")) -> tuple[list[dict], dict]:
+    by = list(by)
+    counts = Counter(group_of(r["meta"], r.get("lang"), by) for r in rows)
+    q = plan(dict(counts), temperature, caps, floors, total, upsample)
+    out = select(rows, by, q, seed)
+    report = {"by": by, "temperature": temperature, "plan": q,
+              "before": distribution(rows, list(report_fields)), "after": distribution(out, list(report_fields))}
+    return out, report

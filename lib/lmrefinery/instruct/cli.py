@@ -1,0 +1,339 @@
+"""`lmrefinery instruct ...` commands.
+
+  serve MODEL_DIR --port P          OpenAI-compatible server over a local HF model
+  construct --table T --task K      task table -> instruction pairs (templates)
+  self-instruct --seeds S           Self-Instruct rounds through a backend
+  evol --input R                    Evol-Instruct generations through a backend
+  augment --input R --kind K        paraphrase | expand | back_translation | synonyms
+  filter --input R                  pair filters, rejects with reasons
+  build --input R --prefix P        filter, prompt dedup, balance, split, export -> a new version
+  diff A B                          what changed between two versions
+Records files are JSONL document rows (``{"id","text","source","lang","meta":{"messages":[...]}}``)
+or the Parquet parts a recipe stage wrote.
+"""
+from __future__ import annotations
+
+import json
+import os
+import sys
+
+
+def _backend_args(p) -> None:
+    g = p.add_argument_group("backend")
+    g.add_argument("--backend", choices=["openai", "transformers", "vllm"], default=None,
+                   help="default: openai when --base-url is given, else transformers")
+    g.add_argument("--base-url", help="OpenAI-compatible server, e.g. http://127.0.0.1:8000/v1")
+    g.add_argument("--model", help="model name sent to the server")
+    g.add_argument("--model-dir", help="local HF model directory (transformers / vllm)")
+    g.add_argument("--api-key-env", default="OPENAI_API_KEY", help="environment variable holding the API key")
+    g.add_argument("--concurrency", type=int, default=8)
+    g.add_argument("--rpm", type=float, default=None, help="max requests per minute")
+    g.add_argument("--max-retries", type=int, default=5)
+    g.add_argument("--cache", help="response cache (SQLite); default <out>.cache.sqlite")
+    g.add_argument("--temperature", type=float, default=None)
+    g.add_argument("--max-tokens", type=int, default=None)
+
+
+def make_backend_from_args(a, out: str):
+    from .backends import make_backend
+
+    kind = a.backend or ("openai" if a.base_url else "transformers")
+    if kind == "openai":
+        if not a.base_url or not a.model:
+            raise SystemExit("lmrefinery: error: --base-url and --model are needed for the openai backend")
+        spec = dict(type="openai", base_url=a.base_url, model=a.model, api_key_env=a.api_key_env,
+                    concurrency=a.concurrency, requests_per_minute=a.rpm, max_retries=a.max_retries)
+    else:
+        if not a.model_dir:
+            raise SystemExit(f"lmrefinery: error: --model-dir is needed for the {kind} backend")
+        spec = dict(type=kind, model_dir=a.model_dir)
+    cache = a.cache or (out + ".cache.sqlite")
+    return make_backend(spec, cache_path=cache)
+
+
+def _gen_params(a, defaults: dict) -> dict:
+    d = dict(defaults)
+    if a.temperature is not None:
+        d["temperature"] = a.temperature
+    if a.max_tokens is not None:
+        d["max_tokens"] = a.max_tokens
+    return d
+
+
+def _write_outputs(out: str, records: list[dict], rejects: list[dict], stats: dict) -> None:
+    from .common import write_jsonl
+
+    write_jsonl(out, records)
+    write_jsonl(out + ".rejects.jsonl", rejects)
+    with open(out + ".stats.json", "w", encoding="utf-8") as f:
+        json.dump(stats, f, indent=1, sort_keys=True, ensure_ascii=False)
+    print(json.dumps(stats, ensure_ascii=False, sort_keys=True))
+
+
+def cmd_serve(a) -> int:
+    from .server import serve
+
+    serve(a.model_dir, host=a.host, port=a.port, model_name=a.model_name, api_key_env=a.api_key_env,
+          ready_file=a.ready_file)
+    return 0
+
+
+def cmd_construct(a) -> int:
+    from .common import load_records, read_jsonl
+    from .templates import construct
+
+    path = a.table
+    if path.endswith(".jsonl"):
+        rows = [{"id": str(r.get("id", i)), "source": a.source, "meta": r} for i, r in enumerate(read_jsonl(path))]
+    else:
+        rows = load_records(path)
+    cols = dict(kv.split("=", 1) for kv in a.column)
+    labels = a.labels.split(",") if a.labels else None
+    recs, rej = construct(rows, a.task, a.lang, seed=a.seed, columns=cols, label_set=labels,
+                          template_dirs=tuple(a.templates), source=a.source)
+    rejects = [{"id": r.get("id"), "reason": why} for r, why in rej]
+    _write_outputs(a.out, recs, rejects, {"constructed": len(recs), "rejected": len(rejects)})
+    return 0
+
+
+def cmd_self_instruct(a) -> int:
+    from .self_instruct import SelfInstructConfig, load_seed_tasks, run_self_instruct
+
+    seeds = load_seed_tasks(a.seeds)
+    cfg = SelfInstructConfig(lang=a.lang, rounds=a.rounds, num_prompts=a.prompts, seed=a.seed, source=a.source)
+    cfg.gen_params = _gen_params(a, cfg.gen_params)
+    backend = make_backend_from_args(a, a.out)
+    try:
+        res = run_self_instruct(seeds, backend, cfg)
+    finally:
+        stats = getattr(backend, "stats", {})
+        backend.close()
+    _write_outputs(a.out, res.records, res.rejects, {**res.stats, "backend": stats})
+    return 0
+
+
+def cmd_evol(a) -> int:
+    from .common import load_records
+    from .evol import EvolConfig, evolve
+
+    rows = load_records(a.input)[: a.limit or None]
+    cfg = EvolConfig(depth=a.depth, judge=a.judge, seed=a.seed)
+    cfg.evolve_params = _gen_params(a, cfg.evolve_params)
+    backend = make_backend_from_args(a, a.out)
+    try:
+        kept, rejects, stats = evolve(rows, backend, cfg)
+    finally:
+        bstats = getattr(backend, "stats", {})
+        backend.close()
+    _write_outputs(a.out, kept, rejects, {**stats, "backend": bstats})
+    return 0
+
+
+def cmd_augment(a) -> int:
+    from .augment import SynonymModel, llm_augment, synonym_augment
+    from .common import load_records, messages
+
+    rows = load_records(a.input)[: a.limit or None]
+    if a.kind == "synonyms":
+        if a.dictionary:
+            model = SynonymModel.from_dictionary(a.dictionary)
+        else:
+            texts = [m.get("content") or "" for r in rows for m in messages(r)]
+            model = SynonymModel.train(texts, seed=a.seed)
+        recs, rej = synonym_augment(rows, model, rate=a.rate, seed=a.seed)
+        stats = {}
+    else:
+        backend = make_backend_from_args(a, a.out)
+        try:
+            recs, rej = llm_augment(rows, backend, a.kind)
+        finally:
+            stats = getattr(backend, "stats", {})
+            backend.close()
+    _write_outputs(a.out, recs, rej, {"augmented": len(recs), "rejected": len(rej), "backend": stats})
+    return 0
+
+
+def cmd_filter(a) -> int:
+    from .common import load_records
+    from .filters import PairFilter
+
+    rows = load_records(a.input)
+    f = PairFilter(check_lang=not a.no_lang)
+    kept, rejects = [], []
+    for r in rows:
+        why = f(r)
+        if why:
+            rejects.append({**r, "reject_reason": why})
+        else:
+            kept.append(r)
+    from collections import Counter
+
+    _write_outputs(a.out, kept, rejects, {"kept": len(kept), "rejected": dict(Counter(x["reject_reason"]
+                                                                                     for x in rejects))})
+    return 0
+
+
+def build(rows: list[dict], prefix: str, *, filter_pairs: bool = True, dedup: bool = True,
+          balance_by: list[str] | None = None, temperature: float = 1.0, caps: dict | None = None,
+          floors: dict | None = None, upsample: bool = False, fractions: dict | None = None,
+          stratify: str = "category", formats: tuple[str, ...] = ("alpaca", "messages", "parquet"),
+          sep: str = "<sep>", seed: int = 0, sources: list[str] | None = None, parent: str | None = None,
+          check_lang: bool = True) -> dict:
+    """The in-process build (small and medium data; recipes do the same at scale)."""
+    from collections import Counter
+
+    from ..dedup.exact import normalise_for_hash
+    from .balance import balance
+    from .filters import PairFilter
+    from .split import assign_splits, prompt_text
+    from .versioning import build_version
+
+    reports: dict = {"input": len(rows)}
+    if filter_pairs:
+        f = PairFilter(check_lang=check_lang)
+        reasons = Counter()
+        kept = []
+        for r in rows:
+            why = f(r)
+            if why:
+                reasons[why] += 1
+            else:
+                kept.append(r)
+        rows = kept
+        reports["filter"] = dict(reasons)
+    if dedup:
+        seen, kept, dups = set(), [], 0
+        for r in sorted(rows, key=lambda r: r["id"]):
+            k = normalise_for_hash(prompt_text(r))
+            if k in seen:
+                dups += 1
+                continue
+            seen.add(k)
+            kept.append(r)
+        rows = kept
+        reports["dedup"] = {"exact_prompt_duplicates": dups}
+    if balance_by:
+        rows, reports["balance"] = balance(rows, balance_by, temperature, caps, floors, None, upsample, seed)
+    rows, reports["split"] = assign_splits(rows, fractions, stratify, seed)
+    params = {"filter": filter_pairs, "dedup": dedup, "balance_by": balance_by, "temperature": temperature,
+              "caps": caps, "floors": floors, "upsample": upsample, "fractions": fractions, "stratify": stratify,
+              "seed": seed, "check_lang": check_lang}
+    return build_version(rows, prefix, recipe=params, sources=sources, parent=parent, formats=formats, sep=sep,
+                         reports=reports)
+
+
+def _kv_ints(items: list[str]) -> dict:
+    return {k: int(v) for k, v in (x.split("=", 1) for x in items)}
+
+
+def cmd_build(a) -> int:
+    from .common import load_records
+
+    rows = []
+    for p in a.input:
+        rows.extend(load_records(p))
+    fractions = None
+    if a.fractions:
+        fractions = {k: float(v) for k, v in (x.split("=", 1) for x in a.fractions.split(","))}
+    m = build(rows, a.prefix, filter_pairs=not a.no_filter, dedup=not a.no_dedup,
+              balance_by=a.balance_by.split(",") if a.balance_by else None, temperature=a.temperature,
+              caps=_kv_ints(a.cap), floors=_kv_ints(a.floor), upsample=a.upsample, fractions=fractions,
+              formats=tuple(a.formats.split(",")), sep=a.sep, seed=a.seed, sources=a.input, check_lang=not a.no_lang)
+    print(json.dumps({k: m[k] for k in ("version", "parent", "records", "counts")}, ensure_ascii=False, indent=1))
+    print(f"version: {os.path.join(a.prefix, 'versions', m['version'])}" + (" (unchanged, reused)" if m.get("reused") else ""))
+    return 0
+
+
+def cmd_diff(a) -> int:
+    from .versioning import diff, format_diff
+
+    d = diff(a.a, a.b)
+    print(json.dumps(d, indent=1, ensure_ascii=False) if a.json else format_diff(d))
+    return 0
+
+
+def register(sub) -> None:
+    p = sub.add_parser("instruct", help="instruction data: construct, generate, augment, filter, build versions")
+    s = p.add_subparsers(dest="instruct_cmd", required=True)
+
+    q = s.add_parser("serve", help="OpenAI-compatible chat-completions server over a local HF model")
+    q.add_argument("model_dir")
+    q.add_argument("--host", default="127.0.0.1")
+    q.add_argument("--port", type=int, default=8000)
+    q.add_argument("--model-name")
+    q.add_argument("--api-key-env", help="require this env var's value as the bearer token")
+    q.add_argument("--ready-file", help="write the bound port here once listening")
+    q.set_defaults(fn=cmd_serve)
+
+    q = s.add_parser("construct", help="task table -> instruction pairs through Jinja templates")
+    q.add_argument("--table", required=True, help="JSONL rows with the task's columns, or records")
+    q.add_argument("--task", required=True)
+    q.add_argument("--lang", default="en")
+    q.add_argument("--column", action="append", default=[], metavar="TASKCOL=FIELD")
+    q.add_argument("--labels", help="comma-separated label set (classification/NLI)")
+    q.add_argument("--templates", action="append", default=[], help="extra template folder")
+    q.add_argument("--source", default="tasks")
+    q.add_argument("--seed", type=int, default=0)
+    q.add_argument("--out", required=True)
+    q.set_defaults(fn=cmd_construct)
+
+    q = s.add_parser("self-instruct", help="Self-Instruct rounds from seed tasks")
+    q.add_argument("--seeds", required=True, help="seed tasks JSONL (Self-Instruct / BELLE format)")
+    q.add_argument("--lang", default="en", choices=["en", "zh"])
+    q.add_argument("--rounds", type=int, default=1)
+    q.add_argument("--prompts", type=int, default=8, help="prompts per round")
+    q.add_argument("--seed", type=int, default=0)
+    q.add_argument("--source", default="self_instruct")
+    q.add_argument("--out", required=True)
+    _backend_args(q)
+    q.set_defaults(fn=cmd_self_instruct)
+
+    q = s.add_parser("evol", help="Evol-Instruct in-depth / in-breadth evolution")
+    q.add_argument("--input", required=True)
+    q.add_argument("--depth", type=int, default=1)
+    q.add_argument("--judge", action="store_true", help="ask the model whether parent and child are equal")
+    q.add_argument("--limit", type=int)
+    q.add_argument("--seed", type=int, default=0)
+    q.add_argument("--out", required=True)
+    _backend_args(q)
+    q.set_defaults(fn=cmd_evol)
+
+    q = s.add_parser("augment", help="paraphrase / expand / back-translate / synonym substitution")
+    q.add_argument("--input", required=True)
+    q.add_argument("--kind", required=True, choices=["paraphrase", "expand", "back_translation", "synonyms"])
+    q.add_argument("--dictionary", help="synonyms: word<TAB>syn1,syn2 file instead of fastText vectors")
+    q.add_argument("--rate", type=float, default=0.15)
+    q.add_argument("--limit", type=int)
+    q.add_argument("--seed", type=int, default=0)
+    q.add_argument("--out", required=True)
+    _backend_args(q)
+    q.set_defaults(fn=cmd_augment)
+
+    q = s.add_parser("filter", help="pair filters with reasons")
+    q.add_argument("--input", required=True)
+    q.add_argument("--no-lang", action="store_true")
+    q.add_argument("--out", required=True)
+    q.set_defaults(fn=cmd_filter)
+
+    q = s.add_parser("build", help="filter, dedup, balance, split and write a new immutable version")
+    q.add_argument("--input", nargs="+", required=True)
+    q.add_argument("--prefix", required=True)
+    q.add_argument("--no-filter", action="store_true")
+    q.add_argument("--no-dedup", action="store_true")
+    q.add_argument("--no-lang", action="store_true")
+    q.add_argument("--balance-by", help="e.g. category or category,lang")
+    q.add_argument("--temperature", type=float, default=1.0)
+    q.add_argument("--cap", action="append", default=[], metavar="GROUP=N", help="'*=N' for every group")
+    q.add_argument("--floor", action="append", default=[], metavar="GROUP=N")
+    q.add_argument("--upsample", action="store_true", help="meet floors by repeating rows")
+    q.add_argument("--fractions", help="e.g. train=0.9,validation=0.05,test=0.05")
+    q.add_argument("--formats", default="alpaca,messages,parquet")
+    q.add_argument("--sep", default="<sep>")
+    q.add_argument("--seed", type=int, default=0)
+    q.set_defaults(fn=cmd_build)
+
+    q = s.add_parser("diff", help="what changed between two versions (dirs, PREFIX@VERSION or PREFIX for LATEST)")
+    q.add_argument("a")
+    q.add_argument("b")
+    q.add_argument("--json", action="store_true")
+    q.set_defaults(fn=cmd_diff)

@@ -1,0 +1,195 @@
+"""Shared helpers for instruction records (row dicts with ``meta`` as a dict)."""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import unicodedata
+from typing import Any, Iterable
+
+import pyarrow as pa
+
+from ..core.schema import BASE_COLUMNS, conversation_doc, doc_id, docs_to_table, meta_loads, render_messages
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+REPO_ROOT = os.path.abspath(os.path.join(HERE, "..", "..", ".."))
+CONF_DIR = os.environ.get("LMR_INSTRUCT_CONF") or os.path.join(REPO_ROOT, "conf", "instruct")
+
+
+def conf_path(*parts: str) -> str:
+    return os.path.join(CONF_DIR, *parts)
+
+
+# ---------------------------------------------------------------- rows <-> tables
+def table_to_rows(table: pa.Table) -> list[dict]:
+    rows = table.to_pylist()
+    for r in rows:
+        r["meta"] = meta_loads(r.get("meta"))
+    return rows
+
+
+def rows_to_table(rows: list[dict]) -> pa.Table:
+    """Base columns only; extra keys of a row are folded into meta by docs_to_table."""
+    out = []
+    for r in rows:
+        d = {k: r.get(k) for k in BASE_COLUMNS}
+        out.append(d)
+    return docs_to_table(out)
+
+
+def read_jsonl(path: str) -> list[dict]:
+    from ..core import storage
+
+    out = []
+    for line in storage.read_bytes(path).decode("utf-8").splitlines():
+        if line.strip():
+            out.append(json.loads(line))
+    return out
+
+
+def write_jsonl(path: str, rows: Iterable[dict]) -> int:
+    from ..core import storage
+
+    lines = [json.dumps(r, ensure_ascii=False, sort_keys=True) for r in rows]
+    storage.write_bytes(path, ("\n".join(lines) + ("\n" if lines else "")).encode("utf-8"))
+    return len(lines)
+
+
+def load_records(path: str) -> list[dict]:
+    """Conversation rows from JSONL (our own row dumps) or Parquet (stage output)."""
+    from ..core import storage
+
+    files = storage.list_files(path)
+    rows: list[dict] = []
+    for f in files:
+        if f.endswith(".parquet"):
+            rows.extend(table_to_rows(storage.read_parquet(f)))
+        elif f.endswith((".jsonl", ".json")) and not os.path.basename(f).startswith("_"):
+            for r in read_jsonl(f):
+                r["meta"] = r["meta"] if isinstance(r.get("meta"), dict) else meta_loads(r.get("meta"))
+                rows.append(r)
+    return rows
+
+
+# ---------------------------------------------------------------- conversations
+def messages(row: dict) -> list[dict]:
+    return list((row.get("meta") or {}).get("messages") or [])
+
+
+def pair(row: dict) -> tuple[str, str]:
+    """(instruction, response): the first user turn and the first assistant turn after it."""
+    ins, resp = "", ""
+    seen_user = False
+    for m in messages(row):
+        if m["role"] == "user" and not seen_user:
+            ins, seen_user = m.get("content") or "", True
+        elif m["role"] == "assistant" and seen_user:
+            resp = m.get("content") or ""
+            break
+    return ins, resp
+
+
+def make_record(messages_: list[dict], source: str, *, origin: str, parent_id: str | None = None,
+                id_parts: tuple = (), lang: str | None = None, **meta: Any) -> dict:
+    """A new conversation row (generated, constructed or augmented) with provenance."""
+    d = conversation_doc(messages_, lang=lang, origin=origin, **({"parent_id": parent_id} if parent_id else {}),
+                         **meta)
+    d["id"] = doc_id(source, origin, parent_id or "", *id_parts, content_hash(messages_))
+    d["source"] = source
+    return d
+
+
+def content_hash(msgs: list[dict]) -> str:
+    h = hashlib.sha256()
+    for m in msgs:
+        h.update(m["role"].encode())
+        h.update(b"\x1f")
+        h.update((m.get("content") or "").encode("utf-8", "surrogatepass"))
+        h.update(b"\x1e")
+    return h.hexdigest()[:24]
+
+
+def set_messages(row: dict, msgs: list[dict]) -> dict:
+    row["meta"]["messages"] = msgs
+    row["text"] = render_messages(msgs)
+    return row
+
+
+# ---------------------------------------------------------------- text helpers
+_CJK = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\u3040-\u30ff\uac00-\ud7af]")
+_WORD = re.compile(r"[A-Za-z0-9\u00c0-\u024f\u0400-\u04ff]+(?:'[A-Za-z]+)?")
+
+
+def has_cjk(text: str) -> bool:
+    return bool(_CJK.search(text or ""))
+
+
+def cjk_ratio(text: str) -> float:
+    t = [c for c in (text or "") if not c.isspace()]
+    return sum(1 for c in t if _CJK.match(c)) / len(t) if t else 0.0
+
+
+_jieba = None
+
+
+def _jieba_cut(text: str) -> list[str]:
+    global _jieba
+    if _jieba is None:
+        import logging
+
+        import jieba
+
+        jieba.setLogLevel(logging.WARNING)
+        _jieba = jieba
+    return _jieba.lcut(text)
+
+
+def tokens(text: str, lang: str | None = None) -> list[str]:
+    """Words for ROUGE, length checks and n-grams: Latin/Cyrillic words
+    lower-cased; Chinese segmented with jieba (punctuation dropped)."""
+    text = unicodedata.normalize("NFKC", text or "")
+    if (lang or "").startswith("zh") or (lang is None and has_cjk(text)):
+        out = []
+        for w in _jieba_cut(text):
+            w = w.strip().lower()
+            if w and any(ch.isalnum() for ch in w):
+                out.append(w)
+        return out
+    return [w.lower() for w in _WORD.findall(text)]
+
+
+def word_count(text: str) -> int:
+    """Words for English; for CJK text, each Han character counts as one word-equivalent / 1.5."""
+    if has_cjk(text):
+        return len(tokens(text, "zh"))
+    return len(text.split())
+
+
+_CODE_BLOCK = re.compile(r"(```.*?(?:```|$)|`[^`\n]+`)", re.S)
+
+
+def split_code(text: str) -> list[tuple[bool, str]]:
+    """[(is_code, chunk)]: fenced blocks and inline code are code and must not be changed."""
+    out, pos = [], 0
+    for m in _CODE_BLOCK.finditer(text or ""):
+        if m.start() > pos:
+            out.append((False, text[pos:m.start()]))
+        out.append((True, m.group(0)))
+        pos = m.end()
+    if pos < len(text or ""):
+        out.append((False, text[pos:]))
+    return out
+
+
+def stable_hash(*parts: Any) -> int:
+    h = hashlib.blake2b(digest_size=8)
+    for p in parts:
+        h.update(str(p).encode("utf-8", "surrogatepass"))
+        h.update(b"\x1f")
+    return int.from_bytes(h.digest(), "big")
+
+
+def unit_hash(*parts: Any) -> float:
+    """Deterministic number in [0, 1) from the parts."""
+    return stable_hash(*parts) / 2.0 ** 64

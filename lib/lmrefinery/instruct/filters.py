@@ -1,0 +1,149 @@
+"""Filters for instruction/response pairs; each rejection has a reason.
+
+* ``no_instruction`` / ``empty_response`` / ``response_too_short``
+* ``response_copies_instruction`` - the response repeats the instruction
+  (identical after normalisation, or ROUGE-L >= ``copy_threshold``)
+* ``refusal_boilerplate`` - refusals and "as an AI language model" phrases
+  (``conf/instruct/refusals_{en,zh}.txt``; user lists can be added)
+* ``lang_mismatch`` - instruction and response in different languages
+  (per-turn ``lang`` from normalisation, else fastText; translation tasks and
+  code-only responses exempt)
+Exact and near duplicates and decontamination are separate stages that reuse
+the dedup family (``instruct_dedup``, ``dedup``, ``decontaminate``).
+"""
+from __future__ import annotations
+
+import os
+import re
+import unicodedata
+from functools import lru_cache
+
+from .common import cjk_ratio, conf_path, messages, pair, split_code, tokens
+from .rouge import rouge_l
+
+
+@lru_cache(maxsize=32)
+def load_phrases(path: str) -> tuple[str, ...]:
+    if not os.path.isabs(path) and not os.path.exists(path):
+        path = conf_path(path)
+    out = []
+    with open(path, encoding="utf-8") as f:
+        for line in f:
+            s = line.strip()
+            if s and not s.startswith("#"):
+                out.append(_fold(s))
+    return tuple(out)
+
+
+def _fold(s: str) -> str:
+    s = unicodedata.normalize("NFKC", s).lower()
+    return s.replace("\u2019", "'").replace("\u2018", "'")
+
+
+def _norm(s: str) -> str:
+    return re.sub(r"[\W_]+", " ", unicodedata.normalize("NFKC", s or "").casefold()).strip()
+
+
+class PairFilter:
+    def __init__(self, min_response_words: int = 1, min_response_chars: int = 2, copy_threshold: float = 0.9,
+                 refusal_lists: list[str] | None = None, check_lang: bool = True, lid_model: str | None = None,
+                 exempt_categories: tuple[str, ...] = ("translation",), all_turns: bool = True,
+                 min_lang_letters: int = 20, min_lang_score: float = 0.5):
+        self.min_words, self.min_chars = min_response_words, min_response_chars
+        self.copy_threshold = copy_threshold
+        lists = refusal_lists if refusal_lists is not None else ["refusals_en.txt", "refusals_zh.txt"]
+        self.phrases = tuple(p for f in lists for p in load_phrases(f))
+        self.check_lang = check_lang
+        self.lid_model = lid_model
+        self.exempt = set(exempt_categories)
+        self.all_turns = all_turns
+        self.min_lang_letters, self.min_lang_score = min_lang_letters, min_lang_score
+        self._lid = None
+
+    def lid(self, text: str):
+        if self._lid is None:
+            from .normalize import LangID
+
+            self._lid = LangID(self.lid_model)
+        return self._lid(text)
+
+    def refusal(self, text: str) -> str | None:
+        t = _fold(text)
+        for p in self.phrases:
+            if p in t:
+                return p
+        return None
+
+    def __call__(self, row: dict) -> str | None:
+        ins, resp = pair(row)
+        if not ins.strip():
+            return "no_instruction"
+        if not resp.strip():
+            return "empty_response"
+        r = resp.strip()
+        if len(r) < self.min_chars or _approx_words(r) < self.min_words:
+            return "response_too_short"
+        if _norm(ins) == _norm(resp):
+            return "response_copies_instruction"
+        if self.copy_threshold <= 1.0 and _approx_words(r) >= 3:
+            li_, lr_ = _approx_words(ins), _approx_words(r)
+            if 2.0 * min(li_, lr_) / (li_ + lr_) >= self.copy_threshold * 0.8:   # cheap length bound first
+                itoks, rtoks = tokens(ins), tokens(resp)
+                vocab: dict[str, int] = {}
+                a = [vocab.setdefault(t, len(vocab)) for t in itoks]
+                b = [vocab.setdefault(t, len(vocab)) for t in rtoks]
+                if a and b and rouge_l(a, b) >= self.copy_threshold:
+                    return "response_copies_instruction"
+        turns = [m for m in messages(row) if m["role"] == "assistant"] if self.all_turns else [{"content": resp}]
+        for m in turns:
+            if self.refusal(m.get("content") or ""):
+                return "refusal_boilerplate"
+        if self.check_lang:
+            meta = row.get("meta") or {}
+            if meta.get("category") in self.exempt or meta.get("task") in self.exempt or _TRANSLATE.search(ins):
+                return None
+            li = self._turn_lang(row, "user", ins)
+            lr = self._turn_lang(row, "assistant", resp)
+            if li and lr and _lang_group(li) != _lang_group(lr):
+                # the response language is present in the instruction (quoted text, code comments...)
+                if _lang_group(lr) == "zh" and cjk_ratio(ins) > 0.05:
+                    return None
+                if _lang_group(lr) == "en" and len(_LATIN.findall(ins)) >= 3 and _lang_group(li) == "zh":
+                    return None
+                return "lang_mismatch"
+        return None
+
+    def _turn_lang(self, row: dict, role: str, text: str) -> str | None:
+        """Language of the turn when it is confidently known: enough prose
+        (code removed) and a lid score of at least `min_lang_score`."""
+        prose = " ".join(c for code, c in split_code(text) if not code).strip()
+        letters = sum(1 for ch in prose if ch.isalpha())
+        if letters < self.min_lang_letters:
+            return None  # code-only, numbers, a word or two: nothing to compare
+        for m in messages(row):
+            if m["role"] == role and "lang" in m:
+                if m.get("lang_score") is not None and m["lang_score"] < self.min_lang_score:
+                    return None
+                return m["lang"]
+        lang, score = self.lid(text)
+        return lang if score >= self.min_lang_score else None
+
+
+_TRANSLATE = re.compile(r"translat|翻译|译成|译为|譯", re.I)
+_LATIN = re.compile(r"[A-Za-z]{2,}")
+
+
+def _approx_words(text: str) -> int:
+    """Whitespace words, with each CJK character counted as a word (no segmentation needed)."""
+    n_cjk = len(_CJK_CHARS.findall(text))
+    if not n_cjk:
+        return len(text.split())
+    return n_cjk + len(_CJK_CHARS.sub(" ", text).split())
+
+
+_CJK_CHARS = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]")
+
+
+def _lang_group(lang: str) -> str:
+    # variants that are the same written language for this purpose
+    return {"wuu": "zh", "yue": "zh", "nn": "no", "nb": "no"}.get(lang, lang)

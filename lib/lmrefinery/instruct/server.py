@@ -1,0 +1,106 @@
+"""A small OpenAI-compatible chat-completions server over a local Hugging Face
+model (``lmrefinery instruct serve MODEL_DIR --port 8000``).
+
+Endpoints: ``POST /v1/chat/completions``, ``GET /v1/models``, ``GET /health``
+and ``GET /stats`` (requests served, for tests and monitoring). Requests are
+generated one at a time (the model is shared); the HTTP server is threaded so
+clients with a concurrency limit still connect. Meant for tests, demos and
+small jobs; use vLLM/TGI for throughput.
+"""
+from __future__ import annotations
+
+import json
+import sys
+import threading
+import time
+import uuid
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+from .backends import ChatRequest, TransformersBackend
+
+
+def make_handler(backend: TransformersBackend, model_name: str, stats: dict, lock: threading.Lock,
+                 api_key: str | None = None):
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def log_message(self, fmt, *args):  # quiet
+            pass
+
+        def _send(self, code: int, obj: dict):
+            data = json.dumps(obj).encode("utf-8")
+            self.send_response(code)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        def _authorised(self) -> bool:
+            if not api_key:
+                return True
+            return self.headers.get("Authorization", "") == f"Bearer {api_key}"
+
+        def do_GET(self):
+            if self.path.rstrip("/") == "/health":
+                return self._send(200, {"status": "ok"})
+            if self.path.rstrip("/") == "/v1/models":
+                return self._send(200, {"object": "list", "data": [{"id": model_name, "object": "model"}]})
+            if self.path.rstrip("/") == "/stats":
+                with lock:
+                    return self._send(200, dict(stats))
+            self._send(404, {"error": {"message": f"no route {self.path}"}})
+
+        def do_POST(self):
+            if self.path.rstrip("/") != "/v1/chat/completions":
+                return self._send(404, {"error": {"message": f"no route {self.path}"}})
+            if not self._authorised():
+                return self._send(401, {"error": {"message": "invalid api key"}})
+            try:
+                n = int(self.headers.get("Content-Length") or 0)
+                body = json.loads(self.rfile.read(n).decode("utf-8"))
+                msgs = body["messages"]
+                if not isinstance(msgs, list) or not msgs:
+                    raise ValueError("messages must be a non-empty list")
+            except (ValueError, KeyError) as e:
+                return self._send(400, {"error": {"message": f"bad request: {e}"}})
+            params = {k: body.get(k) for k in ("temperature", "top_p", "max_tokens", "stop", "seed")}
+            if isinstance(params.get("stop"), str):
+                params["stop"] = [params["stop"]]
+            with lock:
+                stats["requests"] += 1
+            res = backend.chat([ChatRequest(msgs, params)])[0]
+            if res.error:
+                with lock:
+                    stats["errors"] += 1
+                return self._send(500, {"error": {"message": res.error}})
+            self._send(200, {
+                "id": f"chatcmpl-{uuid.uuid4().hex[:24]}", "object": "chat.completion",
+                "created": int(time.time()), "model": model_name,
+                "choices": [{"index": 0, "message": {"role": "assistant", "content": res.text},
+                             "finish_reason": res.finish_reason or "stop"}],
+                "usage": {**res.usage, "total_tokens": sum(res.usage.values())}})
+
+    return Handler
+
+
+def serve(model_dir: str, host: str = "127.0.0.1", port: int = 8000, model_name: str | None = None,
+          api_key_env: str | None = None, ready_file: str | None = None) -> None:
+    import os
+
+    backend = TransformersBackend(model_dir)
+    backend.load()
+    name = model_name or os.path.basename(os.path.normpath(model_dir))
+    stats = {"requests": 0, "errors": 0}
+    api_key = os.environ.get(api_key_env) if api_key_env else None
+    httpd = ThreadingHTTPServer((host, port), make_handler(backend, name, stats, threading.Lock(), api_key))
+    httpd.daemon_threads = True
+    print(f"serving {name} on http://{host}:{httpd.server_address[1]}/v1", file=sys.stderr, flush=True)
+    if ready_file:
+        with open(ready_file, "w") as f:
+            f.write(str(httpd.server_address[1]))
+    try:
+        httpd.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        httpd.server_close()

@@ -1,0 +1,381 @@
+"""Recipe stages for instruction data.
+
+map stages (pure per batch):
+  instruct_normalize  per-turn language, shared taxonomy, provenance
+  instruct_construct  task-table rows -> instruction pairs through templates
+  instruct_filter     pair filters (empty/short, copy, refusal, language mismatch)
+global stages (rounds of map tasks; the driver only sees small summaries):
+  instruct_dedup      exact duplicates of the prompt (user turns), reusing the
+                      exact_dedup rounds (choose/apply); `dedup` and
+                      `decontaminate` from the dedup family work on these rows too
+  instruct_balance    caps/floors/temperature per category, task, language
+  instruct_split      train/validation/test by hash, stratified, near-dup clusters kept together
+  instruct_version    pass-through that also writes an immutable dataset version + exports
+"""
+from __future__ import annotations
+
+import time
+from collections import Counter
+from typing import Literal
+
+import pyarrow as pa
+import xxhash
+from pydantic import Field
+
+from ..core import storage
+from ..core.runner import finish_part
+from ..core.schema import meta_dumps, with_reason
+from ..core.stage import BatchResult, Stage, StageParams, register
+from ..dedup import exact as exact_mod
+from .common import rows_to_table, table_to_rows
+
+
+# ---------------------------------------------------------------- normalise
+class NormalizeParams(StageParams):
+    lid_model: str | None = Field(None, description="lid.176 path/URL; default: the model cache")
+    taxonomy: str | None = Field(None, description="taxonomy YAML; default conf/instruct/taxonomy.yaml")
+    default_category: str = "uncategorized"
+    licences: dict[str, str] = Field(default_factory=dict, description="source (input name) -> licence tag")
+
+
+@register
+class InstructNormalize(Stage):
+    name = "instruct_normalize"
+    Params = NormalizeParams
+    description = "Conversation rows: per-turn language (fastText), categories mapped to the shared taxonomy, provenance."
+
+    def setup(self):
+        from .normalize import LangID, load_taxonomy
+
+        self.lid = LangID(self.params.lid_model)
+        self.tax = load_taxonomy(self.params.taxonomy)
+        self.licence_of = {i["name"]: i.get("licence") for i in self.ctx.inputs}
+        self.licence_of.update(self.params.licences)
+
+    def process(self, batch: pa.Table) -> BatchResult:
+        from .normalize import normalise_row
+
+        if not hasattr(self, "lid"):
+            self.setup()
+        rows = table_to_rows(batch)
+        reasons, c = [], Counter()
+        for r in rows:
+            if (r["meta"].get("kind") != "conversation") and not r["meta"].get("messages"):
+                reasons.append("not_a_conversation")
+                continue
+            why = normalise_row(r, self.lid, self.tax, self.licence_of.get(r.get("source")),
+                                self.params.default_category)
+            reasons.append(why)
+            if why is None:
+                c[f"category:{r['meta']['category']}"] += 1
+                c[f"lang:{r.get('lang')}"] += 1
+        out = _replace_rows(batch, rows)
+        return BatchResult.split(out, self.name, reasons, dict(c))
+
+
+def _replace_rows(batch: pa.Table, rows: list[dict]) -> pa.Table:
+    """Write back text/lang/meta of edited rows; other columns untouched."""
+    out = batch
+    for col, vals in (("text", [r.get("text") for r in rows]), ("lang", [r.get("lang") for r in rows]),
+                      ("meta", [meta_dumps(r["meta"]) for r in rows])):
+        i = out.column_names.index(col)
+        out = out.set_column(i, col, pa.array(vals, pa.string()))
+    return out
+
+
+# ---------------------------------------------------------------- construct
+class ConstructParams(StageParams):
+    task: Literal["extractive_qa", "summarization", "nli", "translation", "classification", "dialogue"] | str
+    lang: str = Field("en", description="template language (en, zh, or any with templates)")
+    columns: dict[str, str] = Field(default_factory=dict, description="task column -> field of the input row")
+    label_set: list[str] = Field(default_factory=list, description="classification/NLI labels (rendered as options)")
+    template_dirs: list[str] = Field(default_factory=list, description="extra template folders (merged over conf/)")
+    source: str | None = None
+
+
+@register
+class InstructConstruct(Stage):
+    name = "instruct_construct"
+    Params = ConstructParams
+    description = "Task-table rows (typed columns) -> instruction/response conversations through seeded Jinja templates."
+
+    def process(self, batch: pa.Table) -> BatchResult:
+        from .templates import construct_row
+
+        p = self.params
+        rows = table_to_rows(batch)
+        made, reasons, keep_idx = [], [], []
+        for i, r in enumerate(rows):
+            rec, why = construct_row(r, p.task, p.lang, seed=self.ctx.seed, columns=p.columns,
+                                     label_set=p.label_set or None, template_dirs=tuple(p.template_dirs),
+                                     source=p.source or r.get("source"))
+            reasons.append(why)
+            if rec is not None:
+                rec["id"] = r["id"]          # one output per input row: keep the row's id
+                rec["meta"]["orig_id"] = r["meta"].get("source_id") or r["meta"].get("pos")
+                made.append(rec)
+        kept = rows_to_table(made)
+        rej = [r for r, w in zip(rows, reasons) if w]
+        rejected = with_reason(batch.filter(pa.array([w is not None for w in reasons])), self.name,
+                               [w for w in reasons if w]) if rej else None
+        return BatchResult(kept, rejected, {f"template_task:{p.task}": len(made)})
+
+
+# ---------------------------------------------------------------- filter
+class FilterParams(StageParams):
+    min_response_words: int = Field(1, ge=0)
+    min_response_chars: int = Field(2, ge=0)
+    copy_threshold: float = Field(0.9, gt=0, le=1.01, description="ROUGE-L(instruction, response) at which the response is a copy")
+    refusal_lists: list[str] = Field(default_factory=lambda: ["refusals_en.txt", "refusals_zh.txt"],
+                                     description="phrase files (conf/instruct/ names or paths)")
+    check_lang: bool = True
+    exempt_categories: list[str] = Field(default_factory=lambda: ["translation"])
+    lid_model: str | None = None
+
+
+@register
+class InstructFilter(Stage):
+    name = "instruct_filter"
+    Params = FilterParams
+    description = "Reject empty/short responses, copies of the instruction, refusal boilerplate, language mismatch."
+
+    def setup(self):
+        from .filters import PairFilter
+
+        p = self.params
+        self.f = PairFilter(p.min_response_words, p.min_response_chars, p.copy_threshold, p.refusal_lists,
+                            p.check_lang, p.lid_model, tuple(p.exempt_categories))
+
+    def process(self, batch: pa.Table) -> BatchResult:
+        if not hasattr(self, "f"):
+            self.setup()
+        rows = table_to_rows(batch)
+        return BatchResult.split(batch, self.name, [self.f(r) for r in rows])
+
+
+# ---------------------------------------------------------------- prompt-keyed exact dedup
+class PromptDedupParams(StageParams):
+    key: Literal["prompt", "conversation"] = Field("prompt", description="hash the user turns, or all turns")
+    prefer_sources: list[str] = Field(default_factory=list)
+    buckets: int = Field(8, ge=1, le=4096)
+
+
+def _prompt_of(meta_json: str, key: str) -> str:
+    from ..core.schema import messages_of
+
+    msgs = messages_of(meta_json)
+    roles = ("user",) if key == "prompt" else ("system", "user", "assistant")
+    return "\n".join(m.get("content") or "" for m in msgs if m.get("role") in roles)
+
+
+def _prompt_hash_task(t: dict) -> dict:
+    p = t["params"]
+    tbl = storage.read_parquet(t["input"], columns=["id", "text", "source", "meta"])
+    pref = {s: i for i, s in enumerate(p["prefer_sources"])}
+    rows = {b: [] for b in range(p["buckets"])}
+    for r, (i, s, m, txt) in enumerate(zip(tbl.column("id").to_pylist(), tbl.column("source").to_pylist(),
+                                          tbl.column("meta").to_pylist(), tbl.column("text").to_pylist())):
+        body = _prompt_of(m, p["key"]) or txt or ""
+        k = xxhash.xxh3_64_intdigest(exact_mod.normalise_for_hash(body).encode("utf-8"))
+        rows[k % p["buckets"]].append((k, "text", t["part"], r, i, pref.get(s, len(pref)), 0))
+    for b, rs in rows.items():
+        cols = list(zip(*rs)) if rs else [[] for _ in exact_mod._KEY_SCHEMA]
+        tb = pa.table({f.name: pa.array(list(c), f.type) for f, c in zip(exact_mod._KEY_SCHEMA, cols)},
+                      schema=exact_mod._KEY_SCHEMA)
+        storage.write_parquet(tb, storage.join(t["work"], "keys", f"b{b:04d}", f"p{t['part']:05d}.parquet"))
+    return {"part": t["part"], "rows": tbl.num_rows}
+
+
+@register
+class InstructDedup(Stage):
+    name = "instruct_dedup"
+    kind = "global"
+    Params = PromptDedupParams
+    description = "Exact duplicates of the prompt (user turns) across all inputs, via the exact_dedup rounds."
+
+    def execute(self, job) -> list[dict]:
+        params = self.params.model_dump()
+        work = storage.join(job.stage_dir, "_work")
+        n = len(job.inputs)
+        base = dict(params=params, work=work, stage=self.name, stage_dir=job.stage_dir, fingerprint=job.fingerprint)
+        job.map(_prompt_hash_task, [dict(base, input=p, part=i) for i, p in enumerate(job.inputs)], "hash")
+        job.map(exact_mod._choose_task, [dict(base, bucket=b, n_parts=n) for b in range(params["buckets"])], "choose")
+        parts = job.map(exact_mod._apply_task, [dict(base, input=p, part=i,
+                                                     input_desc=storage.relpath(p, job.ctx["output_root"]))
+                                                for i, p in enumerate(job.inputs)], "apply")
+        storage.delete_prefix(work)
+        return parts
+
+
+# ---------------------------------------------------------------- balance / split (summary -> decide -> apply)
+def _summary_task(t: dict) -> dict:
+    from .split import prompt_text
+
+    tbl = storage.read_parquet(t["input"], columns=["id", "lang", "meta"])
+    rows = table_to_rows(tbl)
+    light = []
+    for r in rows:
+        m = r["meta"]
+        light.append({"id": r["id"], "lang": r.get("lang"), "part": t["part"],
+                      "meta": {k: m.get(k) for k in ("category", "task", "source", "repeat_of", "origin")},
+                      "prompt": prompt_text(r) if t.get("with_prompt") else ""})
+    import json
+
+    storage.write_bytes(storage.join(t["work"], "summary", f"p{t['part']:05d}.json"),
+                        json.dumps(light, ensure_ascii=False).encode())
+    return {"part": t["part"], "rows": len(light)}
+
+
+def _decision_apply_task(t: dict) -> dict:
+    import json
+
+    t0 = time.time()
+    tbl = storage.read_parquet(t["input"])
+    dec = json.loads(storage.read_bytes(storage.join(t["work"], "decisions", f"p{t['part']:05d}.json")))
+    rows = table_to_rows(tbl)
+    reasons, counters = [], Counter()
+    for r in rows:
+        d = dec.get(r["id"], {})
+        if d.get("drop"):
+            reasons.append(d["drop"])
+            continue
+        reasons.append(None)
+        for k, v in d.get("set", {}).items():
+            r["meta"][k] = v
+        for k, v in d.get("set", {}).items():
+            counters[f"{k}:{v}"] += 1
+    res = BatchResult.split(_replace_rows(tbl, rows), t["stage"], reasons, dict(counters))
+    return finish_part(t, [res], tbl.num_rows, t0)
+
+
+def _summaries(job, work: str, with_prompt: bool) -> list[dict]:
+    import json
+
+    base = dict(work=work, stage=job.name)
+    job.map(_summary_task, [dict(base, input=p, part=i, with_prompt=with_prompt) for i, p in enumerate(job.inputs)],
+            "summary")
+    out = []
+    for i in range(len(job.inputs)):
+        out.extend(json.loads(storage.read_bytes(storage.join(work, "summary", f"p{i:05d}.json"))))
+    return out
+
+
+def _apply_decisions(job, work: str, decisions: dict[str, dict], light: list[dict]) -> list[dict]:
+    import json
+
+    by_part: dict[int, dict] = {i: {} for i in range(len(job.inputs))}
+    for r in light:
+        if r["id"] in decisions:
+            by_part[r["part"]][r["id"]] = decisions[r["id"]]
+    for i, d in by_part.items():
+        storage.write_bytes(storage.join(work, "decisions", f"p{i:05d}.json"), json.dumps(d).encode())
+    base = dict(work=work, stage=job.name, stage_dir=job.stage_dir, fingerprint=job.fingerprint)
+    parts = job.map(_decision_apply_task, [dict(base, input=p, part=i,
+                                                input_desc=storage.relpath(p, job.ctx["output_root"]))
+                                           for i, p in enumerate(job.inputs)], "apply")
+    return parts
+
+
+class BalanceParams(StageParams):
+    by: list[str] = Field(default_factory=lambda: ["category"], description="group fields: category, task, lang, source")
+    temperature: float = Field(1.0, gt=0, description="sampling temperature over groups (1 = natural mix)")
+    caps: dict[str, int] = Field(default_factory=dict, description="group -> max rows ('*' = every group)")
+    floors: dict[str, int] = Field(default_factory=dict, description="group -> min rows (shortfall reported)")
+    total: int | None = Field(None, ge=1)
+
+
+@register
+class InstructBalance(Stage):
+    name = "instruct_balance"
+    kind = "global"
+    Params = BalanceParams
+    description = "Caps/floors and temperature sampling per category/task/language; before/after in balance_report.json."
+
+    def execute(self, job) -> list[dict]:
+        from . import balance as bal
+        from ..core.manifest import write_json
+
+        p = self.params
+        work = storage.join(job.stage_dir, "_work")
+        light = _summaries(job, work, with_prompt=False)
+        kept, report = bal.balance(light, p.by, p.temperature, p.caps, p.floors, p.total, upsample=False,
+                                   seed=self.ctx.seed)
+        keep_ids = {r["id"] for r in kept}
+        decisions = {r["id"]: {"drop": "balance_downsampled"} for r in light if r["id"] not in keep_ids}
+        parts = _apply_decisions(job, work, decisions, light)
+        write_json(storage.join(job.stage_dir, "balance_report.json"), report)
+        storage.delete_prefix(work)
+        return parts
+
+
+class SplitParams(StageParams):
+    fractions: dict[str, float] = Field(default_factory=lambda: {"train": 0.9, "validation": 0.05, "test": 0.05})
+    stratify: str | None = Field("category", description="meta field to stratify by (null: none)")
+    near_dup: bool = Field(True, description="keep MinHash near-duplicate clusters of prompts in one split")
+    threshold: float = Field(0.7, gt=0, le=1, description="Jaccard of prompt word bigrams for a near duplicate")
+
+
+@register
+class InstructSplit(Stage):
+    name = "instruct_split"
+    kind = "global"
+    Params = SplitParams
+    description = "Deterministic train/validation/test (meta.split) by hash, stratified, near-dup clusters never straddle."
+
+    def execute(self, job) -> list[dict]:
+        from . import split as spl
+        from ..core.manifest import write_json
+
+        p = self.params
+        work = storage.join(job.stage_dir, "_work")
+        light = _summaries(job, work, with_prompt=True)
+        rows = [{"id": r["id"], "meta": r["meta"], "lang": r["lang"],
+                 "_prompt": r["prompt"]} for r in light]
+        for r in rows:
+            r["meta"]["messages"] = [{"role": "user", "content": r.pop("_prompt")}]
+        out, report = spl.assign_splits(rows, p.fractions, p.stratify or "", self.ctx.seed, p.near_dup, p.threshold)
+        decisions = {r["id"]: {"set": {"split": r["meta"]["split"], "cluster": r["meta"]["cluster"]}} for r in out}
+        parts = _apply_decisions(job, work, decisions, light)
+        write_json(storage.join(job.stage_dir, "split_report.json"), report)
+        storage.delete_prefix(work)
+        return parts
+
+
+class VersionParams(StageParams):
+    prefix: str | None = Field(None, description="dataset prefix (default: <output>/dataset)")
+    formats: list[str] = Field(default_factory=lambda: ["alpaca", "messages", "parquet"])
+    txt_separator: str = "<sep>"
+    name: str | None = None
+
+
+def _pass_task(t: dict) -> dict:
+    t0 = time.time()
+    tbl = storage.read_parquet(t["input"])
+    return finish_part(t, [BatchResult(tbl)], tbl.num_rows, t0)
+
+
+@register
+class InstructVersion(Stage):
+    name = "instruct_version"
+    kind = "global"
+    Params = VersionParams
+    description = "Pass rows through and write an immutable, content-addressed dataset version with exports and a manifest."
+
+    def execute(self, job) -> list[dict]:
+        from .versioning import build_version
+
+        p = self.params
+        base = dict(stage=self.name, stage_dir=job.stage_dir, fingerprint=job.fingerprint)
+        parts = job.map(_pass_task, [dict(base, input=x, part=i, input_desc=storage.relpath(x, job.ctx["output_root"]))
+                                     for i, x in enumerate(job.inputs)], "pass")
+        rows = []
+        for part in parts:
+            rows.extend(table_to_rows(storage.read_parquet(storage.join(job.stage_dir, part["output"]["path"]))))
+        prefix = p.prefix or storage.join(job.ctx["output_root"], "dataset")
+        srcs = [pth for i in job.ctx.get("inputs", []) for pth in i.get("paths", [])]
+        recipe = {"run": job.ctx.get("run_name"), "fingerprint": job.fingerprint}
+        m = build_version(rows, prefix, recipe=recipe, sources=srcs, formats=tuple(p.formats), sep=p.txt_separator,
+                          name=p.name or job.ctx.get("run_name", "instruct"))
+        for part in parts:
+            part["version"] = m["version"]
+        return parts
