@@ -34,7 +34,8 @@ class LidParams(StageParams):
     min_score: float = Field(0.65, ge=0.0, le=1.0, description="minimum top-1 score (DataTrove's default 0.65)")
     min_scores: dict[str, float] = Field(default_factory=dict, description="per-language minimum score")
     top_k: int = Field(1, ge=1, le=176, description=">1: also record the top-k labels in `lang_topk`")
-    max_chars: int = Field(0, ge=0, description="predict on the first N characters only (0 = whole text)")
+    max_chars: int = Field(4000, ge=0, description="predict on the first N characters (0 = whole text); "
+                           "fastText's cost is linear in length and a page of text decides the language")
     paragraphs: bool = Field(False, description="also record per-paragraph language shares in meta")
     min_paragraph_chars: int = Field(30, ge=1)
     partition_by_lang: bool = Field(False, description="also write kept rows under by_lang/lang=xx/")

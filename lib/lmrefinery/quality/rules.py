@@ -125,11 +125,15 @@ TERMINAL = tuple(sorted(set(
 CJK_PUNCT = "，。、；：？！「」『』（）《》〈〉…—·,.;:?!"
 
 # ------------------------------------------------------------------ tokenisers
-# close to spaCy's blank-English tokens (DataTrove's English word tokenizer):
-# URLs, e-mails and dotted abbreviations are one token, numbers keep inner . , : /, clitics ('s, 'll, n't-style 't) are tokens of
-# their own, "..." is one token, any other non-space character is one token
-_TOKEN = re.compile(r"(?:https?://|www\.)[^\s<>\"]+|\w+@\w+(?:\.\w+)+|(?:[^\W\d_]\.){2,}|\d+(?:[.,:/]\d+)+"
-                    r"|\w+|['’](?i:s|m|d|t|ll|re|ve)\b|\.{2,}|-{2,}|[^\w\s]")
+# close to spaCy's blank-English tokens (DataTrove's English word tokenizer): a word
+# keeps inner . @ & + (X3.4, amazon.co.uk, a.m), digit,digit and digit/digit or
+# digit:digit (5,000 1/2 10:43) and letter-digit hyphens (IL-2, ICD-10); hyphens
+# before letters and between numbers split (post - emergence, 11 - 12); clitics are
+# tokens of their own (I 'm, don 't); a single letter keeps its period (S.); URLs,
+# "..." and "--" are one token; any other punctuation is one character per token
+_WORD = (r"\w+(?:(?:[.@&+](?=\w)|(?<=\d),(?=\d)|(?<=[^\W\d_])-(?=\d)|(?<=\d)[/:](?=\d))\w+)*"
+         r"(?:(?<=\b[A-Za-z])\.)?")
+_TOKEN = re.compile(r"(?:https?://|www\.)[^\s<>\"]+|" + _WORD + r"|['’]\w+|\.{2,}|-{2,}|[^\w\s]")
 _HAS_ALPHA = re.compile(r"[^\W\d_]")
 _SCRIPT_RUNS = re.compile(
     r"[\u4e00-\u9fff\u3400-\u4dbf\uf900-\ufaff々〆]+|[\u3040-\u309f]|[\u30a0-\u30ffー\uff66-\uff9f]+"
