@@ -180,3 +180,25 @@ def test_bad_config_is_an_error():
         cls.Params(rules=["gopher", "c4"])
     with pytest.raises(ValueError):
         load_lang_confs(None, lang_overrides={"xx": {"tokenizer": "nope"}})
+
+
+def test_japanese_wiki_passes_with_ja_settings(shared_corpora, confs):
+    import bz2
+    import html
+
+    import mwparserfromhell
+
+    with bz2.open(os.path.join(shared_corpora, "wiki", "jawiki-20230501-first120pages.xml.bz2"), "rt",
+                  encoding="utf-8") as f:
+        xml = f.read()
+    arts = []
+    for m in re.finditer(r"<ns>0</ns>.*?<text[^>]*>(.*?)</text>", xml, re.S):
+        if not m.group(1).startswith("#") and len(m.group(1)) >= 3000:
+            arts.append(mwparserfromhell.parse(html.unescape(m.group(1))).strip_code())
+        if len(arts) == 30:
+            break
+    ja = [evaluate(t, confs["ja"], RULE_ORDER) for t in arts]
+    en = [evaluate(t, confs["en"], RULE_ORDER) for t in arts]
+    assert sum(not v.reasons for v in ja) >= 24            # articles, minus table/list remnants
+    assert sum(not v.reasons for v in en) <= 3             # English word rules reject Japanese prose
+    assert all(1.0 < v.signals["gopher_quality"]["mean_word_length"] < 3.5 for v in ja if not v.reasons)
