@@ -26,6 +26,7 @@ from typing import Iterator
 
 from ..core import storage
 from .formats import Quarantine, Record, Skip, reader, snippet
+from .web import ExtractTimeout, time_limit
 
 DISAMBIG_TEMPLATES = {
     # en
@@ -47,7 +48,8 @@ _REDIRECT_TEXT = re.compile(r"^\s*#\s*(redirect|転送|重定向|weiterleitung|r
 _ENC_DECL = re.compile(rb"""<\?xml[^>]*encoding\s*=\s*["']([A-Za-z0-9._\-]+)["']""")
 
 DEFAULTS = {"namespaces": [0], "min_chars": 1, "keep_wikitext": False,
-            "disambiguation_templates": [], "chunk_bytes": 1 << 20, "max_page_chars": 64 << 20}
+            "disambiguation_templates": [], "chunk_bytes": 1 << 20, "max_page_chars": 64 << 20,
+            "timeout_s": 60.0}
 
 
 def _opts(spec):
@@ -409,7 +411,11 @@ def read_mediawiki(spec: dict):
         if rev is not None:
             meta["revision_id"] = _text_of(rev, "id")
         try:
-            plain = wikitext_to_text(text)
+            with time_limit(float(o["timeout_s"])):
+                plain = wikitext_to_text(text)
+        except ExtractTimeout as e:
+            yield Quarantine("extract_timeout", pos, f"{rel} page {title!r}: {e}", snippet(text), meta)
+            continue
         except Exception as e:  # noqa: BLE001
             yield Quarantine("wikitext_error", pos, f"{rel} page {title!r}: {type(e).__name__}: {e}", snippet(text), meta)
             continue
