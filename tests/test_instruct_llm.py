@@ -1,0 +1,270 @@
+"""LLM-backed instruction generation with a real (tiny, untrained) Llama model:
+built from a config with a BPE tokenizer trained here on the shared corpora,
+served through the transformers backend in-process and through the
+OpenAI-compatible server (`lmrefinery instruct serve`) on loopback. The model
+writes gibberish, so these tests check the mechanics: prompts and requests,
+parsing that turns gibberish into rejects with reasons, the response cache
+(a re-run sends nothing), provenance on records, retries and error paths."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+import urllib.request
+
+import pytest
+
+from lmrefinery.instruct.backends import CachedBackend, ChatRequest, OpenAIBackend, TransformersBackend
+from lmrefinery.instruct.common import make_record, pair
+from lmrefinery.instruct.rouge import RougePool
+from lmrefinery.instruct.self_instruct import (SelfInstructConfig, instruction_reject, load_seed_tasks,
+                                               parse_instances, parse_instructions, parse_yes_no,
+                                               run_self_instruct)
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SMALL = {"temperature": 0.8, "top_p": 0.9, "max_tokens": 20}
+
+
+@pytest.fixture(scope="module")
+def tiny_model(tmp_path_factory, shared_corpora):
+    import torch
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+
+    S = os.path.join(shared_corpora, "instructions")
+    texts = []
+    for r in json.load(open(os.path.join(S, "alpaca_data_5k_subset.json")))[:400]:
+        texts += [r["instruction"], r["output"]]
+    for line in open(os.path.join(S, "belle_open_source_1k.jsonl")).readlines()[:150]:
+        r = json.loads(line)
+        texts += [r["instruction"], r["output"]]
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    tok.train_from_iterator(texts, trainers.BpeTrainer(
+        vocab_size=600, special_tokens=["<|endoftext|>", "<|im_start|>", "<|im_end|>"],
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False))
+    hf = PreTrainedTokenizerFast(tokenizer_object=tok, eos_token="<|im_end|>", pad_token="<|endoftext|>")
+    hf.chat_template = ("{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n"
+                        "{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}")
+    d = str(tmp_path_factory.mktemp("tiny-llama"))
+    hf.save_pretrained(d)
+    torch.manual_seed(0)
+    cfg = LlamaConfig(vocab_size=len(hf), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                      num_attention_heads=2, num_key_value_heads=2, max_position_embeddings=4096,
+                      eos_token_id=hf.eos_token_id, pad_token_id=hf.pad_token_id, bos_token_id=None,
+                      tie_word_embeddings=True)
+    LlamaForCausalLM(cfg).save_pretrained(d)
+    return d
+
+
+@pytest.fixture(scope="module")
+def seeds(shared_corpora):
+    return load_seed_tasks(os.path.join(shared_corpora, "instructions", "self_instruct_seed_tasks.jsonl"))
+
+
+# ---------------------------------------------------------------- parsing and filters (no model)
+def test_parsing_and_published_filters(shared_corpora):
+    got = parse_instructions(" Suggest a name for a bakery.\nTask 10: Write a haiku about rain.\n"
+                             "Task 11: Sort these numbers.\nInput: 3, 1, 2\nOutput: 1, 2, 3")
+    assert got == ["Suggest a name for a bakery.", "Write a haiku about rain.", "Sort these numbers."]
+    assert parse_instructions("") == [] and parse_instructions("   ") == []
+    assert parse_instances("Class label: positive\nSentence: I love it.\nClass label: negative\n"
+                           "Sentence: Awful.", True, "en") == [{"input": "I love it.", "output": "positive"},
+                                                               {"input": "Awful.", "output": "negative"}]
+    assert parse_instances("Example 1\nInput: 2+2\nOutput: 4\nExample 2\nInput: 3+3\nOutput: 6", False, "en") == \
+        [{"input": "2+2", "output": "4"}, {"input": "3+3", "output": "6"}]
+    assert parse_instances("Output: Paris is the capital.", False, "en") == [{"input": "", "output":
+                                                                               "Paris is the capital."}]
+    assert parse_instances("random words without structure", False, "en") == []
+    assert parse_yes_no(" Yes", "en") is True and parse_yes_no("No.", "en") is False
+    assert parse_yes_no("maybe", "en") is None and parse_yes_no("是", "zh") is True
+
+    pool = RougePool(0.7)
+    for s in load_seed_tasks(os.path.join(shared_corpora, "instructions", "self_instruct_seed_tasks.jsonl")):
+        pool.add(s.instruction)
+    cases = {
+        "Hi there": "too_short",
+        " ".join(["word"] * 151): "too_long",
+        "Draw a cat sitting on a mat, please.": "blocklist:draw",
+        "Describe the image in the attached file carefully.": "blocklist:image",
+        "Write a program that prints the first ten primes.": "blocklist:write a program",
+        "\"Quote\" the following sentence in full please.": "starts_with_punctuation",
+        "Über alles: explain the phrase in simple terms.": "starts_non_ascii",
+        # a seed instruction, lightly changed: ROUGE-L >= 0.7 against the pool
+        "Is there anything I can eat for breakfast that doesn't include eggs, yet includes protein?":
+            "rouge_l_too_similar",
+    }
+    for text, want in cases.items():
+        assert instruction_reject(text, "en", pool)[0] == want, text
+    assert instruction_reject("Name three rivers in South America and their lengths.", "en", pool)[0] is None
+    zh = RougePool(0.7)
+    zh.add("给出下面词语的同义词")
+    assert instruction_reject("请给出下面词语的同义词", "zh", zh)[0] == "rouge_l_too_similar"
+    assert instruction_reject("用三句话介绍一下长城的历史", "zh", zh)[0] is None
+    assert instruction_reject("请根据这张图片写一段描述", "zh", zh)[0] == "blocklist:图片"
+    # the pool scores candidates with a vectorised bound: exact LCS only for a few entries
+    assert pool.exact_checks < 30
+
+
+# ---------------------------------------------------------------- Self-Instruct, local transformers
+def _expected_requests(res, cfg) -> int:
+    accepted = res.stats["accepted_tasks"] + sum(1 for r in res.rejects if r["reason"] in
+                                                 ("no_instances_parsed",) or r["reason"].startswith("backend_error")
+                                                 and "instruction" in r)
+    return cfg.rounds * cfg.num_prompts + 2 * accepted
+
+
+def test_self_instruct_transformers_and_cache(tiny_model, seeds, tmp_path):
+    cfg = SelfInstructConfig(lang="en", rounds=2, num_prompts=2, seed=3, gen_params=SMALL,
+                             inst_params=SMALL, clf_params={"temperature": 0.0, "max_tokens": 3})
+    cache = str(tmp_path / "cache.sqlite")
+    b1 = CachedBackend(TransformersBackend(tiny_model), cache)
+    res = run_self_instruct(seeds, b1, cfg)
+    assert res.stats["prompts"] == 4
+    assert b1.stats["requests"] == _expected_requests(res, cfg) and b1.stats["cache_hits"] == 0
+    assert res.rejects, "gibberish must end as rejects with reasons"
+    known = {"too_short", "too_long", "starts_with_punctuation", "starts_non_ascii", "language_mismatch",
+             "rouge_l_too_similar", "unparsable_instructions", "no_instances_parsed"}
+    assert all(r["reason"] in known or r["reason"].startswith("blocklist:") for r in res.rejects)
+    for r in res.records:
+        assert r["meta"]["origin"] == "self_instruct" and len(r["meta"]["parent_ids"]) == 8
+    first = b1.stats["requests"]
+    b1.close()
+    # a re-run with the same seed replays every response from the cache: zero requests
+    b2 = CachedBackend(TransformersBackend(tiny_model), cache)
+    res2 = run_self_instruct(seeds, b2, cfg)
+    assert b2.stats["requests"] == 0 and b2.stats["cache_hits"] == first
+    assert [r["reason"] for r in res2.rejects] == [r["reason"] for r in res.rejects]
+    assert [r["id"] for r in res2.records] == [r["id"] for r in res.records]
+    # another seed samples other prompts: new requests
+    res3 = run_self_instruct(seeds, b2, SelfInstructConfig(**{**cfg.__dict__, "seed": 4, "rounds": 1}))
+    assert b2.stats["requests"] >= 2 and res3.stats["prompts"] == 2
+    b2.close()
+
+
+# ---------------------------------------------------------------- the OpenAI-compatible server
+@pytest.fixture(scope="module")
+def server(tiny_model, tmp_path_factory):
+    ready = str(tmp_path_factory.mktemp("srv") / "port")
+    env = dict(os.environ, PYTHONPATH=os.path.join(ROOT, "lib"), LMR_TEST_SERVER_KEY="sekret-123")
+    proc = subprocess.Popen([sys.executable, "-m", "lmrefinery.cli", "instruct", "serve", tiny_model, "--port", "0",
+                             "--model-name", "tiny", "--ready-file", ready, "--api-key-env", "LMR_TEST_SERVER_KEY"],
+                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    for _ in range(1200):
+        if os.path.exists(ready) and open(ready).read().strip():
+            break
+        if proc.poll() is not None:
+            pytest.fail("server exited: " + proc.stderr.read().decode()[-2000:])
+        time.sleep(0.1)
+    else:
+        proc.kill()
+        pytest.fail("server did not start")
+    url = f"http://127.0.0.1:{int(open(ready).read())}"
+    yield url
+    proc.terminate()
+    proc.wait(20)
+
+
+def _served(url) -> int:
+    with urllib.request.urlopen(url + "/stats", timeout=10) as r:
+        return json.loads(r.read())["requests"]
+
+
+def test_self_instruct_over_http(server, shared_corpora, tmp_path, monkeypatch):
+    monkeypatch.setenv("LMR_TEST_SERVER_KEY", "sekret-123")
+    with urllib.request.urlopen(server + "/v1/models", timeout=10) as r:
+        assert json.loads(r.read())["data"][0]["id"] == "tiny"
+    http = OpenAIBackend(server, "tiny", api_key_env="LMR_TEST_SERVER_KEY", concurrency=2,
+                         requests_per_minute=6000, max_retries=2, backoff=0.05)
+    assert "sekret" not in repr(http)
+    cfg = SelfInstructConfig(lang="zh", rounds=1, num_prompts=3, seed=1, gen_params=SMALL, inst_params=SMALL,
+                             clf_params={"temperature": 0.0, "max_tokens": 3})
+    before = _served(server)
+    b = CachedBackend(http, str(tmp_path / "http-cache.sqlite"))
+    zh_seeds = load_seed_tasks(os.path.join(shared_corpora, "instructions", "belle_zh_seed_tasks.jsonl"))
+    res = run_self_instruct(zh_seeds, b, cfg)
+    sent = _served(server) - before
+    assert sent == b.stats["requests"] == _expected_requests(res, cfg) and http.stats["retries"] == 0
+    assert res.rejects
+    # the re-run is free: the server sees nothing
+    b2 = CachedBackend(OpenAIBackend(server, "tiny", api_key_env="LMR_TEST_SERVER_KEY"),
+                       str(tmp_path / "http-cache.sqlite"))
+    res2 = run_self_instruct(zh_seeds, b2, cfg)
+    assert _served(server) - before == sent and b2.stats["requests"] == 0
+    assert [r["reason"] for r in res2.rejects] == [r["reason"] for r in res.rejects]
+    # without the key the server refuses (401, not retried); a bad request is a 400, not retried
+    monkeypatch.delenv("LMR_TEST_SERVER_KEY")
+    nokey = OpenAIBackend(server, "tiny", api_key_env="LMR_TEST_SERVER_KEY", max_retries=3, backoff=0.01)
+    out = nokey.chat([ChatRequest([{"role": "user", "content": "hi"}], {"max_tokens": 2})])[0]
+    assert out.error == "http_401" and nokey.stats["http_calls"] == 1
+
+
+def test_http_client_retries_and_gives_up():
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]          # closed again: nothing listens there
+    b = OpenAIBackend(f"http://127.0.0.1:{port}", "m", api_key_env=None, max_retries=2, backoff=0.01,
+                      concurrency=2)
+    res = b.chat([ChatRequest([{"role": "user", "content": "x"}]), ChatRequest([{"role": "user", "content": "y"}])])
+    assert all(r.error and r.error.startswith("gave_up:connection") for r in res)
+    assert b.stats["http_calls"] == 6 and b.stats["retries"] == 4
+
+
+# ---------------------------------------------------------------- Evol-Instruct and LLM augmentation
+def test_evol_elimination_rules_and_run(tiny_model, tmp_path):
+    from lmrefinery.instruct.evol import EvolConfig, evolve, evolved_reject
+
+    parent = "Give three tips for staying healthy."
+    assert evolved_reject(parent, "give three tips, for staying healthy", "Eat well and sleep.") == \
+        "evol_no_information_gain"
+    assert evolved_reject(parent, "Give three tips for staying healthy on night shifts.", "x",
+                          equal_judgement="Equal") == "evol_no_information_gain"
+    assert evolved_reject(parent, "#Rewritten Prompt#: Give tips for athletes.", "Stretch.") == \
+        "evol_copied_prompt_words"
+    assert evolved_reject(parent, "Give three tips for staying healthy while travelling.",
+                          "Sorry, I cannot help with that.") == "evol_response_sorry"
+    assert evolved_reject(parent, "Give three tips for staying healthy while travelling.", "the, and of ... !") == \
+        "evol_response_only_stopwords"
+    assert evolved_reject(parent, "Give three tips for staying healthy while travelling by train.",
+                          "Walk the aisle, drink water and sleep on schedule.") is None
+
+    rows = [make_record([{"role": "user", "content": q}, {"role": "assistant", "content": a}], "t", origin="source",
+                        id_parts=(i,), category="open_qa")
+            for i, (q, a) in enumerate([("Explain photosynthesis.", "Plants turn light into sugar."),
+                                        ("如何学习一门新语言？", "多听多说多练。"),
+                                        ("List two prime numbers.", "2 and 3.")])]
+    b = CachedBackend(TransformersBackend(tiny_model), str(tmp_path / "evol.sqlite"))
+    kept, rejects, stats = evolve(rows, b, EvolConfig(depth=1, seed=0, evolve_params=SMALL, answer_params=SMALL))
+    assert len(kept) + len(rejects) == 3 and b.stats["requests"] == 6
+    for r in kept:
+        assert r["meta"]["origin"] == "evol_instruct" and r["meta"]["parent_id"] in {x["id"] for x in rows}
+        assert r["meta"]["evol_method"] in {"constraints", "deepen", "concretize", "reasoning", "complicate_input",
+                                            "breadth"} and r["meta"]["evol_depth"] == 1
+    assert all(x["reason"].startswith("evol_") for x in rejects)
+
+
+def test_llm_augmentation_protects_code(tiny_model, tmp_path):
+    from lmrefinery.instruct.augment import llm_augment, protect, restore
+
+    text = "Explain this:\n```python\nx = [i * i for i in range(3)]\n```\nand `len(x)`."
+    masked, codes = protect(text)
+    assert "```" not in masked and len(codes) == 2 and restore(masked, codes) == text
+    assert restore("no placeholders here", codes) is None
+    rows = [make_record([{"role": "user", "content": text}, {"role": "assistant", "content": "It squares."}], "t",
+                        origin="source", id_parts=(1,)),
+            make_record([{"role": "user", "content": "Name a colour of the sky."},
+                         {"role": "assistant", "content": "Blue."}], "t", origin="source", id_parts=(2,))]
+    b = CachedBackend(TransformersBackend(tiny_model), str(tmp_path / "aug.sqlite"))
+    made, rejects = llm_augment(rows, b, "paraphrase", params=SMALL)
+    # gibberish cannot carry the placeholders back: the code record is rejected, never altered
+    assert {"parent_id": rows[0]["id"], "origin": "paraphrase", "reason": "code_block_lost"} in rejects
+    for m in made:
+        assert m["meta"]["origin"] == "paraphrase" and m["meta"]["parent_id"] == rows[1]["id"]
+        assert pair(m)[1] == "Blue."
+    made2, rejects2 = llm_augment(rows, b, "back_translation", params=SMALL)
+    assert len(made2) + len(rejects2) == 2 and b.stats["requests"] == 2 + 4
