@@ -431,3 +431,27 @@ def test_synonym_augmentation(shared_corpora):
     assert new.endswith("```python\nimportant = benefits\n```")       # code untouched
     assert out[0]["meta"]["origin"] == "synonyms" and out[0]["meta"]["parent_id"] == rows[0]["id"]
     assert pair(out_zh[0])[0] == "请描述一下这个关键的问题，并给出意见。"
+
+
+def test_near_dedup_and_decontamination_reuse_dedup_stages(tmp_path, shared_corpora):
+    """Instruction rows go through the dedup family's `dedup` (MinHash) and
+    `decontaminate` stages unchanged."""
+    data = json.load(open(os.path.join(shared_corpora, "instructions", "alpaca_data_5k_subset.json")))
+    base = [d for d in data if len(d["output"].split()) > 40][:120]
+    near = [dict(d, output=d["output"] + " Hope this helps!") for d in base[:10]]   # near duplicates
+    (tmp_path / "train.json").write_text(json.dumps(base + near))
+    evals = [{"question": d["instruction"], "answer": d["output"]} for d in base[50:55]]   # leaked eval items
+    (tmp_path / "eval.jsonl").write_text("".join(json.dumps(e) + "\n" for e in evals))
+    out = str(tmp_path / "run")
+    recipe = load_recipe({"name": "dd", "output": out, "engine": "local", "report": False,
+                          "inputs": [{"name": "alpaca", "paths": [str(tmp_path / "train.json")], "format": "alpaca"}],
+                          "stages": ["read", "instruct_normalize",
+                                     {"stage": "dedup", "threshold": 0.8},
+                                     {"stage": "decontaminate", "eval_sets": [
+                                         {"name": "myeval", "paths": [str(tmp_path / "eval.jsonl")],
+                                          "fields": ["answer"]}]}]})
+    st = {s["stage"]: s for s in Runner(recipe, quiet=True).run()["stages"]}
+    assert sum(st["dedup"]["rejected"].values()) == 10
+    assert sum(st["decontaminate"]["rejected"].values()) == 5
+    kept = _stage_rows(out, 3, "decontaminate")
+    assert len(kept) == 115 and all(r["meta"]["kind"] == "conversation" for r in kept)
