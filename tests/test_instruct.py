@@ -455,3 +455,41 @@ def test_near_dedup_and_decontamination_reuse_dedup_stages(tmp_path, shared_corp
     assert sum(st["decontaminate"]["rejected"].values()) == 5
     kept = _stage_rows(out, 3, "decontaminate")
     assert len(kept) == 115 and all(r["meta"]["kind"] == "conversation" for r in kept)
+
+
+def test_cli_construct_build_and_tokenize_handoff(tmp_path):
+    """`instruct construct` and `instruct build` from the command line, then the
+    version's messages export goes to the tokenisation stage (loss-masked shards)."""
+    table = tmp_path / "qa.jsonl"
+    rows = [{"id": i, "question": f"What is item {i} called in the catalogue of {['birds', 'ships'][i % 2]}?",
+             "context": f"In the catalogue, item {i} is called the {'blue' if i % 3 else 'red'} model number {i * 7}.",
+             "answer": f"the {'blue' if i % 3 else 'red'} model number {i * 7}"} for i in range(40)]
+    table.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    env = dict(os.environ, PYTHONPATH=os.path.join(ROOT, "lib"))
+    run = lambda *a: subprocess.run([sys.executable, "-m", "lmrefinery.cli", "instruct", *a], capture_output=True,  # noqa: E731
+                                    text=True, cwd=ROOT, env=env)
+    r = run("construct", "--table", str(table), "--task", "extractive_qa", "--lang", "en", "--out",
+            str(tmp_path / "qa.records.jsonl"), "--seed", "5")
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout.splitlines()[-1]) == {"constructed": 40, "rejected": 0}
+    prefix = str(tmp_path / "ds")
+    r = run("build", "--input", str(tmp_path / "qa.records.jsonl"), "--prefix", prefix, "--no-lang",
+            "--fractions", "train=0.75,test=0.25", "--formats", "alpaca,messages,csv,txt,parquet")
+    assert r.returncode == 0, r.stderr
+    vdir = r.stdout.strip().splitlines()[-1].split("version: ", 1)[1]
+    m = json.load(open(os.path.join(vdir, "manifest.json")))
+    assert m["records"] == 40 and set(m["counts"]["split"]) == {"train", "test"}
+    assert m["sources"][0]["sha256"] == storage.sha256(open(tmp_path / "qa.records.jsonl", "rb").read())
+    # hand-off: the train split's messages JSONL -> the tokenize stage -> shards with loss masks
+    out = str(tmp_path / "tok")
+    recipe = load_recipe({"name": "sft", "output": out, "engine": "local", "report": False,
+                          "inputs": [{"name": "sft", "paths": [os.path.join(vdir, "export", "train.messages.jsonl")],
+                                      "format": "openai_messages"}],
+                          "stages": ["read", {"stage": "tokenize", "valid_fraction": 0.0, "shard_tokens": 100000,
+                                              "train": {"vocab_size": 400, "sample_docs": 100}}]})
+    st = Runner(recipe, quiet=True).run()["stages"]
+    assert st[0]["kept"] == m["counts"]["split"]["train"]
+    tm = json.load(open(os.path.join(out, "stages", "01-tokenize", "_manifest.json")))
+    assert tm["complete"]
+    ds = json.load(open(os.path.join(out, "stages", "01-tokenize", "dataset.json")))
+    assert ds["has_loss_mask"] is True

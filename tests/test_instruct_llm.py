@@ -24,7 +24,7 @@ from lmrefinery.instruct.self_instruct import (SelfInstructConfig, instruction_r
                                                run_self_instruct)
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-SMALL = {"temperature": 0.8, "top_p": 0.9, "max_tokens": 20}
+SMALL = {"temperature": 0.8, "top_p": 0.9, "max_tokens": 16}
 
 
 @pytest.fixture(scope="module")
