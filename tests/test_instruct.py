@@ -338,7 +338,8 @@ def test_split_and_balance_stages_on_ray(ray_cluster, tmp_path, shared_corpora):
                           "resources": {"workers": 2},
                           "inputs": [{"name": "rows", "paths": [str(src / "*.jsonl")], "format": "openai_messages"}],
                           "stages": ["read", {"stage": "instruct_balance", "caps": {"open_qa": 60}},
-                                     {"stage": "instruct_split", "fractions": {"train": 0.8, "test": 0.2}}]})
+                                     {"stage": "instruct_split", "fractions": {"train": 0.8, "test": 0.2}},
+                                     {"stage": "instruct_version", "formats": ["messages", "parquet"]}]})
     stats = Runner(recipe, quiet=True).run()
     bal = stats["stages"][1]
     assert bal["rejected"].get("balance_downsampled", 0) > 0
@@ -350,6 +351,16 @@ def test_split_and_balance_stages_on_ray(ray_cluster, tmp_path, shared_corpora):
     kept_pairs = [(a, b) for a, b in planted if a in split and b in split]
     assert kept_pairs and all(split[a] == split[b] for a, b in kept_pairs)
     assert set(split.values()) == {"train", "test"}
+    # the version written by the last stage: manifest counts match the rows, files as listed
+    v = stats["stages"][3]
+    man = json.load(open(os.path.join(out, "dataset", "versions",
+                                      json.load(open(os.path.join(out, "dataset", "versions", "LATEST.json")))["version"],
+                                      "manifest.json")))
+    assert man["records"] == v["kept"] == len(got)
+    assert man["counts"]["split"] == dict(sorted(Counter(split.values()).items()))
+    assert man["counts"]["source"] == {"rows": len(got)}
+    assert {f["path"] for f in man["files"]} == {"data/train.parquet", "data/test.parquet",
+                                                 "export/train.messages.jsonl", "export/test.messages.jsonl"}
 
 
 # ---------------------------------------------------------------- export / versions

@@ -21,10 +21,13 @@ from collections import Counter
 from .common import unit_hash
 
 
-def group_of(meta: dict, lang: str | None, by: list[str]) -> str:
+def group_of(row: dict, by: list[str]) -> str:
+    """Group key of a row: `lang` and `source` are row columns, the rest meta fields."""
     vals = []
     for f in by:
-        v = lang if f == "lang" else meta.get(f)
+        v = row.get(f) if f in ("lang", "source") else None
+        if v is None:
+            v = row["meta"].get(f)
         vals.append(str(v if v is not None else "unknown"))
     return "|".join(vals)
 
@@ -72,7 +75,7 @@ def select(rows: list[dict], by: list[str], quotas: dict[str, dict], seed: int =
     """Exactly `target` rows per group: the lowest hashes, plus repeats when upsampling."""
     groups: dict[str, list[dict]] = {}
     for r in rows:
-        groups.setdefault(group_of(r["meta"], r.get("lang"), by), []).append(r)
+        groups.setdefault(group_of(r, by), []).append(r)
     out = []
     for g, rs in groups.items():
         q = quotas.get(g)
@@ -95,7 +98,8 @@ def distribution(rows: list[dict], fields: list[str]) -> dict[str, dict[str, int
     for f in fields:
         c: Counter = Counter()
         for r in rows:
-            c[str((r.get("lang") if f == "lang" else r["meta"].get(f)) or "unknown")] += 1
+            v = r.get(f) if f in ("lang", "source") and r.get(f) is not None else r["meta"].get(f)
+            c[str(v or "unknown")] += 1
         out[f] = dict(sorted(c.items()))
     return out
 
@@ -104,7 +108,7 @@ def balance(rows: list[dict], by: list[str] = ("category",), temperature: float 
             floors: dict | None = None, total: int | None = None, upsample: bool = False, seed: int = 0,
             report_fields: tuple[str, ...] = ("category", "task", "lang", "source")) -> tuple[list[dict], dict]:
     by = list(by)
-    counts = Counter(group_of(r["meta"], r.get("lang"), by) for r in rows)
+    counts = Counter(group_of(r, by) for r in rows)
     q = plan(dict(counts), temperature, caps, floors, total, upsample)
     out = select(rows, by, q, seed)
     report = {"by": by, "temperature": temperature, "plan": q,

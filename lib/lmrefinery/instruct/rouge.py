@@ -86,7 +86,9 @@ class RougePool:
         return self._mat
 
     def max_score(self, text: str) -> tuple[float, int | None]:
-        """Highest ROUGE-L F1 against the pool and the index of that entry."""
+        """Highest ROUGE-L F1 against the pool and the index of that entry, exact
+        whenever it reaches the threshold; (0.0, None) means "below the threshold"
+        (entries whose bound cannot reach it are never scored exactly)."""
         if not self.seqs:
             return 0.0, None
         ids = self._ids(text, add=False)

@@ -211,13 +211,14 @@ class InstructDedup(Stage):
 def _summary_task(t: dict) -> dict:
     from .split import prompt_text
 
-    tbl = storage.read_parquet(t["input"], columns=["id", "lang", "meta"])
+    tbl = storage.read_parquet(t["input"], columns=["id", "source", "lang", "meta"])
     rows = table_to_rows(tbl)
     light = []
     for r in rows:
         m = r["meta"]
         light.append({"id": r["id"], "lang": r.get("lang"), "part": t["part"],
-                      "meta": {k: m.get(k) for k in ("category", "task", "source", "repeat_of", "origin")},
+                      "meta": {**{k: m.get(k) for k in ("category", "task", "repeat_of", "origin")},
+                               "source": r.get("source")},
                       "prompt": prompt_text(r) if t.get("with_prompt") else ""})
     import json
 
