@@ -71,14 +71,31 @@ def job_parser(description: str, recipe_required: bool = True) -> argparse.Argum
     ap.add_argument("--stats-out", metavar="URI",
                     help="also write the run's stats JSON here (local path or s3://)")
     ap.add_argument("--quiet", action="store_true", help="no per-part progress lines")
+    inc = ap.add_argument_group("incremental runs (the input ledger, lmrefinery/ingest/ledger.py)")
+    inc.add_argument("--partition", metavar="NAME",
+                     help="write to <recipe output>/NAME (e.g. the run date) and share the ledger at "
+                          "<recipe output>/_ledger/inputs.json between partitions")
+    inc.add_argument("--new-only", action="store_true",
+                     help="read only input objects not in the ledger yet (or changed since)")
+    inc.add_argument("--ledger", metavar="URI", help="input ledger location (overrides the default)")
+    inc.add_argument("--reuse-inputs", action="store_true",
+                     help="read exactly the objects the committed read stage of this output read "
+                          "(the phases that follow an incremental curate in the same partition)")
     return ap
 
 
 def load(args) -> Any:
     bootstrap()
+    from lmrefinery.core import storage
     from lmrefinery.core.recipe import load_recipe
 
-    return load_recipe(resolve_path(args.recipe), args.overrides)
+    recipe = load_recipe(resolve_path(args.recipe), args.overrides)
+    if getattr(args, "partition", None):
+        base = recipe.output.rstrip("/")
+        if not getattr(args, "ledger", None):
+            args.ledger = storage.join(base, "_ledger", "inputs.json")
+        recipe.output = storage.join(base, args.partition)
+    return recipe
 
 
 def stage_phase(name: str) -> str:
@@ -153,8 +170,11 @@ def run_recipe(recipe, args, phase: str, only: list[str] | None = None) -> dict:
     if args.engine:
         recipe.engine = args.engine
     prepare_engine(recipe)
-    stats = Runner(recipe, engine=args.engine, only=only, workers=args.workers, quiet=args.quiet).run()
-    print(format_summary(stats), flush=True)
+    cls = _SameInputsRunner if getattr(args, "reuse_inputs", False) else Runner
+    runner = cls(recipe, engine=args.engine, only=only, workers=args.workers, quiet=args.quiet,
+                 new_only=getattr(args, "new_only", False), ledger=getattr(args, "ledger", None))
+    stats = runner.run()
+    print(format_summary(stats) if stats["stages"] else "nothing new to read: no stage ran", flush=True)
     if args.stats_out:
         mf.write_json(args.stats_out, stats)
     import lmrefinery
@@ -169,10 +189,45 @@ def run_recipe(recipe, args, phase: str, only: list[str] | None = None) -> dict:
         "stats": storage.join(stats["output"], "stats.json"),
         "report": stats.get("report"),
         "did_work": stats["did_work"],
+        "nothing_new": bool(stats.get("nothing_new")),
+        "new_inputs_recorded": stats.get("new_inputs_recorded"),
+        "ledger": getattr(args, "ledger", None),
         "final_outputs": stats["final_outputs"],
         "stages": [{k: s[k] for k in ("stage", "in", "kept", "rejected", "skipped")} for s in stats["stages"]],
         "planted": stats.get("planted"),
     }
+
+
+def _same_inputs_runner():
+    from lmrefinery.core import manifest as mf
+    from lmrefinery.core.runner import Runner
+    from lmrefinery.core.stage import get_stage
+
+    class SameInputsRunner(Runner):
+        """Reads the objects that the committed read stage of this output read,
+        so a later phase of an incremental run sees the same inputs as its curate
+        phase (and finds every curation stage committed)."""
+
+        def input_files(self) -> list[dict]:
+            files = super().input_files()
+            k, name = next((k, s.stage) for k, s in enumerate(self.recipe.stages)
+                           if get_stage(s.stage).kind == "read")
+            m = mf.read_manifest(self.stage_dir(k, name))
+            if m is None:
+                raise RuntimeError(f"--reuse-inputs: {self.out} has no committed {name} stage; "
+                                   "run the curate phase for this output first")
+            took = {(d["path"].split("@", 1)[0], d["size"], d["etag"]) for d in m["inputs"]}
+            return [f for f in files if (f"{f['input']}:{f['rel']}", f["size"], f["etag"]) in took]
+
+    return SameInputsRunner
+
+
+class _LazyRunner:
+    def __call__(self, *a, **kw):
+        return _same_inputs_runner()(*a, **kw)
+
+
+_SameInputsRunner = _LazyRunner()
 
 
 def emit_result(result: dict) -> None:

@@ -181,13 +181,6 @@ def test_ray_job_submit_runs_the_mini_recipe(ray_head, samples_dir, tmp_path):
     local = _local_run(samples_dir, tmp_path / "local")
     assert _part_hashes(out) == _part_hashes(local)
 
-    # resubmitting is safe: every stage is already committed and skipped
-    r = _submit(ray_head, "lmr-curate-again", rt, "python", "jobs/run_recipe.py", "conf/pipelines/mini.yaml",
-                "--quiet")
-    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
-    again = parse_tagged(_job_cli(ray_head, "logs", "lmr-curate-again"))
-    assert again["did_work"] is False and all(s["skipped"] for s in again["stages"])
-
 
 def test_failed_ray_job_reports_status_and_error(ray_head, samples_dir, tmp_path):
     rt = _runtime_env(tmp_path, LMR_SAMPLES=samples_dir, LMR_RUNS=str(tmp_path / "runs"))
@@ -202,3 +195,134 @@ def test_failed_ray_job_reports_status_and_error(ray_head, samples_dir, tmp_path
     assert failed["phase"] == "curate" and failed["exit_code"] == 2
     assert "no files match" in failed["error"] and "/nonexistent/lmr/*.jsonl" in failed["error"]
     assert parse_tagged(logs) is None  # no success line from a failed job
+
+
+# ------------------------------------------------------------------ Airflow
+AF_VENV = os.environ.get("LMR_AIRFLOW_VENV", os.path.join(ROOT, ".venv-airflow"))
+AF_BIN = os.path.join(AF_VENV, "bin")
+DAG_ID = "lmrefinery_daily"
+
+
+@pytest.fixture(scope="module")
+def airflow_env(tmp_path_factory, ray_head):
+    """A real Airflow (its own virtualenv, made by `make airflow-venv`) with a
+    fresh sqlite metadata DB, the repo's DAG folder, and the head's token."""
+    if not os.path.exists(os.path.join(AF_BIN, "airflow")):
+        pytest.fail(f"no Airflow virtualenv at {AF_VENV}: run `make airflow-venv` (make test does)")
+    home = tmp_path_factory.mktemp("airflow")
+    # the shipped settings, with a short retry delay so a retried task does not stall the test
+    with open(os.path.join(ROOT, "deploy", "airflow", "pipeline.yaml")) as f:
+        cfg = yaml.safe_load(f)
+    cfg.update(repo_dir=ROOT, retries=1, retry_delay_s=1, poll_s=1)
+    (home / "pipeline.yaml").write_text(yaml.safe_dump(cfg))
+    env = ray_head.client_env(
+        AIRFLOW_HOME=str(home), LMR_DAG_CONFIG=str(home / "pipeline.yaml"),
+        AIRFLOW__CORE__DAGS_FOLDER=os.path.join(ROOT, "deploy", "airflow"),
+        AIRFLOW__CORE__LOAD_EXAMPLES="False", LMR_RAY_ADDRESS=ray_head.address,
+        PATH=AF_BIN + os.pathsep + os.environ.get("PATH", ""))
+    env.pop("VIRTUAL_ENV", None)
+    r = subprocess.run([os.path.join(AF_BIN, "airflow"), "db", "migrate"], env=env, capture_output=True,
+                       text=True, timeout=300)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    return env
+
+
+def _af_python(env: dict, code: str) -> str:
+    r = subprocess.run([os.path.join(AF_BIN, "python"), "-c", code], env=env, capture_output=True, text=True,
+                       timeout=120, cwd=ROOT)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    return r.stdout
+
+
+def test_airflow_dag_imports_with_phase_tasks(airflow_env):
+    out = _af_python(airflow_env, """
+import json
+try:
+    from airflow.dag_processing.dagbag import DagBag
+except ImportError:
+    from airflow.models.dagbag import DagBag
+b = DagBag("deploy/airflow")
+d = b.dags.get("%s")
+print(json.dumps({"errors": {k: str(v) for k, v in b.import_errors.items()},
+                  "tasks": {t.task_id: sorted(t.upstream_task_ids) for t in d.tasks} if d else None,
+                  "retries": sorted({t.retries for t in d.tasks}) if d else None,
+                  "schedule": str(getattr(d.timetable, "_expression", d.timetable)) if d else None}))
+""" % DAG_ID)
+    info = json.loads(out.strip().splitlines()[-1])
+    assert info["errors"] == {}
+    assert info["tasks"] == {"curate": [], "instruct": [], "tokenize": ["curate"], "pretrain": ["tokenize"],
+                             "sft": ["instruct", "pretrain"]}
+    assert info["retries"] == [1]
+    assert "0 0 * * *" in info["schedule"]
+
+
+def _dags_test(env: dict, day: str, conf: dict) -> subprocess.CompletedProcess:
+    return subprocess.run([os.path.join(AF_BIN, "airflow"), "dags", "test", DAG_ID, day, "-c", json.dumps(conf)],
+                          env=env, capture_output=True, text=True, timeout=300, cwd=ROOT)
+
+
+def _errors(r: subprocess.CompletedProcess) -> str:
+    lines = (r.stdout + r.stderr).splitlines()
+    keep = [ln for i, ln in enumerate(lines) if "error" in ln.lower() or "LMR_FAILED" in ln]
+    return "\n".join(keep[-40:]) or "\n".join(lines[-60:])
+
+
+def _run_state(env: dict, day: str) -> tuple[dict, dict]:
+    """Task states and XCom `stats` of the run for `day`, read from Airflow's DB."""
+    import sqlite3
+
+    db = sqlite3.connect(os.path.join(env["AIRFLOW_HOME"], "airflow.db"))
+    run_id = db.execute("select run_id from dag_run where dag_id=? order by id desc", (DAG_ID,)).fetchone()[0]
+    states = dict(db.execute("select task_id, state from task_instance where dag_id=? and run_id=?",
+                             (DAG_ID, run_id)).fetchall())
+    stats = {}
+    for task_id, value in db.execute("select task_id, value from xcom where dag_id=? and run_id=? and key='stats'",
+                                     (DAG_ID, run_id)).fetchall():
+        stats[task_id] = json.loads(value)
+    return states, stats
+
+
+def test_airflow_dags_test_runs_phases_on_ray_incrementally(airflow_env, ray_head, tmp_path):
+    from lmrefinery.samples.generate import write_samples
+
+    samples, runs = tmp_path / "samples", tmp_path / "runs"
+    write_samples(str(samples), seed=0, docs=60)
+    conf = {"env_vars": {"LMR_SAMPLES": str(samples), "LMR_RUNS": str(runs)}}
+
+    # day 1: every object is new; curate then tokenize run as two Ray jobs
+    r = _dags_test(airflow_env, "2026-03-01", conf)
+    states, stats = _run_state(airflow_env, "2026-03-01")
+    assert states == {"curate": "success", "tokenize": "success", "instruct": "skipped", "pretrain": "skipped",
+                      "sft": "skipped"}, _errors(r)
+    day1 = str(runs / "daily" / "2026-03-01")
+    assert stats["curate"]["output"] == stats["tokenize"]["output"] == day1
+    assert stats["curate"]["ray_job"] != stats["tokenize"]["ray_job"]
+    read1 = stats["curate"]["stages"][0]
+    assert read1["stage"] == "read" and read1["in"] > 0 and stats["curate"]["new_inputs_recorded"] >= 1
+    tok = {s["stage"]: s for s in stats["tokenize"]["stages"]}
+    assert all(tok[s]["skipped"] for s in ("read", "clean", "length_filter", "exact_dedup"))
+    assert not tok["tokenize"]["skipped"] and tok["tokenize"]["in"] == tok["exact_dedup"]["kept"]
+    assert os.path.exists(os.path.join(day1, "stages", "04-tokenize", "_manifest.json"))
+    ledger = json.load(open(runs / "daily" / "_ledger" / "inputs.json"))["objects"]
+    assert len(ledger) == stats["curate"]["new_inputs_recorded"]
+
+    # day 2: one new shard arrives; only it is read
+    extra = tmp_path / "extra"
+    write_samples(str(extra), seed=7, docs=40)
+    src = sorted((extra / "web").glob("extracted-*.jsonl"))[0]
+    new = samples / "web" / "extracted-new-00000.jsonl"
+    shutil.copy(src, new)
+    new_rows = sum(1 for line in open(new) if line.strip())
+    _dags_test(airflow_env, "2026-03-02", conf)
+    states, stats = _run_state(airflow_env, "2026-03-02")
+    assert states["curate"] == states["tokenize"] == "success", states
+    assert stats["curate"]["output"].endswith("2026-03-02")
+    assert stats["curate"]["new_inputs_recorded"] == 1
+    assert stats["curate"]["stages"][0]["in"] == new_rows < read1["in"] + new_rows
+    assert {s["stage"]: s["in"] for s in stats["tokenize"]["stages"]}["read"] == new_rows
+
+    # day 3: nothing new; curate says so and tokenize is skipped
+    _dags_test(airflow_env, "2026-03-03", conf)
+    states, stats = _run_state(airflow_env, "2026-03-03")
+    assert states["curate"] == "success" and states["tokenize"] == "skipped", states
+    assert stats["curate"]["nothing_new"] is True and stats["tokenize"]["nothing_new"] is True
