@@ -134,7 +134,12 @@ CJK_PUNCT = "，。、；：？！「」『』（）《》〈〉…—·,.;:?!"
 _WORD = (r"\w+(?:(?:[.@&+](?=\w)|(?<=\d),(?=\d)|(?<=[^\W\d_])-(?=\d)|(?<=\d)[/:](?=\d))\w+)*"
          r"(?:(?<=\b[A-Za-z])\.)?")
 _TOKEN = re.compile(r"(?:https?://|www\.)[^\s<>\"]+|" + _WORD + r"|['’]\w+|\.{2,}|-{2,}|[^\w\s]")
-_HAS_ALPHA = re.compile(r"[^\W\d_]")
+
+
+# over tokens joined by "\n" (tokens never hold whitespace): tokens without a word
+# character (symbol candidates), tokens without a letter
+_NONWORD_TOKEN = re.compile(r"^(?:[^\w\n]|_)+$", re.M)
+_NONALPHA_TOKEN = re.compile(r"^(?:[^\w\n]|[\d_])+$", re.M)
 _SCRIPT_RUNS = re.compile(
     r"[\u4e00-\u9fff\u3400-\u4dbf\uf900-\ufaff々〆]+|[\u3040-\u309f]|[\u30a0-\u30ffー\uff66-\uff9f]+"
     r"|[^\W\d_\u3040-\u30ff\u3400-\u9fff]+|\d+|[^\w\s]+")
@@ -254,6 +259,11 @@ _LINES = re.compile(r"\n+")
 
 
 def _ngram_repetition(words: list[str], total_chars: int, sig: dict) -> None:
+    """Gopher's n-gram repetition signals from 64-bit rolling hashes.
+
+    An n+1-gram can only repeat where its n-gram prefix repeats, so after the
+    2-grams only positions in repeated groups are carried on: normal text sorts
+    one full array and then a few small ones."""
     n_w = len(words)
     for n in (2, 3, 4):
         sig[f"top_{n}_gram"] = 0.0
@@ -266,26 +276,33 @@ def _ngram_repetition(words: list[str], total_chars: int, sig: dict) -> None:
         lens = np.fromiter(map(len, words), dtype=np.int64, count=n_w)
         cl = np.concatenate(([0], np.cumsum(lens)))
         h = wh.copy()
+        cand = np.arange(n_w - 1)
         for n in range(2, 11):
             m = n_w - n + 1
             if m <= 0:
                 break
             h = h[:m] * _P + wh[n - 1:n - 1 + m]
-            glen = cl[n:n + m] - cl[:m]  # characters of the n words, without spaces
-            uniq, first, inv, counts = np.unique(h, return_index=True, return_inverse=True, return_counts=True)
+            cand = cand[cand < m]
             if n <= 4:
-                # most common n-gram (ties: first seen), its length as " ".join(ngram)
-                top = counts.max()
-                j = first[counts == top].min()
-                sig[f"top_{n}_gram"] = float((glen[j] + n - 1) * top) / total_chars
-            else:
-                dup_pos = np.flatnonzero(first[inv] != np.arange(m))
-                rep, nxt = 0, 0
-                for i in dup_pos.tolist():  # greedy, non-overlapping, left to right
-                    if i >= nxt:
-                        rep += int(glen[i])
-                        nxt = i + n
-                sig[f"dup_{n}_gram"] = rep / total_chars
+                top, j = 1, 0  # every n-gram once: Counter's first is position 0
+            if len(cand):
+                _, first, inv, counts = np.unique(h[cand], return_index=True, return_inverse=True,
+                                                  return_counts=True)
+                first_pos = cand[first]
+                if n <= 4 and counts.max() > 1:
+                    top = int(counts.max())
+                    j = int(first_pos[counts == top].min())  # ties: first seen
+                if n >= 5:
+                    dup_pos = cand[first_pos[inv] != cand]
+                    rep, nxt = 0, 0
+                    for i in dup_pos.tolist():  # greedy, non-overlapping, left to right
+                        if i >= nxt:
+                            rep += int(cl[i + n] - cl[i])  # characters of the n words, no spaces
+                            nxt = i + n
+                    sig[f"dup_{n}_gram"] = rep / total_chars
+                cand = cand[counts[inv] > 1]
+            if n <= 4:
+                sig[f"top_{n}_gram"] = float((cl[j + n] - cl[j] + n - 1) * top) / total_chars
 
 
 # ------------------------------------------------------------------ rule sets
@@ -306,16 +323,17 @@ def gopher_repetition(text: str, words: list[str], t: dict) -> dict:
 
 def gopher_quality(text: str, words: list[str], t: dict, stop_words: frozenset) -> dict:
     n_all = len(words)
-    nonsym = [w for w in words if not (w[0] in PUNCT and all(ch in PUNCT for ch in w))]
-    n = len(nonsym)
+    joined = "\n".join(words)  # tokens never contain whitespace
+    sym = [w for w in _NONWORD_TOKEN.findall(joined) if all(map(PUNCT.__contains__, w))]
+    n = n_all - len(sym)
     sig = {"n_words": float(n)}
-    sig["mean_word_length"] = (sum(map(len, nonsym)) / n) if n else 0.0
+    sig["mean_word_length"] = ((sum(map(len, words)) - sum(map(len, sym))) / n) if n else 0.0
     sig["hash_ratio"] = text.count("#") / n_all if n_all else 0.0
     sig["ellipsis_ratio"] = (text.count("...") + text.count("…")) / n_all if n_all else 0.0
     lines = text.splitlines() or [""]
     sig["bullet_lines_ratio"] = sum(1 for s in lines if s.lstrip().startswith(("•", "-"))) / len(lines)
     sig["end_ellipsis_lines_ratio"] = sum(1 for s in lines if s.rstrip().endswith(("...", "…"))) / len(lines)
-    sig["alpha_words_ratio"] = (sum(1 for m in map(_HAS_ALPHA.search, words) if m) / n_all) if n_all else 0.0
+    sig["alpha_words_ratio"] = (n_all - len(_NONALPHA_TOKEN.findall(joined))) / n_all if n_all else 0.0
     sig["stop_words"] = float(sum(map(stop_words.__contains__, words))) if stop_words else math.nan
     return sig
 
