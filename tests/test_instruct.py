@@ -418,6 +418,10 @@ def test_versions_immutable_and_diff(tmp_path):
     assert d["count_deltas"]["category"]["math"] == 1 - 5
     assert "added 1" in format_diff(d)
     assert len(version_rows(prefix)) == 51            # PREFIX resolves to LATEST
+    # near duplicates of a prompt can be dropped in the build as well
+    twin = rec("Question number 7 about topic 0? Please!", "Another answer.", category="math", i=200)
+    m3 = build(changed + [twin], str(tmp_path / "ds3"), check_lang=False, near_dedup=True, near_threshold=0.6)
+    assert m3["reports"]["dedup"]["near_duplicates"] == 1 and m3["records"] == 51
     r = subprocess.run([sys.executable, "-m", "lmrefinery.cli", "instruct", "diff", f"{prefix}@{m1['version']}",
                         prefix], capture_output=True, text=True, cwd=ROOT)
     assert r.returncode == 0 and "removed 10" in r.stdout

@@ -178,7 +178,7 @@ def build(rows: list[dict], prefix: str, *, filter_pairs: bool = True, dedup: bo
           floors: dict | None = None, upsample: bool = False, fractions: dict | None = None,
           stratify: str = "category", formats: tuple[str, ...] = ("alpaca", "messages", "parquet"),
           sep: str = "<sep>", seed: int = 0, sources: list[str] | None = None, parent: str | None = None,
-          check_lang: bool = True) -> dict:
+          check_lang: bool = True, near_dedup: bool = False, near_threshold: float = 0.7) -> dict:
     """The in-process build (small and medium data; recipes do the same at scale)."""
     from collections import Counter
 
@@ -212,12 +212,21 @@ def build(rows: list[dict], prefix: str, *, filter_pairs: bool = True, dedup: bo
             kept.append(r)
         rows = kept
         reports["dedup"] = {"exact_prompt_duplicates": dups}
+    else:
+        reports["dedup"] = {}
+    if near_dedup:
+        from .split import near_dup_clusters
+
+        ordered = sorted(rows, key=lambda r: r["id"])
+        cl = near_dup_clusters([prompt_text(r) for r in ordered], near_threshold)
+        rows = [r for i, r in enumerate(ordered) if cl[i] == i]
+        reports["dedup"]["near_duplicates"] = len(ordered) - len(rows)
     if balance_by:
         rows, reports["balance"] = balance(rows, balance_by, temperature, caps, floors, None, upsample, seed)
     rows, reports["split"] = assign_splits(rows, fractions, stratify, seed)
     params = {"filter": filter_pairs, "dedup": dedup, "balance_by": balance_by, "temperature": temperature,
               "caps": caps, "floors": floors, "upsample": upsample, "fractions": fractions, "stratify": stratify,
-              "seed": seed, "check_lang": check_lang}
+              "seed": seed, "check_lang": check_lang, "near_dedup": near_dedup, "near_threshold": near_threshold}
     return build_version(rows, prefix, recipe=params, sources=sources, parent=parent, formats=formats, sep=sep,
                          reports=reports)
 
@@ -238,7 +247,8 @@ def cmd_build(a) -> int:
     m = build(rows, a.prefix, filter_pairs=not a.no_filter, dedup=not a.no_dedup,
               balance_by=a.balance_by.split(",") if a.balance_by else None, temperature=a.temperature,
               caps=_kv_ints(a.cap), floors=_kv_ints(a.floor), upsample=a.upsample, fractions=fractions,
-              formats=tuple(a.formats.split(",")), sep=a.sep, seed=a.seed, sources=a.input, check_lang=not a.no_lang)
+              formats=tuple(a.formats.split(",")), sep=a.sep, seed=a.seed, sources=a.input, check_lang=not a.no_lang,
+              near_dedup=a.near_dedup)
     print(json.dumps({k: m[k] for k in ("version", "parent", "records", "counts")}, ensure_ascii=False, indent=1))
     print(f"version: {os.path.join(a.prefix, 'versions', m['version'])}" + (" (unchanged, reused)" if m.get("reused") else ""))
     return 0
@@ -321,6 +331,7 @@ def register(sub) -> None:
     q.add_argument("--no-filter", action="store_true")
     q.add_argument("--no-dedup", action="store_true")
     q.add_argument("--no-lang", action="store_true")
+    q.add_argument("--near-dedup", action="store_true", help="also drop MinHash near duplicates of prompts")
     q.add_argument("--balance-by", help="e.g. category or category,lang")
     q.add_argument("--temperature", type=float, default=1.0)
     q.add_argument("--cap", action="append", default=[], metavar="GROUP=N", help="'*=N' for every group")

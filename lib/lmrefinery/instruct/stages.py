@@ -30,6 +30,35 @@ from ..dedup import exact as exact_mod
 from .common import rows_to_table, table_to_rows
 
 
+# ---------------------------------------------------------------- fingerprints
+_HELPERS = ("common", "normalize", "filters", "templates", "balance", "split", "versioning", "export", "rouge")
+
+
+class _InstructStage(Stage):
+    """The stages here are thin: the logic lives in helper modules and conf/
+    files, so those are part of the code hash too (an edit re-runs the stage)."""
+
+    @classmethod
+    def code_hash(cls) -> str:
+        import glob
+        import hashlib
+        import importlib
+        import inspect
+        import os
+
+        from .common import CONF_DIR
+
+        h = hashlib.sha256(super().code_hash().encode())
+        for mod in _HELPERS:
+            h.update(inspect.getsource(importlib.import_module(f"{__package__}.{mod}")).encode())
+        files = glob.glob(os.path.join(CONF_DIR, "*.txt")) + glob.glob(os.path.join(CONF_DIR, "taxonomy.yaml")) + \
+            glob.glob(os.path.join(CONF_DIR, "templates", "*.yaml"))
+        for f in sorted(files):
+            with open(f, "rb") as fh:
+                h.update(f.encode() + fh.read())
+        return h.hexdigest()[:16]
+
+
 # ---------------------------------------------------------------- normalise
 class NormalizeParams(StageParams):
     lid_model: str | None = Field(None, description="lid.176 path/URL; default: the model cache")
@@ -39,7 +68,7 @@ class NormalizeParams(StageParams):
 
 
 @register
-class InstructNormalize(Stage):
+class InstructNormalize(_InstructStage):
     name = "instruct_normalize"
     Params = NormalizeParams
     description = "Conversation rows: per-turn language (fastText), categories mapped to the shared taxonomy, provenance."
@@ -94,7 +123,7 @@ class ConstructParams(StageParams):
 
 
 @register
-class InstructConstruct(Stage):
+class InstructConstruct(_InstructStage):
     name = "instruct_construct"
     Params = ConstructParams
     description = "Task-table rows (typed columns) -> instruction/response conversations through seeded Jinja templates."
@@ -134,7 +163,7 @@ class FilterParams(StageParams):
 
 
 @register
-class InstructFilter(Stage):
+class InstructFilter(_InstructStage):
     name = "instruct_filter"
     Params = FilterParams
     description = "Reject empty/short responses, copies of the instruction, refusal boilerplate, language mismatch."
@@ -187,7 +216,7 @@ def _prompt_hash_task(t: dict) -> dict:
 
 
 @register
-class InstructDedup(Stage):
+class InstructDedup(_InstructStage):
     name = "instruct_dedup"
     kind = "global"
     Params = PromptDedupParams
@@ -286,7 +315,7 @@ class BalanceParams(StageParams):
 
 
 @register
-class InstructBalance(Stage):
+class InstructBalance(_InstructStage):
     name = "instruct_balance"
     kind = "global"
     Params = BalanceParams
@@ -317,7 +346,7 @@ class SplitParams(StageParams):
 
 
 @register
-class InstructSplit(Stage):
+class InstructSplit(_InstructStage):
     name = "instruct_split"
     kind = "global"
     Params = SplitParams
@@ -356,7 +385,7 @@ def _pass_task(t: dict) -> dict:
 
 
 @register
-class InstructVersion(Stage):
+class InstructVersion(_InstructStage):
     name = "instruct_version"
     kind = "global"
     Params = VersionParams
