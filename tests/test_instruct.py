@@ -508,3 +508,26 @@ def test_cli_construct_build_and_tokenize_handoff(tmp_path):
     assert tm["complete"]
     ds = json.load(open(os.path.join(out, "stages", "01-tokenize", "dataset.json")))
     assert ds["has_loss_mask"] is True
+
+
+def test_versions_on_s3_and_category_maps(s3_bucket):
+    from lmrefinery.instruct.cli import build
+    from lmrefinery.instruct.normalize import load_taxonomy, map_category
+
+    prefix = f"s3://{s3_bucket}/instruct/ds"
+    rows = [rec(f"Explain idea {i} in one sentence.", f"Idea {i} means something.", i=i) for i in range(20)]
+    m1 = build(rows, prefix, check_lang=False, formats=("messages", "parquet"))
+    m2 = build(rows[:15], prefix, check_lang=False, formats=("messages", "parquet"))
+    assert m2["parent"] == m1["version"]
+    assert storage.exists(f"{prefix}/versions/{m1['version']}/manifest.json")
+    d = diff(f"{prefix}@{m1['version']}", prefix)
+    assert (d["added"], d["removed"], d["b"]) == (0, 5, m2["version"])
+    tax = load_taxonomy()
+    assert map_category({"format": "dolly", "category": "closed_qa"}, tax) == ("closed_qa", "closed_qa")
+    assert map_category({"format": "dolly", "category": "creative_writing"}, tax)[0] == "creative_writing"
+    assert map_category({"format": "belle", "category": "Rewrite"}, tax) == ("rewriting", "Rewrite")
+    assert map_category({"category": "头脑风暴"}, tax)[0] == "brainstorming"
+    assert map_category({"format": "self_instruct", "category": "english_to_chinese_translation"}, tax)[0] == \
+        "translation"
+    assert map_category({"category": "whatever label"}, tax) == ("other", "whatever label")
+    assert map_category({}, tax) == ("uncategorized", None)
