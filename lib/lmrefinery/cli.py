@@ -62,8 +62,13 @@ def cmd_stages(a) -> int:
         cls = get_stage(name)
         print(f"{name}  [{cls.kind}]  {cls.description}")
         for fname, f in cls.Params.model_fields.items():
-            default = f.default if f.default_factory is None else f.default_factory()
             desc = f" - {f.description}" if f.description else ""
+            if f.is_required():
+                print(f"    {fname} (required){desc}")
+                continue
+            default = f.default if f.default_factory is None else f.default_factory()
+            if hasattr(default, "model_dump"):
+                default = default.model_dump(mode="json")
             print(f"    {fname} = {json.dumps(default, default=str)}{desc}")
     return 0
 

@@ -30,6 +30,7 @@ def evaluate_labels(labels_uri: str, out_root: str, stage_rows: list[dict]) -> d
             d = json.loads(line)
             labels[d["key"]] = d
     removed_by: dict[str, str] = {}
+    removed_at: dict[str, int] = {}
     seen: set[str] = set()
     final_keys: set[str] = set()
     for n, row in enumerate(stage_rows):
@@ -41,6 +42,7 @@ def evaluate_labels(labels_uri: str, out_root: str, stage_rows: list[dict]) -> d
             for k in _keys(storage.read_parquet(storage.join(sdir, r["path"]))):
                 if k in labels and k not in removed_by:
                     removed_by[k] = row["stage"]
+                    removed_at[k] = row["index"]
         if n == 0 or n == len(stage_rows) - 1:
             keys = set()
             for o in m["outputs"]:
@@ -71,9 +73,12 @@ def evaluate_labels(labels_uri: str, out_root: str, stage_rows: list[dict]) -> d
         survivors = [m for m in members if m in final_keys]
         e["planted"] += len(members) - 1  # redundant copies
         e["kept"] += max(0, len(survivors) - 1)
-        gone = [m for m in members if m in removed_by]
-        # a group emptied completely by some other filter still counts what it removed
-        e["removed"] += min(len(gone), len(members) - 1)
-        for m in gone[: len(members) - 1]:
-            e["removed_by"][removed_by[m]] += 1
+        # walk the removals in stage order: one counts as removing a redundant copy
+        # only while another member is still alive (the last one going is not a dedup)
+        alive = set(members)
+        for m in sorted((m for m in members if m in removed_by), key=lambda m: (removed_at[m], m)):
+            if len(alive) > 1:
+                e["removed"] += 1
+                e["removed_by"][removed_by[m]] += 1
+            alive.discard(m)
     return {k: {**v, "removed_by": dict(v["removed_by"])} for k, v in sorted(out.items())}

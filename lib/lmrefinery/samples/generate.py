@@ -170,7 +170,7 @@ def write_wiki(path: str, lang: str, seed: int, n: int) -> list[dict]:
 def write_books(out: str, seed: int) -> list[dict]:
     r = _rng(seed, "books")
     labels = []
-    en = "\n\n".join(textwrap.fill(T.en_paragraph(r, 6), 70) for _ in range(40))
+    en = "\n\n".join(textwrap.fill(T.en_paragraph(r, 5), 70) for _ in range(12))
     title = "A Year in the Harbour Town"
     with open(os.path.join(out, "harbour_town_en.txt"), "w", encoding="utf-8", newline="\r\n") as f:
         f.write(f"The Project Gutenberg EBook of {title}, by A. Sample\n\nThis eBook is for the use of anyone "
@@ -181,8 +181,8 @@ def write_books(out: str, seed: int) -> list[dict]:
                 "THE FULL PROJECT GUTENBERG LICENSE\nPLEASE READ THIS BEFORE YOU DISTRIBUTE OR USE THIS WORK\n")
     labels.append({"key": "harbour_town_en", "kind": "good", "lang": "en"})
     zh_paras = []
-    for _ in range(40):
-        p = T.zh_paragraph(r, 6)
+    for _ in range(12):
+        p = T.zh_paragraph(r, 5)
         zh_paras.append("　　" + "\n".join(p[i:i + 38] for i in range(0, len(p), 38)))
     with open(os.path.join(out, "river_village_zh.txt"), "w", encoding="utf-8") as f:
         f.write("\n\n".join(zh_paras) + "\n")

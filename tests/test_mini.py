@@ -1,0 +1,58 @@
+"""The mini recipe end to end on the generated sample shards, scored against
+the labels planted in them."""
+import json
+import os
+
+import pytest
+
+from lmrefinery.core.recipe import load_recipe
+from lmrefinery.core.runner import Runner, format_summary
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+@pytest.fixture(scope="module")
+def mini_run(ray_cluster, samples_dir, tmp_path_factory, monkeypatch_module):
+    monkeypatch_module.setenv("LMR_SAMPLES", samples_dir)
+    monkeypatch_module.setenv("LMR_RUNS", str(tmp_path_factory.mktemp("runs")))
+    recipe = load_recipe(os.path.join(ROOT, "conf", "pipelines", "mini.yaml"))
+    return Runner(recipe, quiet=True).run()
+
+
+@pytest.fixture(scope="module")
+def monkeypatch_module():
+    mp = pytest.MonkeyPatch()
+    yield mp
+    mp.undo()
+
+
+def test_every_stage_accounts_for_every_document(mini_run):
+    prev = None
+    for s in mini_run["stages"]:
+        assert s["in"] == s["kept"] + sum(s["rejected"].values()), s
+        if prev is not None:
+            assert s["in"] == prev
+        prev = s["kept"]
+
+
+def test_planted_problems_are_removed_by_the_right_stages(mini_run):
+    p = mini_run["planted"]
+    print(format_summary(mini_run))
+    assert p["too_short"]["removed_by"] == {"length_filter": p["too_short"]["planted"]}
+    assert p["spam"]["removed"] == p["spam"]["planted"] > 0
+    assert p["boilerplate"]["removed"] == p["boilerplate"]["planted"] > 0
+    for kind, stage in (("exact_dup", "exact_dedup"), ("near_dup", "dedup")):
+        assert p[kind]["planted"] > 0 and p[kind]["kept"] == 0, p[kind]
+        assert p[kind]["removed_by"].get(stage, 0) >= 0.8 * p[kind]["planted"], p[kind]
+    good = p["good"]
+    filtered = sum(v for k, v in good["removed_by"].items() if k != "tokenize")  # tokenize = mixing down-sample
+    assert filtered <= 0.15 * good["planted"], good
+
+
+def test_outputs_shards_and_report(mini_run):
+    out = mini_run["output"]
+    tok = [s for s in mini_run["stages"] if s["stage"] == "tokenize"][0]
+    assert tok["kept"] > 0
+    ds = json.load(open(os.path.join(out, "stages", f"{tok['index']:02d}-tokenize", "dataset.json")))
+    assert ds["splits"]["train"]["tokens"] > 0
+    assert os.path.exists(os.path.join(out, "report", "index.html"))
