@@ -19,6 +19,23 @@ from ..core.stage import BatchResult, Stage, StageParams, register
 from .rules import DEFAULTS, RULE_ORDER, SIGNALS, evaluate, load_lang_confs, signal_column
 
 
+def _code_and_conf_hash(base: str) -> str:
+    import hashlib
+    import inspect
+    import os
+
+    from . import rules
+
+    h = hashlib.sha256(base.encode())
+    h.update(inspect.getsource(rules).encode())
+    d = rules.default_conf_dir()
+    if os.path.isdir(d):
+        for f in sorted(os.listdir(d)):
+            with open(os.path.join(d, f), "rb") as fh:
+                h.update(f.encode() + b"\0" + fh.read())
+    return h.hexdigest()[:16]
+
+
 class QualityParams(StageParams):
     rules: list[str] = Field(default_factory=lambda: ["gopher_repetition", "gopher_quality", "c4", "fineweb", "cjk"],
                              description="rule sets to run, in this order of precedence")
@@ -55,6 +72,13 @@ class QualityStage(Stage):
     name = "quality"
     Params = QualityParams
     description = "Gopher quality/repetition, C4, FineWeb rules per language; signals as q_* columns, reasons."
+
+    @classmethod
+    def code_hash(cls) -> str:
+        """Also the rule code and the default per-language conf files: editing
+        conf/quality/zh.yaml re-runs the stage. (A custom conf_dir is not hashed:
+        change a parameter to force a re-run.)"""
+        return _code_and_conf_hash(super().code_hash())
 
     def setup(self) -> None:
         p = self.params
