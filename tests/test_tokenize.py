@@ -187,7 +187,7 @@ def test_epochs_mixing_plan():
     keys = t.column("mixkey").to_pylist()
     out = {"a": 0, "b": 0}
     for i, s in enumerate(t.column("source").to_pylist()):
-        c = copies_of(s, keys[i], mix["plan"], {k: set(v) for k, v in mix["extra"].items()})
+        c = copies_of(s, keys[i], mix["plan"])
         assert c in ((2, 3) if s == "a" else (0, 1))
         out[s] += c * int(nt[i])
     nat = {s: int(nt[:n].sum()) if s == "a" else int(nt[n:].sum()) for s in out}

@@ -147,69 +147,107 @@ def _lang_key(lang: str | None) -> str:
 
 
 # ---------------------------------------------------------------- round 0: tokenizer
-def _train_task(t: dict) -> dict:
-    """Sample documents across (source, lang) groups by hash and train a BPE."""
-    from .tokenizer import save_hf, train_bpe
-
-    p = t["params"]["train"]
+# Three small rounds so that no task ever holds more than the sample:
+#   count (per part) -> quotas per (source, lang) group on the driver ->
+#   candidates (per part: rows whose hash is under an oversampled threshold) ->
+#   train (one task: the `quota` smallest hashes of each group, then BPE).
+def _sample_rows(t: dict, tb: pa.Table):
     seed = t["seed"]
-    rows = []  # (hash, part, row, group)
-    for part, path in enumerate(t["inputs"]):
-        tb = storage.read_parquet(path, columns=["id", "source", "lang"])
-        for r, (i, s, lg) in enumerate(zip(tb.column("id").to_pylist(), tb.column("source").to_pylist(),
-                                            tb.column("lang").to_pylist())):
-            rows.append((_h64(seed, "toksample", i), part, r, f"{s}/{_lang_key(lg)}"))
-    groups: dict[str, list] = defaultdict(list)
-    for row in rows:
-        groups[row[3]].append(row)
-    for g in groups.values():
-        g.sort()
-    # equal share per group; what a small group cannot use goes to the others
-    quota = {g: 0 for g in groups}
-    left = min(p["sample_docs"], len(rows))
-    open_groups = sorted(groups)
+    for r, (i, s, lg) in enumerate(zip(tb.column("id").to_pylist(), tb.column("source").to_pylist(),
+                                        tb.column("lang").to_pylist())):
+        yield r, _h64(seed, "toksample", i), f"{s}/{_lang_key(lg)}"
+
+
+def _count_task(t: dict) -> dict:
+    tb = storage.read_parquet(t["input"], columns=["id", "source", "lang"])
+    counts: dict[str, int] = defaultdict(int)
+    for _, _, g in _sample_rows(t, tb):
+        counts[g] += 1
+    return {"part": t["part"], "counts": dict(counts)}
+
+
+def sample_quotas(counts: dict[str, int], total: int) -> dict[str, int]:
+    """An equal share per group; what a small group cannot use goes to the others."""
+    quota = {g: 0 for g in counts}
+    left = min(total, sum(counts.values()))
+    open_groups = sorted(counts)
     while left > 0 and open_groups:
         share = max(1, left // len(open_groups))
         nxt = []
         for g in open_groups:
-            take = min(share, len(groups[g]) - quota[g], left)
+            take = min(share, counts[g] - quota[g], left)
             quota[g] += take
             left -= take
-            if quota[g] < len(groups[g]):
+            if quota[g] < counts[g]:
                 nxt.append(g)
             if left == 0:
                 break
         open_groups = nxt
-    chosen: dict[int, set] = defaultdict(set)
-    for g, q in quota.items():
-        for h, part, r, _ in groups[g][:q]:
-            chosen[part].add(r)
-    texts: list[str] = []
-    for part, path in enumerate(t["inputs"]):
-        if not chosen[part]:
-            continue
-        tb = storage.read_parquet(path, columns=["text", "meta"])
-        idx = sorted(chosen[part])
-        sub = tb.take(pa.array(idx))
+    return quota
+
+
+def _candidates_task(t: dict) -> dict:
+    p = t["params"]
+    tb = storage.read_parquet(t["input"], columns=["id", "source", "lang", "text", "meta"])
+    frac = t["fractions"]
+    rows, hashes, groups = [], [], []
+    for r, h, g in _sample_rows(t, tb):
+        if h / U64 < frac.get(g, 0.0):
+            rows.append(r)
+            hashes.append(h)
+            groups.append(g)
+    texts = []
+    if rows:
+        sub = tb.take(pa.array(rows, pa.int64()))
         for txt, meta in zip(sub.column("text").to_pylist(), sub.column("meta").to_pylist()):
-            msgs = messages_of(meta) if t["params"]["conversations"] else []
+            msgs = messages_of(meta) if p["conversations"] and meta and '"messages"' in meta else []
             if msgs:
                 txt = "\n".join(m.get("content") or "" for m in msgs)
-            if txt:
-                texts.append(txt[: p["max_chars_per_doc"]])
+            texts.append((txt or "")[: p["train"]["max_chars_per_doc"]])
+    write_work(pa.table({"group": pa.array(groups, pa.string()), "hash": pa.array(hashes, pa.uint64()),
+                         "text": pa.array(texts, pa.string())}),
+               storage.join(t["work"], "toksample", f"p{t['part']:05d}.parquet"))
+    return {"part": t["part"], "candidates": len(rows)}
+
+
+def _train_task(t: dict) -> dict:
+    from .tokenizer import install_tokenizer, save_hf, train_bpe
+
+    p = t["params"]["train"]
+    tabs = [read_work(storage.join(t["work"], "toksample", f"p{i:05d}.parquet")) for i in range(t["n_parts"])]
+    tb = pa.concat_tables(tabs).sort_by([("group", "ascending"), ("hash", "ascending")]) if tabs else None
+    texts, taken = [], defaultdict(int)
+    if tb is not None:
+        for g, txt in zip(tb.column("group").to_pylist(), tb.column("text").to_pylist()):
+            if taken[g] < t["quotas"].get(g, 0):
+                taken[g] += 1
+                if txt:
+                    texts.append(txt)
     tok = train_bpe(texts, vocab_size=p["vocab_size"], min_frequency=p["min_frequency"], specials=p["specials"])
     stats = {"sample_docs": len(texts), "sample_chars": sum(len(x) for x in texts),
-             "groups": {g: q for g, q in sorted(quota.items())}, "vocab_size": tok.get_vocab_size()}
+             "groups": dict(sorted(taken.items())), "vocab_size": tok.get_vocab_size()}
     out = t["tok_dir"]
     if storage.is_s3(out):
         local = tempfile.mkdtemp(prefix="lmr-tok-")
         save_hf(tok, local, specials=p["specials"], extra={"trained_on": stats})
-        from .tokenizer import install_tokenizer
-
         install_tokenizer(local, out)
     else:
         save_hf(tok, out, specials=p["specials"], extra={"trained_on": stats})
     return stats
+
+
+def train_tokenizer_rounds(job, base: dict) -> dict:
+    p = base["params"]["train"]
+    parts = [dict(base, input=x, part=i) for i, x in enumerate(job.inputs)]
+    counts: dict[str, int] = defaultdict(int)
+    for r in job.map(_count_task, parts, "tok-count"):
+        for g, c in r["counts"].items():
+            counts[g] += c
+    quotas = sample_quotas(dict(counts), p["sample_docs"])
+    # oversample so that, with high probability, every group has its quota among the candidates
+    fractions = {g: min(1.0, (1.3 * q + 32) / counts[g]) for g, q in quotas.items() if counts[g]}
+    job.map(_candidates_task, [dict(x, fractions=fractions) for x in parts], "tok-sample")
+    return job.map(_train_task, [dict(base, quotas=quotas, n_parts=len(parts))], "tok-train")[0]
 
 
 # ---------------------------------------------------------------- round 1: encode
@@ -280,97 +318,80 @@ def _encode_task(t: dict) -> dict:
 
 
 # ---------------------------------------------------------------- plan (driver)
-def plan_mixing(table: pa.Table, mix: dict, input_weights: dict[str, float]) -> dict:
+def plan_mixing(table: pa.Table, mix: dict, input_weights: dict[str, float], max_scan: int = 200_000) -> dict:
     """Decide how many copies of each train document to write.
 
     `table` has the train documents' source, n_tokens and mixkey. A source with
     factor f (target tokens / natural tokens) gets floor(f) copies of every
-    document; the fractional part f - floor(f) is a token budget filled by
-    walking its documents in hash order and taking each one that still fits
-    (first fit; then one more if overshooting is closer), so the achieved share
-    lands within half a document of the target
-    and the choice depends only on the seed and the documents.
-    Returns the plan: {source: {"base": k, "factor": f}} and, under "extra",
-    {source: sorted list of mixkeys that get k + 1 copies}."""
-    src = table.column("source").to_pylist()
-    ntok = table.column("n_tokens").to_numpy()
-    keys = table.column("mixkey").to_numpy()
-    by: dict[str, list[int]] = defaultdict(list)
-    for i, s in enumerate(src):
-        by[s].append(i)
-    natural = {s: int(ntok[ix].sum()) for s, ix in by.items()}
+    document. The fractional part f - floor(f) is a token budget, filled in hash
+    order: the longest prefix that fits (every document with mixkey <= threshold),
+    then first fit over the next `max_scan` documents, then one more document if
+    overshooting lands closer than stopping short. The share is hit within half a
+    document and the choice depends only on the seed and the documents.
+    Plan per source: {"base", "threshold", "extra": [mixkeys beyond the prefix], "factor"}."""
+    srcs = table.column("source")
+    ntok_all = table.column("n_tokens").to_numpy()
+    keys_all = table.column("mixkey").to_numpy()
+    names = sorted(x for x in pc.unique(srcs).to_pylist() if x is not None) if table.num_rows else []
+    idx = {s: np.flatnonzero(pc.equal(srcs, s).to_numpy(zero_copy_only=False)) for s in names}
+    natural = {s: int(ntok_all[ix].sum()) for s, ix in idx.items()}
     total = sum(natural.values())
     mode = mix["mode"]
     weights = {s: float(mix["weights"].get(s, input_weights.get(s, 0.0 if mode == "proportions" else 1.0)))
-               for s in by} if mode != "none" else {s: 1.0 for s in by}
+               for s in names} if mode != "none" else {s: 1.0 for s in names}
     if mode == "proportions":
         wsum = sum(weights.values())
         if wsum <= 0:
             raise ValueError("mix: proportions need positive weights for at least one source")
         target = {s: w / wsum for s, w in weights.items()}
         want = mix.get("total_tokens") or total
-        factor = {s: (target[s] * want / natural[s]) if natural[s] else 0.0 for s in by}
+        factor = {s: (target[s] * want / natural[s]) if natural[s] else 0.0 for s in names}
     else:
-        factor = {s: weights[s] for s in by}
+        factor = {s: weights[s] for s in names}
         target = None
-    plan, extra_keys, achieved_tokens = {}, {}, {}
-    for s, ix in by.items():
-        ix = np.asarray(ix)
+    plan, achieved_tokens = {}, {}
+    for s, ix in idx.items():
         f = max(0.0, factor[s])
         base = int(math.floor(f + 1e-9))
         budget = (f - base) * natural[s]
-        order = ix[np.argsort(keys[ix], kind="stable")]
-        chosen, used, left_out = [], 0, []
-        if budget > 0:
-            for j in order:
+        order = ix[np.argsort(keys_all[ix], kind="stable")]
+        ntok = ntok_all[order].astype(np.int64)
+        incl = np.cumsum(ntok)
+        take = int(np.searchsorted(incl, budget + 1e-9, side="right")) if budget > 0 else 0
+        used = int(incl[take - 1]) if take else 0
+        threshold = int(keys_all[order[take - 1]]) if take else -1
+        extra, left_out = [], []
+        if budget > 0 and budget - used >= 1:
+            for j in range(take, min(len(order), take + max_scan)):
                 n = int(ntok[j])
                 if used + n <= budget:
-                    chosen.append(int(keys[j]))
+                    extra.append(int(keys_all[order[j]]))
                     used += n
                     if budget - used < 1:
                         break
                 else:
                     left_out.append(j)
-            # one more document if overshooting lands closer to the budget than stopping short
             if left_out and budget - used >= 1:
-                j = min(left_out, key=lambda x: (int(ntok[x]), int(keys[x])))
+                j = min(left_out, key=lambda x: (int(ntok[x]), x))
                 if used + int(ntok[j]) - budget < budget - used:
-                    chosen.append(int(keys[j]))
+                    extra.append(int(keys_all[order[j]]))
                     used += int(ntok[j])
-        plan[s] = {"base": base, "factor": round(f, 6)}
-        extra_keys[s] = sorted(chosen)
+        plan[s] = {"base": base, "threshold": threshold, "extra": sorted(extra), "factor": round(f, 6)}
         achieved_tokens[s] = base * natural[s] + used
     out_total = sum(achieved_tokens.values())
-    return {"mode": mode, "weights": weights, "plan": plan, "extra": extra_keys,
-            "natural": {s: {"documents": len(by[s]), "tokens": natural[s]} for s in sorted(by)},
+    return {"mode": mode, "weights": weights, "plan": plan,
+            "natural": {s: {"documents": len(idx[s]), "tokens": natural[s]} for s in names},
             "target": {s: round(v, 6) for s, v in sorted(target.items())} if target else None,
-            "achieved": {s: round(achieved_tokens[s] / out_total, 6) if out_total else 0.0
-                         for s in sorted(by)},
+            "achieved": {s: round(achieved_tokens[s] / out_total, 6) if out_total else 0.0 for s in names},
             "output_tokens": {s: int(v) for s, v in sorted(achieved_tokens.items())}}
 
 
-def copies_of(source: str, mixkey: int, plan: dict, extra: dict) -> int:
-    """Copies of a train document under a mixing plan (`extra`: source -> set of mixkeys)."""
+def copies_of(source: str, mixkey: int, plan: dict) -> int:
+    """Copies of a train document under a mixing plan (`plan["extra"]` may be a set)."""
     pl = plan.get(source)
     if pl is None:
         return 1
-    return pl["base"] + (1 if mixkey in extra.get(source, ()) else 0)
-
-
-def write_plan(work: str, mixing: dict) -> str:
-    path = storage.join(work, "plan", "extra.parquet")
-    srcs = [s for s, ks in mixing["extra"].items() for _ in ks]
-    keys = [k for ks in mixing["extra"].values() for k in ks]
-    write_work(pa.table({"source": pa.array(srcs, pa.string()), "mixkey": pa.array(keys, pa.uint64())}), path)
-    return path
-
-
-def read_plan(path: str) -> dict[str, set]:
-    tb = read_work(path)
-    out: dict[str, set] = defaultdict(set)
-    for s, k in zip(tb.column("source").to_pylist(), tb.column("mixkey").to_pylist()):
-        out[s].add(k)
-    return out
+    return pl["base"] + (1 if mixkey <= pl["threshold"] or mixkey in pl["extra"] else 0)
 
 
 # ---------------------------------------------------------------- round 2: scatter + commit parts
@@ -387,8 +408,8 @@ def _scatter_task(t: dict) -> dict:
     empty = enc.column("empty").to_pylist()
     mixkey = enc.column("mixkey").to_pylist()
     ntok = enc.column("n_tokens").to_pylist()
-    plan, seed = t["plan"], t["seed"]
-    extra_keys = read_plan(t["plan_path"])
+    seed = t["seed"]
+    plan = {k: dict(v, extra=set(v["extra"])) for k, v in t["plan"].items()}
     n_shards = t["n_shards"]
     inst: dict[tuple[str, int], list] = defaultdict(list)  # (split, shard) -> [(key, row, copy)]
     copies = np.zeros(enc.num_rows, np.int32)
@@ -398,7 +419,7 @@ def _scatter_task(t: dict) -> dict:
         if empty[r]:
             reasons[r] = "tokenize:empty"
             continue
-        c = 1 if split[r] == "valid" else copies_of(srcs[r], mixkey[r], plan, extra_keys)
+        c = 1 if split[r] == "valid" else copies_of(srcs[r], mixkey[r], plan)
         copies[r] = c
         if c == 0:
             reasons[r] = "mix:downsampled"
@@ -422,6 +443,7 @@ def _scatter_task(t: dict) -> dict:
         write_work(sub, storage.join(t["work"], "scat", sp, f"s{j:05d}", f"p{t['part']:05d}.parquet"))
     # commit this part: the input rows, kept with their token accounting, or rejected
     tb = storage.read_parquet(t["input"])
+    tb = tb.drop_columns([c for c in ("n_tokens", "split", "copies") if c in tb.column_names])
     tb = tb.append_column("n_tokens", enc.column("n_tokens")).append_column("split", enc.column("split")) \
         .append_column("copies", pa.array(copies, pa.int32()))
     counters = {"tokenize:instances": int(copies.sum()), "tokenize:upsampled_copies": int(extra),
@@ -491,7 +513,7 @@ class TokenizeStage(Stage):
                     seed=seed, tok_dir=tok_dir)
         train_stats = None
         if params["train"]:
-            train_stats = job.map(_train_task, [dict(base, inputs=job.inputs)], "train")[0]
+            train_stats = train_tokenizer_rounds(job, base)
             tok_source = "trained"
         else:
             install_tokenizer(params["tokenizer"], tok_dir)
@@ -508,7 +530,6 @@ class TokenizeStage(Stage):
         valid = ok.filter(pc.equal(ok.column("split"), "valid"))
         input_weights = {i["name"]: i["weight"] for i in job.ctx.get("inputs", []) if i.get("weight") is not None}
         mixing = plan_mixing(train, params["mix"], input_weights)
-        plan_path = write_plan(work, mixing)
         train_out = sum(mixing["output_tokens"].values())
         valid_tokens = int(pc.sum(valid.column("n_tokens")).as_py() or 0)
         n_shards = {"train": max(1, math.ceil(train_out / params["shard_tokens"])),
@@ -517,8 +538,7 @@ class TokenizeStage(Stage):
         enc_local = get_encoder(tok_dir, params["add_bos"], params["eos_token"])
         dtype = dtype_for_vocab(enc_local.vocab_size)
 
-        parts = job.map(_scatter_task, [dict(base, input=p, part=i, plan=mixing["plan"], plan_path=plan_path,
-                                             n_shards=n_shards,
+        parts = job.map(_scatter_task, [dict(base, input=p, part=i, plan=mixing["plan"], n_shards=n_shards,
                                              input_desc=storage.relpath(p, job.ctx["output_root"]))
                                         for i, p in enumerate(job.inputs)], "scatter")
         wtasks = [dict(base, split=sp, shard=j, n_parts=n, dtype=dtype.name, with_mask=with_mask)
@@ -545,7 +565,7 @@ class TokenizeStage(Stage):
                 tpc_acc[lg][1] += nc
         tj = tokenizer_json_of(tok_dir) if not storage.is_s3(tok_dir) else storage.join(tok_dir, "tokenizer.json")
         enc0 = enc_local
-        mixing_out = {k: v for k, v in mixing.items() if k not in ("plan", "extra")}
+        mixing_out = {k: v for k, v in mixing.items() if k != "plan"}
         mixing_out["factors"] = {s: p["factor"] for s, p in sorted(mixing["plan"].items())}
         dataset = {
             "format": "megatron-mmidx", "version": 1, "seed": seed, "run": job.ctx.get("run_name"),
