@@ -202,3 +202,25 @@ def test_japanese_wiki_passes_with_ja_settings(shared_corpora, confs):
     assert sum(not v.reasons for v in ja) >= 24            # articles, minus table/list remnants
     assert sum(not v.reasons for v in en) <= 3             # English word rules reject Japanese prose
     assert all(1.0 < v.signals["gopher_quality"]["mean_word_length"] < 3.5 for v in ja if not v.reasons)
+
+
+def test_quality_stage_command_alone(shared_corpora, tmp_path):
+    """`lmrefinery stage quality` on raw JSONL (no lid before it: rows use default_lang)."""
+    import pyarrow.parquet as pq
+
+    from lmrefinery.cli import main
+
+    inp = tmp_path / "c4.jsonl"
+    with open(os.path.join(shared_corpora, "web", "c4_demo.jsonl"), encoding="utf-8") as f:
+        inp.write_text("".join(f.readlines()[:60]), encoding="utf-8")
+    out = tmp_path / "out"
+    assert main(["stage", "quality", "--input", str(inp), "--output", str(out), "--quiet",
+                 "--set", "thresholds={gopher_quality: {min_doc_words: 80}}"]) == 0
+    sdir = next(p for p in (out / "stages").iterdir() if p.name.endswith("-quality"))
+    man = json.loads((sdir / "_manifest.json").read_text())
+    assert man["counts"]["in"] == 60 and 0 < man["counts"]["kept"] < 60
+    assert all(r.split(":")[0] in RULE_ORDER for r in man["counts"]["rejected"])
+    assert man["counts"]["rejected"].get("gopher_quality:short_doc", 0) >= 1
+    rej = pq.read_table(sdir / "rejects" / "part-00000.parquet")
+    short = [r for r in rej.to_pylist() if r["reject_reason"] == "gopher_quality:short_doc"]
+    assert all(r["q_gopher_quality_n_words"] < 80 for r in short)
