@@ -269,6 +269,10 @@ def test_balance_caps_floors_temperature():
     share = lambda q, g: q[g]["target"] / sum(x["target"] for x in q.values())  # noqa: E731
     assert share(q3, "a") < share(q1, "a") and share(q3, "c") > share(q1, "c")
     assert q3["c"]["target"] == 10                  # the rarest group is kept whole
+    # with a budget: small groups keep everything, the others share the rest by p_g
+    qt = plan({"a": 400, "b": 100, "c": 10}, temperature=2.0, total=300)
+    assert qt["c"]["target"] == 10 and sum(x["target"] for x in qt.values()) in (299, 300)
+    assert qt["a"]["target"] / qt["b"]["target"] == pytest.approx((400 / 100) ** 0.5, rel=0.02)
     # floors: reported when short, met by repeats when upsampling
     out, rep = balance(rows, ["category"], floors={"chat": 25})
     assert rep["plan"]["chat"]["short"] == 15

@@ -3,8 +3,11 @@
 Quotas per group (a group is the tuple of the ``by`` fields, e.g. category or
 (category, lang)):
  1. temperature sampling over groups: target share p_g ~ n_g^(1/T) (T=1 keeps
-    the natural mix, larger T flattens it); the total is the largest one that
-    needs no upsampling (N = min_g n_g / p_g), or ``total`` if given;
+    the natural mix, larger T flattens it). Without ``total``, the total is the
+    largest one that needs no upsampling (N = min_g n_g / p_g: exact shares,
+    but a tiny group makes it small); with ``total``, groups too small for their
+    share keep all their rows and the rest of the budget is shared by the others
+    in proportion (water-filling), so the result has ``total`` rows when possible;
  2. ``caps``: at most this many per group (``{"*": 1000, "coding": 200}``);
  3. ``floors``: at least this many - below it, rows are repeated when
     ``upsample`` (repeats carry ``repeat_of`` so splits keep them together),
@@ -53,9 +56,26 @@ def plan(counts: dict[str, int], temperature: float = 1.0, caps: dict | None = N
         total_f = min(groups[g] / p[g] for g in groups) if temperature != 1.0 else float(sum(groups.values()))
     else:
         total_f = float(total)
+    want = {g: p[g] * total_f for g in groups}
+    if total is not None and not upsample:
+        # water-filling: groups too small for their share keep everything and the
+        # rest of the budget is shared by the others in proportion to p_g
+        fixed: dict[str, float] = {}
+        while True:
+            free = [g for g in groups if g not in fixed]
+            budget = total_f - sum(fixed.values())
+            zf = sum(p[g] for g in free) or 1.0
+            over = [g for g in free if p[g] / zf * budget >= groups[g]]
+            if not over:
+                for g in free:
+                    want[g] = p[g] / zf * budget
+                break
+            for g in over:
+                fixed[g] = groups[g]
+        want.update(fixed)
     out = {}
     for g, n in groups.items():
-        t = p[g] * total_f
+        t = want[g]
         if not upsample:
             t = min(t, n)
         cap = _lookup(caps, g)
