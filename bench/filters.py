@@ -82,14 +82,15 @@ def ours_lid(docs, max_chars=None):
     return run
 
 
-def ours_quality(docs, all_signals=True):
+def ours_quality(docs, all_signals=True, lang="en"):
     from lmrefinery.core.schema import docs_to_table
     from lmrefinery.core.stage import StageContext, get_stage
 
     cls = get_stage("quality")
-    st = cls(cls.Params(rules=RULES, all_signals=all_signals), StageContext(output_root=".", stage_dir="."))
+    rules = RULES if lang == "en" else RULES + ["cjk"]
+    st = cls(cls.Params(rules=rules, all_signals=all_signals), StageContext(output_root=".", stage_dir="."))
     st.setup()
-    tables = [docs_to_table([{"id": d["id"], "text": d["text"], "lang": "en"} for d in docs[i:i + 2048]])
+    tables = [docs_to_table([{"id": d["id"], "text": d["text"], "lang": lang} for d in docs[i:i + 2048]])
               for i in range(0, len(docs), 2048)]
 
     def run():
@@ -224,6 +225,16 @@ def main(argv=None) -> int:
     all_agree, n_all = agree(lambda d: True)
     disagreements = Counter((why_d.get(i), why_o.get(i)) for i in ko if ko[i] != kd[i])
 
+    # Chinese (jieba) path: 三國志演義 chunks, no peer (DataTrove's Gopher defaults are English-only)
+    from lmrefinery.quality.sources import chunk_text
+
+    with open(f"{SHARED}/books/pg23950_sanguo_yanyi_zh-Hant.txt", encoding="utf-8") as f:
+        zh = [{"id": f"zh{i}", "text": t} for i, t in enumerate(chunk_text(f.read(), 2000))]
+    zh_mb = mb(d["text"] for d in zh)
+    zrun = ours_quality(zh, True, "zh")
+    zrun()  # jieba dictionary load
+    times["ours_quality_zh"], (zk, _) = best_time(zrun, a.repeats)
+
     def rate(k, size):
         return round(size / times[k], 3)
 
@@ -248,6 +259,8 @@ def main(argv=None) -> int:
                        "web_documents": n_web, "agreement_wiki": wiki_agree, "wiki_documents": n_wiki,
                        "kept_ours": sum(ko.values()), "kept_datatrove": sum(kd.values()),
                        "disagreements": {f"{d} | {o}": n for (d, o), n in disagreements.most_common()}},
+        "quality_zh": {"documents": len(zh), "mb": round(zh_mb, 3), "ours_mb_s": rate("ours_quality_zh", zh_mb),
+                       "kept": sum(zk.values())},
         "seconds": {k: round(v, 3) for k, v in times.items()},
         "notes": "DataTrove's English word tokenizer is spaCy blank('en'); ours is a regex approximation. "
                  "Decisions compared on documents both LIDs keep as English. Load on the machine affects "
@@ -264,6 +277,7 @@ def main(argv=None) -> int:
     print(f"{'heuristics (all signals)':28}{H['ours_mb_s']:>12}{H['datatrove_mb_s']:>16}{H['speedup']:>9}")
     print(f"{'heuristics (first fail)':28}{H['ours_first_fail_mb_s']:>12}{H['datatrove_mb_s']:>16}"
           f"{H['speedup_first_fail']:>9}")
+    print(f"{'heuristics zh (jieba)':28}{result['quality_zh']['ours_mb_s']:>12}{'-':>16}{'-':>9}")
     print(f"agreement: web {H['agreement_web']:.2%} ({n_web} docs), wiki {wiki_agree} ({n_wiki}), "
           f"lid labels {L['label_agreement']:.2%} (keep {L['keep_agreement']:.2%}), "
           f"whole text {L['whole_text_label_agreement']:.2%} (keep {L['whole_text_keep_agreement']:.2%})")
