@@ -380,6 +380,18 @@ def cc_spark(work: str, K: int, max_rounds: int) -> tuple[str, int]:
     out = storage.join(work, "lab", "spark")
     if not files:
         return out, 0
+    # Each round is a handful of small shuffles over checkpointed data; adaptive
+    # re-planning only adds jobs there, so it is off for this loop and restored after.
+    aqe = spark.conf.get("spark.sql.adaptive.enabled", "true")
+    spark.conf.set("spark.sql.adaptive.enabled", "false")
+    try:
+        return _cc_spark_rounds(spark, files, out, K, max_rounds)
+    finally:
+        spark.conf.set("spark.sql.adaptive.enabled", aqe)
+
+
+def _cc_spark_rounds(spark, files: list[str], out: str, K: int, max_rounds: int) -> tuple[str, int]:
+    from pyspark.sql import functions as F
 
     def read(batches):
         from lmrefinery.core import storage as st
@@ -392,7 +404,7 @@ def cc_spark(work: str, K: int, max_rounds: int) -> tuple[str, int]:
     adj = paths.mapInArrow(read, "src long, dst long")
     E = (adj.select(F.greatest("src", "dst").alias("a"), F.least("src", "dst").alias("b"))
          .where(F.col("a") != F.col("b")).distinct().localCheckpoint())
-    rounds = 0
+    rounds, prev = 0, None
     while True:
         rounds += 1
         if rounds > max_rounds:
@@ -407,10 +419,15 @@ def cc_spark(work: str, K: int, max_rounds: int) -> tuple[str, int]:
         ms = L.groupBy("a").agg(F.min("b").alias("m"))
         S = L.join(ms, "a").where(F.col("b") != F.col("m")).select(F.col("b").alias("a"), F.col("m").alias("b"))
         S = S.unionByName(ms.select("a", F.col("m").alias("b"))).distinct().localCheckpoint()
-        same = S.count() == E.count() and S.exceptAll(E).isEmpty()
+        # order-free fingerprint of the edge set: count and two checksums (long-safe under ANSI)
+        h = F.xxhash64("a", "b")
+        fp = S.agg(F.count(F.lit(1)), F.sum(F.pmod(h, F.lit(2147483629))),
+                   F.sum(F.pmod(F.xxhash64("b", "a"), F.lit(2147483587)))).first()
+        fp = tuple(int(x or 0) for x in fp)
         E = S
-        if same:
+        if fp == prev:
             break
+        prev = fp
     labels = (E.select(F.col("a").alias("node"), F.col("b").alias("root"))
               .unionByName(E.select(F.col("b").alias("node"), F.col("b").alias("root"))).distinct()
               .withColumn("k", F.pmod(F.col("node"), F.lit(K))).repartition(K, "k"))
@@ -581,12 +598,22 @@ class NearDedup(Stage):
                             "rel_rank": i})
             off += meta["n_parts"]
         base["indexes"] = indexes
+        phases: dict[str, float] = {}
+        t_ph = [time.time()]
+
+        def lap(name):
+            now = time.time()
+            phases[name] = round(now - t_ph[0], 3)
+            t_ph[0] = now
+
         sign = job.map(_sign_task, [dict(base, input=p, part=i, index=index) for i, p in enumerate(job.inputs)],
                        "sign")
         storage.write_bytes(storage.join(index, "meta.json"), json.dumps(
             {"version": INDEX_VERSION, "n_parts": n, "params": params,
              "parts": [storage.relpath(p, job.ctx["output_root"]) for p in job.inputs]}, indent=1).encode())
+        lap("sign")
         band = job.map(_band_task, [dict(base, bucket=b) for b in range(K)], "band")
+        lap("band")
         n_cand = sum(x["edges"] for x in band)
         n_verified = None
         if params["verify"] and n_cand:
@@ -599,6 +626,7 @@ class NearDedup(Stage):
             ver = job.map(_verify2_task, slots, "verify-2")
             n_cand = sum(x["candidates"] for x in ver)
             n_verified = sum(x["verified"] for x in ver)
+            lap("verify")
         edges = n_cand if n_verified is None else n_verified
         rounds, cc_impl = 0, "none"
         if edges:
@@ -608,9 +636,12 @@ class NearDedup(Stage):
             else:
                 labels, rounds = cc_files(job, base, K, params["max_cc_rounds"])
                 cc_impl = "file-rounds"
+            lap("cc")
             job.map(_label_task, [dict(base, k=k, labels=labels) for k in range(K)], "label")
+            lap("label")
         clusters_dir = storage.join(job.stage_dir, "clusters")
         ch = job.map(_choose_task, [dict(base, bucket=c, clusters=clusters_dir) for c in range(K)], "choose")
+        lap("choose")
         hist: Counter = Counter()
         removed: Counter = Counter()
         for x in ch:
@@ -629,6 +660,8 @@ class NearDedup(Stage):
         tasks = [dict(base, input=p, part=i, input_desc=storage.relpath(p, job.ctx["output_root"]),
                       counters=counters if i == 0 else None) for i, p in enumerate(job.inputs)]
         parts = job.map(_apply_task, tasks, "apply")
+        lap("apply")
+        report["phase_seconds"] = phases
         report["max_worker_rss_mb"] = max([report["max_worker_rss_mb"]] + [x.get("rss_mb", 0) for x in parts])
         report["seconds"] = round(time.time() - t_start, 3)
         storage.write_bytes(storage.join(job.stage_dir, "dedup_report.json"),
