@@ -107,7 +107,7 @@ def _clean_evolved(text: str) -> str:
 def evolve(records: list[dict], backend: Backend, cfg: EvolConfig) -> tuple[list[dict], list[dict], dict]:
     kept, rejects = [], []
     current = records
-    stats = {"requests_batches": 0}
+    stats: dict = {}
     for gen in range(cfg.depth):
         reqs, meta = [], []
         for r in current:
