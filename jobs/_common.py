@@ -174,6 +174,12 @@ def run_recipe(recipe, args, phase: str, only: list[str] | None = None) -> dict:
     runner = cls(recipe, engine=args.engine, only=only, workers=args.workers, quiet=args.quiet,
                  new_only=getattr(args, "new_only", False), ledger=getattr(args, "ledger", None))
     stats = runner.run()
+    extra = {}
+    if recipe.engine == "spark":
+        from pyspark.sql import SparkSession
+
+        active = SparkSession.getActiveSession()
+        extra["spark_master"] = active.sparkContext.master if active else None
     print(format_summary(stats) if stats["stages"] else "nothing new to read: no stage ran", flush=True)
     if args.stats_out:
         mf.write_json(args.stats_out, stats)
@@ -195,6 +201,7 @@ def run_recipe(recipe, args, phase: str, only: list[str] | None = None) -> dict:
         "final_outputs": stats["final_outputs"],
         "stages": [{k: s[k] for k in ("stage", "in", "kept", "rejected", "skipped")} for s in stats["stages"]],
         "planted": stats.get("planted"),
+        **extra,
     }
 
 

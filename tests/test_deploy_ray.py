@@ -22,6 +22,8 @@ import yaml
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BIN = os.path.dirname(sys.executable)
+# curation stages + tokenize (conf/pipelines/mini.yaml has grown into the full, slower pipeline)
+RECIPE = "deploy/airflow/daily.yaml"
 RAY = os.path.join(BIN, "ray")
 
 sys.path.insert(0, ROOT)
@@ -139,7 +141,7 @@ def _job_cli(head: RayHead, *args: str) -> str:
 def _local_run(samples: str, runs) -> str:
     env = {k: v for k, v in os.environ.items() if not k.startswith("RAY_")}
     env.update(LMR_SAMPLES=samples, LMR_RUNS=str(runs))
-    r = subprocess.run([sys.executable, "jobs/run_recipe.py", "conf/pipelines/mini.yaml", "--engine", "local",
+    r = subprocess.run([sys.executable, "jobs/curate.py", RECIPE, "--engine", "local",
                         "--quiet"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stderr[-3000:]
     return parse_tagged(r.stdout)["output"]
@@ -156,7 +158,7 @@ def _part_hashes(out: str) -> dict:
 def test_ray_job_submit_runs_the_mini_recipe(ray_head, samples_dir, tmp_path):
     runs = tmp_path / "runs"
     rt = _runtime_env(tmp_path, LMR_SAMPLES=samples_dir, LMR_RUNS=str(runs))
-    r = _submit(ray_head, "lmr-curate-ok", rt, "python", "jobs/curate.py", "conf/pipelines/mini.yaml",
+    r = _submit(ray_head, "lmr-curate-ok", rt, "python", "jobs/curate.py", RECIPE,
                 "--set", "resources.workers=2", "--quiet")
     assert r.returncode == 0, r.stdout[-4000:] + r.stderr[-4000:]
     assert "Job 'lmr-curate-ok' succeeded" in _job_cli(ray_head, "status", "lmr-curate-ok")
@@ -164,7 +166,7 @@ def test_ray_job_submit_runs_the_mini_recipe(ray_head, samples_dir, tmp_path):
     logs = _job_cli(ray_head, "logs", "lmr-curate-ok")
     result = parse_tagged(logs)
     assert result is not None, logs[-3000:]
-    out = str(runs / "mini")
+    out = str(runs / "daily")
     assert result["output"] == out and result["phase"] == "curate" and result["engine"] == "ray"
     assert f"output: {out}" in logs and f"report: {out}/report/index.html" in logs
     # the driver imported the package from the uploaded working dir, not from this checkout
@@ -184,7 +186,7 @@ def test_ray_job_submit_runs_the_mini_recipe(ray_head, samples_dir, tmp_path):
 
 def test_failed_ray_job_reports_status_and_error(ray_head, samples_dir, tmp_path):
     rt = _runtime_env(tmp_path, LMR_SAMPLES=samples_dir, LMR_RUNS=str(tmp_path / "runs"))
-    r = _submit(ray_head, "lmr-curate-bad", rt, "python", "jobs/curate.py", "conf/pipelines/mini.yaml",
+    r = _submit(ray_head, "lmr-curate-bad", rt, "python", "jobs/curate.py", RECIPE,
                 "--set", "inputs.web_text.paths=[/nonexistent/lmr/*.jsonl]")
     assert r.returncode != 0
     status = _job_cli(ray_head, "status", "lmr-curate-bad")
