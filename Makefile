@@ -6,7 +6,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.lmr-installed
 
-.PHONY: setup demo test bench clean
+.PHONY: setup demo test bench clean airflow-venv
 
 setup: $(STAMP)
 
@@ -22,7 +22,22 @@ $(STAMP): pyproject.toml Makefile
 demo: setup
 	$(BIN)/lmrefinery demo
 
-test: setup
+# Airflow for the DAG test (tests/test_deploy_ray.py) lives in its own virtualenv:
+# its dependency pins clash with ours. The Ray client there submits jobs only.
+AF_VENV ?= .venv-airflow
+AIRFLOW_VERSION ?= 3.3.2
+RAY_VERSION ?= 2.60.0
+AF_STAMP := $(AF_VENV)/.lmr-airflow-installed
+
+airflow-venv: $(AF_STAMP)
+
+$(AF_STAMP): Makefile
+	test -x $(AF_VENV)/bin/python || $(PY) -m venv $(AF_VENV)
+	$(AF_VENV)/bin/pip install -q --upgrade pip
+	$(AF_VENV)/bin/pip install -q 'apache-airflow==$(AIRFLOW_VERSION)' 'ray[default]==$(RAY_VERSION)'
+	touch $(AF_STAMP)
+
+test: setup airflow-venv
 	$(BIN)/python -m pytest -q tests
 
 bench: setup
