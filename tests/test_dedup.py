@@ -409,3 +409,20 @@ def test_every_document_a_duplicate(shared_corpora, tmp_path):
     ids = sorted(read_dir(out2, 0, "data").column("id").to_pylist())
     assert read_dir(out2, 1, "data").column("id").to_pylist() == [ids[0]]
     assert {w for _, w, _ in rejects(out2)} == {"exact_duplicate"}
+
+
+def test_exact_url_dedup_across_inputs(tmp_path):
+    """exact_dedup by_url: the same page (URL normalised: scheme, www, slash, fragment)
+    fetched in two crawls with different text keeps the preferred crawl's copy."""
+    a = write_jsonl(str(tmp_path / "c1" / "x.jsonl"), [
+        {"text": "First crawl of the page about harbour boats and tides.", "url": "https://www.example.org/a/"},
+        {"text": "Another page entirely, about mountain villages.", "url": "https://example.org/b"}])
+    b = write_jsonl(str(tmp_path / "c2" / "x.jsonl"), [
+        {"text": "Second crawl: the page about harbour boats, tides and ferries.", "url": "http://example.org/a#top"}])
+    inputs = [{"name": n, "format": "jsonl", "paths": [p], "fields": {"text": "text", "url": "url"}}
+              for n, p in (("crawl1", a), ("crawl2", b))]
+    for prefer, dropped in ((["crawl2"], "https://www.example.org/a/"), (["crawl1"], "http://example.org/a#top")):
+        out = str(tmp_path / f"o-{prefer[0]}")
+        stats = run(out, inputs, [{"stage": "exact_dedup", "by_url": True, "prefer_sources": prefer}])
+        assert stats["stages"][1]["rejected"] == {"url_duplicate": 1}
+        assert read_dir(out, 1, "rejects").column("url").to_pylist() == [dropped]

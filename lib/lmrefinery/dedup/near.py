@@ -457,7 +457,7 @@ def _label_task(t: dict) -> dict:
     k, K = t["k"], t["params"]["buckets"]
     lab = _read_dir(storage.join(t["labels"], f"p{k:05d}"))
     if lab is None or lab.num_rows == 0:
-        return {"k": k, "members": 0}
+        return {"k": k, "members": 0, "rss_mb": _rss_mb()}
     node_root = dict(zip(lab.column("node").to_pylist(), lab.column("root").to_pylist()))
     tabs = []
     for ix in t["indexes"]:
@@ -473,13 +473,13 @@ def _label_task(t: dict) -> dict:
         tb = tb.append_column("root", pa.array([node_root[x] for x in tb.column("node").to_pylist()], pa.int64()))
         tabs.append(tb)
     if not tabs:
-        return {"k": k, "members": 0}
+        return {"k": k, "members": 0, "rss_mb": _rss_mb()}
     tb = pa.concat_tables(tabs, promote_options="permissive")
     roots = tb.column("root").to_numpy()
     c = roots % K
     for cb in np.unique(c):
         _write(tb.filter(pa.array(c == cb)), storage.join(t["work"], "grp", f"c{int(cb):04d}", f"p{k:05d}.parquet"))
-    return {"k": k, "members": tb.num_rows}
+    return {"k": k, "members": tb.num_rows, "rss_mb": _rss_mb()}
 
 
 _DROP = pa.schema([("row", pa.int64()), ("reason", pa.string()), ("duplicate_of", pa.string())])
@@ -495,7 +495,7 @@ def _choose_task(t: dict) -> dict:
     removed: Counter = Counter()
     if tb is None or tb.num_rows == 0:
         _write(cl_schema.empty_table(), storage.join(t["clusters"], f"c{c:04d}.parquet"))
-        return {"bucket": c, "clusters": 0, "hist": {}, "removed": {}}
+        return {"bucket": c, "clusters": 0, "hist": {}, "removed": {}, "rss_mb": _rss_mb()}
     # one row per node (an id present in two releases counts once, in the earliest)
     tb = tb.sort_by([("node", "ascending"), ("rel_rank", "ascending")])
     nd = tb.column("node").to_numpy()
@@ -555,7 +555,7 @@ def _choose_task(t: dict) -> dict:
     _write(pa.table({f.name: pa.array(list(col), f.type) for f, col in zip(cl_schema, cols)}, schema=cl_schema),
            storage.join(t["clusters"], f"c{c:04d}.parquet"))
     return {"bucket": c, "clusters": int(sum(hist.values())), "hist": {str(k): v for k, v in hist.items()},
-            "removed": dict(removed)}
+            "removed": dict(removed), "rss_mb": _rss_mb()}
 
 
 def _apply_task(t: dict) -> dict:
@@ -598,6 +598,20 @@ class NearDedup(Stage):
                             "rel_rank": i})
             off += meta["n_parts"]
         base["indexes"] = indexes
+        rss = [0.0]
+        real_job = job
+
+        class _Tracked:  # every round's results report their worker's peak RSS
+            def __getattr__(self, name):
+                return getattr(real_job, name)
+
+            @staticmethod
+            def map(fn, tasks, desc=""):
+                res = real_job.map(fn, tasks, desc)
+                rss[0] = max([rss[0]] + [float(x.get("rss_mb", 0)) for x in res])
+                return res
+
+        job = _Tracked()
         phases: dict[str, float] = {}
         t_ph = [time.time()]
 
@@ -652,8 +666,7 @@ class NearDedup(Stage):
                   "cc_impl": cc_impl, "clusters": sum(hist.values()),
                   "cluster_size_hist": {str(k): hist[k] for k in sorted(hist)}, "removed": dict(removed),
                   "bands": params["bands"], "rows": params["rows"], "threshold": params["threshold"],
-                  "against": [ix["root"] for ix in indexes[1:]],
-                  "max_worker_rss_mb": max([x.get("rss_mb", 0) for x in sign + band] or [0])}
+                  "against": [ix["root"] for ix in indexes[1:]]}
         counters = {"clusters": report["clusters"], "candidate_pairs": n_cand,
                     **({"verified_pairs": n_verified} if n_verified is not None else {}),
                     **{f"cluster_size_{k}": v for k, v in report["cluster_size_hist"].items()}}
@@ -662,7 +675,7 @@ class NearDedup(Stage):
         parts = job.map(_apply_task, tasks, "apply")
         lap("apply")
         report["phase_seconds"] = phases
-        report["max_worker_rss_mb"] = max([report["max_worker_rss_mb"]] + [x.get("rss_mb", 0) for x in parts])
+        report["max_worker_rss_mb"] = rss[0]
         report["seconds"] = round(time.time() - t_start, 3)
         storage.write_bytes(storage.join(job.stage_dir, "dedup_report.json"),
                             json.dumps(report, indent=1, sort_keys=True).encode())
