@@ -16,7 +16,7 @@ def cmd_train(a) -> int:
 
 def format_report(r: dict) -> str:
     lines = [f"run: {r['name']} ({r['kind']})", f"run folder: {r['run_dir']}",
-             f"finished: {r['finished']}  restarts: {r.get('restarts', 0)}  wall: {r.get('wall_seconds')} s"]
+             f"finished: {r['finished']}  starts (resumed from step): {r.get('starts')}  wall: {r.get('wall_seconds')} s"]
     if r.get("first") and r.get("final"):
         f, l = r["first"], r["final"]
         lines.append(f"loss: {f['loss']:.4f} (step {f['step']}) -> {l['loss']:.4f} (step {l['step']}); "

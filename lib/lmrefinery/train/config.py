@@ -61,7 +61,7 @@ class TrainerSpec(_Strict):
     max_failures: int = Field(2, ge=0)
     peak_flops: float | None = None          # per device; default: table in train/mfu.py
     stop_at_step: int | None = None          # end the run early (as if killed) after this step's checkpoint
-    fail_at_step: int | None = None          # testing: a worker raises once at this step
+    fail_at_step: int | None = None          # testing: the last worker raises at this step, once per run folder
 
 
 class SFTSpec(_Strict):
@@ -115,6 +115,7 @@ def load_train_recipe(path_or_dict: str | dict, overrides: list[str] | None = No
         raise RecipeError(f"{src}: expected a mapping at the top level")
     raw = apply_overrides(raw, overrides or [], src)
     raw = _interpolate(raw, "", src)
+    raw.pop("source_file", None)
     try:
         return TrainRecipe(**raw, source_file=None if isinstance(path_or_dict, dict) else src)
     except ValidationError as e:

@@ -66,10 +66,10 @@ def score(hyps: list[str], refs: list[str], zh: str = "char") -> dict:
 def generate_answers(model, tok, prompts: list[list[int]], max_new_tokens: int = 64) -> list[str]:
     import torch
 
-    from .chat import IM_END
+    from .export import stop_token_ids
 
     model.eval()
-    eos = sorted({i for i in (tok.eos_token_id, tok.convert_tokens_to_ids(IM_END)) if i is not None})
+    eos = stop_token_ids(tok)
     limit = int(getattr(model.config, "max_position_embeddings", 2048)) - max_new_tokens
     dev = next(model.parameters()).device
     out = []

@@ -35,19 +35,30 @@ def load_tokenizer(path: str, chat_template: str | None = None):
                 if c in vocab:
                     setattr(tok, attr, c)
                     break
-    missing = [t for t in (IM_START, IM_END) if t not in vocab]
-    if missing:
-        tok.add_special_tokens({"additional_special_tokens": missing})
-    if tok.eos_token is None:
-        tok.eos_token = IM_END
-    if tok.pad_token is None:
-        tok.pad_token = tok.eos_token
     if chat_template:
         with open(chat_template, encoding="utf-8") as f:
             tok.chat_template = f.read()
     elif not tok.chat_template:
+        # no template of its own (a bare tokenizer.json): ours, with its markers as special tokens
+        missing = [t for t in (IM_START, IM_END) if t not in vocab]
+        if missing:
+            tok.add_special_tokens({"additional_special_tokens": missing})
         tok.chat_template = CHAT_TEMPLATE
+    if tok.eos_token is None:
+        tok.eos_token = IM_END if IM_END in tok.get_vocab() else None
+    if tok.pad_token is None:
+        tok.pad_token = tok.eos_token
     return tok
+
+
+_EOT_CANDIDATES = (IM_END, "<|end|>", "<|eot_id|>", "<|end_of_turn|>", "<end_of_turn>")
+
+
+def stop_token_ids(tok) -> list[int]:
+    """EOS plus the end-of-turn tokens the vocabulary has: generation stops at any."""
+    vocab = tok.get_vocab()
+    ids = {tok.eos_token_id} | {vocab[t] for t in _EOT_CANDIDATES if t in vocab}
+    return sorted(i for i in ids if i is not None)
 
 
 def special_ids(tok) -> dict:
@@ -104,9 +115,7 @@ def export_model(model, tok, out: str, extra: dict | None = None) -> str:
     try:
         model.config.use_cache = True
         model.generation_config = GenerationConfig(
-            bos_token_id=tok.bos_token_id, eos_token_id=sorted({i for i in (tok.eos_token_id,
-                                                                           tok.convert_tokens_to_ids(IM_END))
-                                                                  if i is not None}),
+            bos_token_id=tok.bos_token_id, eos_token_id=stop_token_ids(tok),
             pad_token_id=tok.pad_token_id, max_new_tokens=128)
         model.save_pretrained(tmp, safe_serialization=True)
         tok.save_pretrained(tmp)

@@ -17,8 +17,6 @@ import time
 
 import numpy as np
 
-from .config import TrainRecipe
-
 STATE_FILE = "state.pt"
 BEST_DIR = "best_checkpoint"
 TRAINER_STATE = "trainer_state.json"
@@ -58,6 +56,7 @@ def train_loop(config: dict) -> None:
 
     from ..core import storage
     from . import data as tdata
+    from .config import TrainRecipe
     from .export import load_tokenizer, special_ids
     from .metrics import MetricsWriter
     from .mfu import device_name, mfu, peak_flops
@@ -172,7 +171,10 @@ def train_loop(config: dict) -> None:
     model.train()
     win = {"loss": 0.0, "n": 0, "tokens": 0, "time": 0.0, "fp": 0}
     last_val = None
-    fail_armed = t.fail_at_step is not None and resumed_from is None
+    # testing aid: fail once per run folder (a marker records that the failure happened)
+    fail_marker = storage.join(run_dir, "_injected_failure")
+    fail_armed = t.fail_at_step is not None and (resumed_from or 0) < t.fail_at_step \
+        and not storage.exists(fail_marker)
     while state["step"] < t.max_steps:
         step = state["step"]
         t0 = time.perf_counter()
@@ -220,6 +222,7 @@ def train_loop(config: dict) -> None:
         s = state["step"]
 
         if fail_armed and s == t.fail_at_step and rank == world - 1:
+            storage.write_bytes(fail_marker, f"step {s}\n".encode())
             raise RuntimeError(f"injected failure at step {s} (trainer.fail_at_step)")
 
         do_eval = s % t.eval_every == 0 or s == t.max_steps

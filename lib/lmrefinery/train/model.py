@@ -8,8 +8,8 @@ from typing import Any
 # Sizes follow the usual GPT-3/Pythia/TinyLlama shapes; parameter counts assume a
 # 32k vocabulary (the embedding share grows with larger vocabularies).
 PRESETS: dict[str, dict[str, Any]] = {
-    # CPU tests: ~0.1M params with a 1k vocabulary
-    "tiny": dict(hidden_size=64, intermediate_size=176, num_hidden_layers=2, num_attention_heads=4,
+    # CPU tests: ~0.3M params with a 1k vocabulary
+    "tiny": dict(hidden_size=96, intermediate_size=256, num_hidden_layers=2, num_attention_heads=4,
                  num_key_value_heads=4, max_position_embeddings=256, tie_word_embeddings=True),
     # ~110M (32k vocab) .. ~125M (50k vocab)
     "125m": dict(hidden_size=768, intermediate_size=2048, num_hidden_layers=12, num_attention_heads=12,
@@ -51,6 +51,12 @@ def build_model(init: str, preset: str, vocab_size: int, overrides: dict | None 
         torch.manual_seed(seed)
         model = LlamaForCausalLM(cfg)
     else:
+        from ..core import storage
+
+        if storage.is_s3(init):
+            from .export import download_dir
+
+            init = download_dir(init)
         if not os.path.isdir(init):
             raise FileNotFoundError(f"model.init: {init!r} is neither 'scratch' nor an HF model directory")
         model = AutoModelForCausalLM.from_pretrained(init, attn_implementation=attn_implementation,

@@ -80,7 +80,7 @@ def run_training(recipe: TrainRecipe) -> dict:
     finished = bool(events) and events[-1] == "finished"
     report: dict = {"name": recipe.name, "kind": recipe.kind, "run_dir": run_dir, "finished": finished,
                     "wall_seconds": None, "checkpoint": result.checkpoint.path if result.checkpoint else None,
-                    "restarts": max(0, events.count("start") - 1)}
+                    "starts": [r.get("resumed_from_step") for r in metrics if r.get("event") == "start"]}
     steps = [r for r in metrics if "loss" in r]
     if steps:
         report["final"] = steps[-1]

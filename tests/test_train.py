@@ -1,0 +1,239 @@
+"""Ray Train pretraining and instruction tuning on real text, tiny Llama, local Ray
+with 2 CPU workers. One straight pretraining run is the reference that the
+stop/resume run and the failure/restart run must reproduce exactly."""
+from __future__ import annotations
+
+import json
+import math
+import os
+import re
+
+import numpy as np
+import pytest
+
+STEPS = 120         # pretraining steps of the reference run
+HALF = 60
+SEQ = 64
+
+
+def _book_docs(shared: str) -> list[str]:
+    docs = []
+    for name in ("pg11_alice_in_wonderland_en.txt", "pg1342_pride_and_prejudice_en_with_pg_header.txt"):
+        text = open(os.path.join(shared, "books", name), encoding="utf-8").read().replace("\r\n", "\n")
+        paras = [re.sub(r"\s+", " ", p).strip() for p in re.split(r"\n\s*\n", text)]
+        docs += [p for p in paras if len(p) > 60][:500]
+    with open(os.path.join(shared, "wiki", "wiki_demo_en_plaintext.txt"), encoding="utf-8") as f:
+        for line in f.read().splitlines()[:8]:
+            docs += [line[i:i + 1500] for i in range(0, min(len(line), 15000), 1500)]
+    return docs
+
+
+def _alpaca(shared: str) -> list[list[dict]]:
+    with open(os.path.join(shared, "instructions", "alpaca_data_5k_subset.json"), encoding="utf-8") as f:
+        rows = json.load(f)
+    convs = []
+    for r in rows:
+        if len(r["output"]) > 400:
+            continue
+        user = r["instruction"] + (("\n\n" + r["input"]) if r["input"] else "")
+        convs.append([{"role": "user", "content": user}, {"role": "assistant", "content": r["output"]}])
+    return convs
+
+
+def _write_split(tok_fn, items, prefix: str, masks: bool):
+    from lmrefinery.tokenize.indexed import IndexedWriter
+
+    w = IndexedWriter(prefix, np.uint16, with_mask=masks)
+    for it in items:
+        ids, mask = tok_fn(it)
+        w.add(ids, mask) if masks else w.add(ids)
+    return w.close()
+
+
+@pytest.fixture(scope="module")
+def corpus(shared_corpora, tmp_path_factory):
+    """The tokenize stage's own pieces: a byte-level BPE tokenizer trained here on the
+    books/wiki/instruction text and saved as an HF directory with its chat template,
+    pretraining shards (train: 2 shards, valid: 1) and instruction shards with
+    assistant-only loss masks, written with IndexedWriter in the dataset.json layout."""
+    from lmrefinery.tokenize.tokenizer import load_encoder, save_hf, train_bpe
+
+    root = tmp_path_factory.mktemp("train_corpus")
+    docs = _book_docs(shared_corpora)
+    convs = _alpaca(shared_corpora)
+    bpe = train_bpe(docs + [c[0]["content"] + " " + c[1]["content"] for c in convs[:1500]], vocab_size=1024)
+    tok_dir = save_hf(bpe, str(root / "tokenizer"))
+    enc = load_encoder(tok_dir)
+
+    rng = np.random.default_rng(0)
+    order = rng.permutation(len(docs))
+    nval = len(docs) // 12
+    pre = root / "pretrain"
+    pre.mkdir()
+    man = {"splits": {}, "tokenizer": {"vocab_size": enc.vocab_size}}
+    for split, idx, nshards in (("valid", order[:nval], 1), ("train", order[nval:], 2)):
+        shards = []
+        for k, part in enumerate(np.array_split(idx, nshards)):
+            encoded = enc.encode_texts([docs[j] for j in part])   # EOS appended
+            _write_split(lambda a: (a, None), encoded, str(pre / f"{split}-{k:05d}"), False)
+            shards.append({"prefix": f"{split}-{k:05d}"})
+        man["splits"][split] = {"shards": shards}
+    (pre / "dataset.json").write_text(json.dumps(man))
+
+    sft = root / "sft"
+    sft.mkdir()
+    for split, items in (("valid", convs[:24]), ("train", convs[100:1300])):
+        _write_split(enc.encode_conversation, items, str(sft / f"{split}-00000"), True)
+        man["splits"][split] = {"shards": [{"prefix": f"{split}-00000"}]}
+    (sft / "dataset.json").write_text(json.dumps(man))
+    return {"root": str(root), "tokenizer": tok_dir, "pretrain": str(pre), "sft": str(sft)}
+
+
+def _pretrain_recipe(corpus, output: str, name: str, **trainer):
+    from lmrefinery.train.config import load_train_recipe
+
+    t = dict(workers=2, micro_batch_size=16, max_steps=STEPS, lr=6e-3, warmup_steps=10, log_every=10,
+             eval_every=30, eval_batches=4, checkpoint_every=20, keep_last=2, max_failures=2)
+    t.update(trainer)
+    return load_train_recipe({"name": name, "kind": "pretrain", "output": output, "tokenizer": corpus["tokenizer"],
+                              "model": {"preset": "tiny"}, "data": {"train": corpus["pretrain"], "seq_len": SEQ},
+                              "trainer": t})
+
+
+@pytest.fixture(scope="module")
+def reference_run(ray_cluster, corpus, tmp_path_factory):
+    from lmrefinery.train.metrics import read_metrics
+    from lmrefinery.train.trainer import run_training
+
+    out = str(tmp_path_factory.mktemp("runs"))
+    rep = run_training(_pretrain_recipe(corpus, out, "straight"))
+    return rep, read_metrics(rep["run_dir"])
+
+
+def _steps(rows):
+    return {r["step"]: r for r in rows if "loss" in r}
+
+
+def _unigram_entropy(prefixes) -> float:
+    from lmrefinery.tokenize.indexed import IndexedShard
+
+    ids = np.concatenate([np.concatenate(list(IndexedShard(p))) for p in prefixes])
+    p = np.bincount(ids)
+    p = p[p > 0] / len(ids)
+    return float(-(p * np.log(p)).sum())
+
+
+def test_pretrain_loss_falls_and_validation_perplexity(reference_run, corpus):
+    rep, rows = reference_run
+    assert rep["finished"] and rep["starts"] == [None]
+    steps = _steps(rows)
+    assert sorted(steps) == list(range(10, STEPS + 1, 10))
+    first, last = steps[10]["loss"], steps[STEPS]["loss"]
+    # below what token frequencies alone give: the model uses context
+    h1 = _unigram_entropy([os.path.join(corpus["pretrain"], f"train-0000{k}") for k in range(2)])
+    assert last < first - 0.5 and last < h1 - 0.05 < first, (first, last, h1)
+    vals = [steps[s] for s in (30, 60, 90, 120)]
+    assert all(v["val_ppl"] == pytest.approx(math.exp(v["val_loss"]), rel=1e-3) for v in vals)
+    assert vals[-1]["val_ppl"] < 0.85 * vals[0]["val_ppl"]
+    assert vals[-1]["val_loss"] < vals[1]["val_loss"] < vals[0]["val_loss"]
+    for r in steps.values():
+        assert r["tokens_per_s"] > 0 and r["grad_norm"] > 0 and 0 < r["lr"] <= 6e-3
+        assert r["consumed_samples"] == r["step"] * 32
+    # cosine schedule with warm-up: peak after warm-up, decays towards 10% at the end
+    assert steps[10]["lr"] == pytest.approx(6e-3) and steps[120]["lr"] < steps[60]["lr"] < steps[20]["lr"]
+    assert steps[120]["lr"] == pytest.approx(6e-4, rel=0.05)
+    assert rep["best_val"]["val_ppl"] == pytest.approx(math.exp(rep["best_val"]["val_loss"]), rel=1e-3)
+    # keep_last=2 checkpoints survive; the best-by-validation weights are kept separately
+    ck = sorted(d for d in os.listdir(rep["run_dir"]) if d.startswith("checkpoint_0"))
+    assert ck == ["checkpoint_0000100", "checkpoint_0000120"]
+    assert os.path.isfile(os.path.join(rep["run_dir"], "model-best", "model.safetensors"))
+
+
+def test_export_loads_generates_and_renders_chat(reference_run):
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from lmrefinery.train.config import load_train_recipe
+    from lmrefinery.train.data import valid_batches
+    from lmrefinery.train.loop import _loss
+
+    rep, rows = reference_run
+    d = rep["model"]
+    assert {"model.safetensors", "config.json", "tokenizer.json", "generation_config.json"} <= set(os.listdir(d))
+    model = AutoModelForCausalLM.from_pretrained(d)
+    tok = AutoTokenizer.from_pretrained(d)
+    assert model.config.model_type == "llama" and model.config.num_hidden_layers == 2
+    enc = tok("Alice was beginning to get very tired", return_tensors="pt")
+    with torch.no_grad():
+        out = model.generate(**enc, max_new_tokens=12, do_sample=False)
+    assert out.shape[1] > enc["input_ids"].shape[1]
+    assert tok.decode(out[0, enc["input_ids"].shape[1]:]).strip()
+    chat = tok.apply_chat_template([{"role": "system", "content": "Be brief."},
+                                    {"role": "user", "content": "Who is Alice?"}],
+                                   tokenize=False, add_generation_prompt=True)
+    # the tokenizer stage's chat format travels with the model
+    assert chat == "<|system|>Be brief.<|end|><|user|>Who is Alice?<|end|><|assistant|>"
+    with open(os.path.join(d, "generation_config.json")) as f:
+        stops = json.load(f)["eos_token_id"]
+    assert sorted(stops) == sorted({tok.eos_token_id, tok.convert_tokens_to_ids("<|end|>")})
+    # the exported weights are the final checkpoint's: the same validation loss when recomputed here
+    with open(os.path.join(d, "lmrefinery.json")) as f:
+        recipe = load_train_recipe(json.load(f)["recipe"])
+    tot, n = 0.0, 0
+    with torch.no_grad():
+        for r in range(2):
+            for b in valid_batches(recipe, rank=r, world=2)[:4]:
+                s, k = _loss(model, b, torch.device("cpu"), None, True)
+                tot, n = tot + float(s), n + k
+    assert tot / n == pytest.approx(_steps(rows)[STEPS]["val_loss"], rel=1e-4)
+
+
+def test_stop_resume_and_worker_failure_reproduce_straight_run(reference_run, corpus, s3_bucket):
+    """Run on S3 storage: stop at HALF (as if killed), run the same command again (resumes
+    from the step-HALF checkpoint), and in that second run a worker raises at step 90, so
+    Ray restarts the group from the step-80 checkpoint. Same data, same losses as straight."""
+    from lmrefinery.core import storage
+    from lmrefinery.train.metrics import read_metrics
+    from lmrefinery.train.trainer import run_training
+
+    out = f"s3://{s3_bucket}/runs"
+    first = run_training(_pretrain_recipe(corpus, out, "resumed", stop_at_step=HALF))
+    assert not first["finished"] and "model" not in first
+    assert max(_steps(read_metrics(first["run_dir"]))) == HALF
+    second = run_training(_pretrain_recipe(corpus, out, "resumed", fail_at_step=90))
+    assert second["finished"]
+    assert second["starts"] == [None, HALF, 80]   # fresh, resumed by re-running, restarted by Ray
+    assert storage.exists(storage.join(second["run_dir"], "_injected_failure"))
+    rows = read_metrics(second["run_dir"])
+    ref, got = _steps(reference_run[1]), _steps(rows)
+    assert sorted(got) == sorted(ref)
+    for s in ref:  # the same samples in the same order, and the same trajectory
+        assert got[s]["data_fingerprint"] == ref[s]["data_fingerprint"], s
+        assert got[s]["consumed_samples"] == ref[s]["consumed_samples"]
+        assert got[s]["loss"] == pytest.approx(ref[s]["loss"], abs=2e-5), s
+    assert got[STEPS]["val_loss"] == pytest.approx(ref[STEPS]["val_loss"], abs=2e-5)
+    assert storage.exists(storage.join(second["run_dir"], "model", "model.safetensors"))
+    ck = {p.split("/")[-2] for p in storage.list_files(second["run_dir"] + "/") if "/checkpoint_0" in p}
+    assert ck == {"checkpoint_0000100", "checkpoint_0000120"}
+
+
+def test_sft_beats_base_on_heldout_prompts(reference_run, corpus, tmp_path):
+    from lmrefinery.train.config import load_train_recipe
+    from lmrefinery.train.trainer import run_training
+
+    base = reference_run[0]["model"]
+    recipe = load_train_recipe({
+        "name": "sft", "kind": "sft", "output": str(tmp_path / "runs"), "tokenizer": corpus["tokenizer"],
+        "model": {"init": base}, "data": {"train": corpus["sft"], "seq_len": 128},
+        "trainer": {"workers": 2, "micro_batch_size": 16, "max_steps": 60, "lr": 4e-3, "warmup_steps": 5,
+                    "log_every": 10, "eval_every": 30, "eval_batches": 2, "checkpoint_every": 60},
+        "sft": {"eval_prompts": 16, "max_new_tokens": 24, "samples_in_report": 3}})
+    rep = run_training(recipe)
+    assert rep["finished"]
+    ev = rep["sft_eval"]
+    assert ev["prompts"] == 16 and ev["tuned"]["n"] == 16 and ev["base"]["n"] == 16
+    assert ev["tuned"]["rougeL"] > ev["base"]["rougeL"], ev
+    assert len(ev["tuned"]["samples"]) == 3 and all(s["reference"] for s in ev["tuned"]["samples"])
+    assert rep["best_val"]["val_loss"] < rep["first"]["loss"]
+    saved = json.load(open(os.path.join(rep["run_dir"], "train_report.json")))
+    assert saved["sft_eval"]["tuned"]["rougeL"] == ev["tuned"]["rougeL"]
