@@ -155,7 +155,7 @@ def _part_hashes(out: str) -> dict:
     return hashes
 
 
-def test_ray_job_submit_runs_the_mini_recipe(ray_head, samples_dir, tmp_path):
+def test_ray_job_submit_runs_the_curate_phase(ray_head, samples_dir, tmp_path):
     runs = tmp_path / "runs"
     rt = _runtime_env(tmp_path, LMR_SAMPLES=samples_dir, LMR_RUNS=str(runs))
     r = _submit(ray_head, "lmr-curate-ok", rt, "python", "jobs/curate.py", RECIPE,
@@ -328,3 +328,30 @@ def test_airflow_dags_test_runs_phases_on_ray_incrementally(airflow_env, ray_hea
     states, stats = _run_state(airflow_env, "2026-03-03")
     assert states["curate"] == "success" and states["tokenize"] == "skipped", states
     assert stats["curate"]["nothing_new"] is True and stats["tokenize"]["nothing_new"] is True
+
+
+def test_airflow_retry_reattaches_to_the_earlier_tries_job(airflow_env, ray_head):
+    """A retried task waits for (and reuses) the earlier try's job when that is
+    still running, and submits a new job only when the earlier one failed."""
+    out = _af_python(airflow_env, """
+import importlib.util, json, os
+spec = importlib.util.spec_from_file_location("lmr_dag", "deploy/airflow/lmrefinery_dag.py")
+dag = importlib.util.module_from_spec(spec); spec.loader.exec_module(dag)
+client = dag._client(os.environ["LMR_RAY_ADDRESS"])
+cfg = {"poll_s": 0.5, "job_timeout_s": 120}
+# try 1 is still running when try 2 starts
+client.submit_job(entrypoint="sleep 4 && echo 'LMR_RESULT {\\"v\\": 1}'", submission_id="ra-t1")
+got = dag.submit_or_reattach(client, "ra", 2, cfg, entrypoint="echo 'LMR_RESULT {\\"v\\": 2}'")
+res = dag.parse_tagged(client.get_job_logs(got[0]), "LMR_RESULT")
+# try 1 failed: try 2 submits its own job
+client.submit_job(entrypoint="echo 'LMR_FAILED {\\"error\\": \\"boom\\"}' && exit 3", submission_id="rb-t1")
+dag._wait(client, "rb-t1", cfg)
+got_b = dag.submit_or_reattach(client, "rb", 2, cfg, entrypoint="echo 'LMR_RESULT {\\"v\\": 2}'")
+ids = sorted(j.submission_id for j in client.list_jobs() if j.submission_id.startswith(("ra-", "rb-")))
+print(json.dumps({"a": got, "a_result": res, "b": got_b, "ids": ids,
+                  "b1_failed": dag.parse_tagged(client.get_job_logs("rb-t1"), "LMR_FAILED")}))
+""")
+    info = json.loads(out.strip().splitlines()[-1])
+    assert info["a"] == ["ra-t1", "SUCCEEDED"] and info["a_result"] == {"v": 1}
+    assert info["b"] == ["rb-t2", "SUCCEEDED"] and info["b1_failed"] == {"error": "boom"}
+    assert info["ids"] == ["ra-t1", "rb-t1", "rb-t2"]   # no second job for the run that was still going

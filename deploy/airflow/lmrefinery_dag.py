@@ -157,6 +157,24 @@ def _result_of(client, sub_id: str, phase: str) -> dict:
     return res
 
 
+def submit_or_reattach(client, base: str, try_no: int, cfg: dict, **submit_kw) -> tuple[str, str]:
+    """Wait for the Ray job of this task try, submitting it if needed; but first
+    re-attach to an earlier try's job of the same run that is still running or
+    has succeeded (e.g. the worker died while waiting), so a retry never runs a
+    phase twice. Returns (submission id, final status)."""
+    for prev_try in range(try_no - 1, 0, -1):
+        prev_id = f"{base}-t{prev_try}"
+        st = _status(client, prev_id)
+        if st in ("PENDING", "RUNNING"):
+            st = _wait(client, prev_id, cfg)
+        if st == "SUCCEEDED":
+            return prev_id, st
+    sub_id = f"{base}-t{try_no}"
+    if _status(client, sub_id) is None:
+        client.submit_job(submission_id=sub_id, **submit_kw)
+    return sub_id, _wait(client, sub_id, cfg)
+
+
 def run_phase(phase: str) -> dict:
     ctx = get_current_context()
     ti, dag_run = ctx["ti"], ctx["dag_run"]
@@ -172,31 +190,19 @@ def run_phase(phase: str) -> dict:
     if not cfg.get("ray_address"):
         raise AirflowException("no Ray address: set ray_address in pipeline.yaml or $LMR_RAY_ADDRESS")
 
-    partition = ctx["ds"]
+    # the run's date; Airflow 3 runs triggered without a logical date use their run_after
+    partition = ctx.get("ds") or (getattr(dag_run, "run_after", None) or datetime.utcnow()).strftime("%Y-%m-%d")
     client = _client(cfg["ray_address"])
     base = re.sub(r"[^A-Za-z0-9_-]+", "-", f"lmr-{ti.dag_id}-{phase}-{dag_run.run_id}")[:180]
     try_no = int(getattr(ti, "try_number", 1) or 1)
-    # Re-attach to an earlier try's job of this run (e.g. the worker died while waiting).
-    for prev_try in range(try_no - 1, 0, -1):
-        prev_id = f"{base}-t{prev_try}"
-        st = _status(client, prev_id)
-        if st in ("PENDING", "RUNNING"):
-            st = _wait(client, prev_id, cfg)
-        if st == "SUCCEEDED":
-            result = _result_of(client, prev_id, phase)
-            ti.xcom_push(key="stats", value=result)
-            return result
-    sub_id = f"{base}-t{try_no}"
-    if _status(client, sub_id) is None:
-        kw = {}
-        if spec.get("num_gpus"):
-            kw["entrypoint_num_gpus"] = float(spec["num_gpus"])
-        if spec.get("num_cpus"):
-            kw["entrypoint_num_cpus"] = float(spec["num_cpus"])
-        client.submit_job(entrypoint=entrypoint(phase, spec, cfg, partition), submission_id=sub_id,
-                          runtime_env=runtime_env(cfg), metadata={"airflow_dag": ti.dag_id, "phase": phase,
-                                                                  "airflow_run": dag_run.run_id}, **kw)
-    st = _wait(client, sub_id, cfg)
+    kw = {}
+    if spec.get("num_gpus"):
+        kw["entrypoint_num_gpus"] = float(spec["num_gpus"])
+    if spec.get("num_cpus"):
+        kw["entrypoint_num_cpus"] = float(spec["num_cpus"])
+    sub_id, st = submit_or_reattach(
+        client, base, try_no, cfg, entrypoint=entrypoint(phase, spec, cfg, partition), runtime_env=runtime_env(cfg),
+        metadata={"airflow_dag": ti.dag_id, "phase": phase, "airflow_run": dag_run.run_id}, **kw)
     if st != "SUCCEEDED":
         log = client.get_job_logs(sub_id)
         failed = parse_tagged(log, "LMR_FAILED") or {}
