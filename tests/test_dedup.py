@@ -426,3 +426,34 @@ def test_exact_url_dedup_across_inputs(tmp_path):
         stats = run(out, inputs, [{"stage": "exact_dedup", "by_url": True, "prefer_sources": prefer}])
         assert stats["stages"][1]["rejected"] == {"url_duplicate": 1}
         assert read_dir(out, 1, "rejects").column("url").to_pylist() == [dropped]
+
+
+def test_keeper_by_quality_signal(shared_corpora, tmp_path):
+    """keep: [quality] picks the member with the highest quality_score (a signal column
+    added by an earlier stage); keep: [longest] the longest; ties by id."""
+    from lmrefinery.core.schema import docs_to_table
+    from lmrefinery.core.stage import StageContext
+    from lmrefinery.dedup.near import NearDedup
+    from lmrefinery.engines.base import LocalEngine
+
+    base = c4_texts(shared_corpora, 3)[2]
+    r = random.Random(2)
+    texts = [base, L.edit(r, base, False, "replace", 0.01), base + " Extra closing words for length.", base]
+    scores = [0.2, 0.9, 0.5, None]
+    tb = docs_to_table([{"id": f"d{i}", "text": t, "source": "s"} for i, t in enumerate(texts)])
+    tb = tb.append_column("quality_score", pa.array(scores, pa.float64()))
+    part = str(tmp_path / "in" / "part-00000.parquet")
+    storage.write_parquet(tb, part)
+
+    class Job(_Job):
+        def __init__(self, sdir):
+            super().__init__(LocalEngine())
+            self.stage_dir, self.inputs, self.fingerprint = sdir, [part], "fp"
+            self.ctx = {"output_root": str(tmp_path)}
+
+    for keep, want in ((["quality"], "d1"), (["longest"], "d2"), (["shortest"], "d0")):
+        sdir = str(tmp_path / "-".join(keep))
+        st = NearDedup(NearDedup.Params(keep=keep), StageContext(output_root=str(tmp_path), stage_dir=sdir))
+        parts = st.execute(Job(sdir))
+        assert parts[0]["kept"] == 1
+        assert storage.read_parquet(os.path.join(sdir, "data", "part-00000.parquet")).column("id").to_pylist() == [want]
