@@ -210,8 +210,9 @@ def test_manifests_wire_s3_secret_gpus_and_entrypoints():
     assert cpu["minReplicas"] <= cpu["replicas"] <= cpu["maxReplicas"]
     assert curate["spec"]["clusterSelector"]["ray.io/cluster"] == cluster["metadata"]["name"]
     # the entrypoint names files that exist in the repository (the image copies it to /opt/lmrefinery)
-    paths = re.findall(r"/opt/lmrefinery/(\S+)", curate["spec"]["entrypoint"])
-    assert paths and all(os.path.exists(os.path.join(ROOT, p)) for p in paths), paths
+    for job in (curate, train):
+        paths = re.findall(r"/opt/lmrefinery/(\S+)", job["spec"]["entrypoint"])
+        assert paths and all(os.path.exists(os.path.join(ROOT, p)) for p in paths), paths
     assert re.search(r"^python /opt/lmrefinery/jobs/pretrain\.py ", train["spec"]["entrypoint"])
     # training: GPU workers with GPU resources, a GPU node selector and the GPU taint tolerated
     gpu_groups = [g for g in train["spec"]["rayClusterSpec"]["workerGroupSpecs"]
