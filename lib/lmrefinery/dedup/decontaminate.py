@@ -24,7 +24,6 @@ import pyarrow as pa
 from pydantic import BaseModel, ConfigDict, Field
 
 from ..core import storage
-from ..core.schema import with_reason
 from ..core.stage import BatchResult, Stage, StageParams, register
 from .minhash import element_hashes, is_cjk, ngram_hashes64
 
@@ -181,4 +180,4 @@ class Decontaminate(Stage):
         return res
 
 
-__all__ = ["Decontaminate", "DecontamParams", "EvalSetSpec", "load_items", "with_reason"]
+__all__ = ["Decontaminate", "DecontamParams", "EvalSetSpec", "load_items"]

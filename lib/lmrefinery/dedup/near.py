@@ -371,8 +371,6 @@ def cc_files(job, base: dict, K: int, max_rounds: int) -> tuple[str, int]:
 
 def cc_spark(work: str, K: int, max_rounds: int) -> tuple[str, int]:
     """Connected components with Spark DataFrame joins (large-star / small-star)."""
-    from pyspark.sql import functions as F
-
     from ..engines.spark_engine import get_spark
 
     spark = get_spark()
