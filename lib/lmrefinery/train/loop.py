@@ -205,6 +205,8 @@ def train_loop(config: dict) -> None:
             gnorm = torch.nn.utils.clip_grad_norm_(model.parameters(), t.grad_clip)
         else:
             gnorm = torch.nn.utils.get_total_norm([p.grad for p in model.parameters() if p.grad is not None])
+        if hasattr(gnorm, "full_tensor"):  # FSDP2: a DTensor
+            gnorm = gnorm.full_tensor()
         opt.step()
         opt.zero_grad(set_to_none=True)
         if world > 1:
