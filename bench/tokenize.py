@@ -71,15 +71,24 @@ def train_tokenizer(work: str, vocab: int) -> str:
     from lmrefinery.tokenize.tokenizer import save_hf, train_bpe
 
     texts = []
-    for p in sorted(glob.glob(os.path.join(work, "parquet", "*.parquet")))[:2]:
+    for p in sorted(glob.glob(os.path.join(work, "parquet", "*.parquet"))):
         texts += pq.read_table(p, columns=["text"]).column("text").to_pylist()
+    sample = list(dict.fromkeys(texts))  # one copy of each text: every source and language
     out = os.path.join(work, "tokenizer")
-    save_hf(train_bpe(texts[:5000], vocab_size=vocab), out)
+    save_hf(train_bpe(sample, vocab_size=vocab), out)
     return out
 
 
 # ---------------------------------------------------------------- measurements (child processes)
-def measure_raw(work: str, tok_dir: str, threads: int) -> dict:
+def _cpu() -> float:
+    """CPU seconds of this process and its reaped children (datatrove's pool workers)."""
+    import resource
+
+    a, b = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return a.ru_utime + a.ru_stime + b.ru_utime + b.ru_stime
+
+
+def measure_raw(work: str, tok_dir: str, threads: int, fast: bool = False) -> dict:
     import pyarrow.parquet as pq
     from tokenizers import Tokenizer
 
@@ -88,13 +97,13 @@ def measure_raw(work: str, tok_dir: str, threads: int) -> dict:
         texts += pq.read_table(p, columns=["text"]).column("text").to_pylist()
     tok = Tokenizer.from_file(os.path.join(tok_dir, "tokenizer.json"))
     tok.encode_batch(texts[:64], add_special_tokens=False)  # warm up the thread pool
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), _cpu()
     n = 0
+    encode = tok.encode_batch_fast if fast else tok.encode_batch  # _fast: no character offsets
     for i in range(0, len(texts), 1024):
-        for e in tok.encode_batch(texts[i:i + 1024], add_special_tokens=False):
+        for e in encode(texts[i:i + 1024], add_special_tokens=False):
             n += len(e.ids) + 1  # + EOS, as in the shards
-    dt = time.perf_counter() - t0
-    return {"tokens": n, "seconds": dt}
+    return {"tokens": n, "seconds": time.perf_counter() - t0, "cpu_seconds": _cpu() - c0}
 
 
 def measure_ours(work: str, tok_dir: str, threads: int, engine: str) -> dict:
@@ -110,13 +119,17 @@ def measure_ours(work: str, tok_dir: str, threads: int, engine: str) -> dict:
         "stages": [{"stage": "read"},
                    {"stage": "tokenize", "params": {"tokenizer": tok_dir, "valid_fraction": 0.0,
                                                     "shard_tokens": 20_000_000}}]})
+    Runner(load_recipe({**recipe.model_dump(exclude={"source_file"}), "stages": [{"stage": "read"}]}),
+           quiet=True).run()  # the read stage is not part of the measurement
+    c0 = _cpu()
     stats = Runner(recipe, quiet=True).run()
+    cpu = _cpu() - c0
     st = [s for s in stats["stages"] if s["stage"] == "tokenize"][0]
     with open(os.path.join(out, "stages", "01-tokenize", "dataset.json")) as f:
         ds = json.load(f)
     shutil.rmtree(out, ignore_errors=True)
     return {"tokens": ds["splits"]["train"]["tokens"], "seconds": st["seconds"],
-            "tokens_per_char": ds["tokens_per_char"]}
+            "cpu_seconds": cpu if engine == "local" else None, "tokens_per_char": ds["tokens_per_char"]}
 
 
 def measure_datatrove(work: str, tok_dir: str, threads: int) -> dict:
@@ -132,20 +145,20 @@ def measure_datatrove(work: str, tok_dir: str, threads: int) -> dict:
         DocumentTokenizer(out, tokenizer_name_or_path=os.path.join(tok_dir, "tokenizer.json"),
                           eos_token="<|endoftext|>", batch_size=1024),
     ], tasks=n_files, workers=threads, logging_dir=os.path.join(work, f"dt-logs-{threads}"))
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), _cpu()
     ex.run()
-    dt = time.perf_counter() - t0
+    dt, cpu = time.perf_counter() - t0, _cpu() - c0
     n = 0
     for p in glob.glob(os.path.join(out, "*.ds")):
         n += os.path.getsize(p) // 2
     shutil.rmtree(out, ignore_errors=True)
     shutil.rmtree(os.path.join(work, f"dt-logs-{threads}"), ignore_errors=True)
-    return {"tokens": n, "seconds": dt}
+    return {"tokens": n, "seconds": dt, "cpu_seconds": cpu}
 
 
 def child(args) -> None:
-    if args.measure == "raw":
-        r = measure_raw(args.work, args.tok, args.threads)
+    if args.measure in ("raw", "raw_fast"):
+        r = measure_raw(args.work, args.tok, args.threads, fast=args.measure == "raw_fast")
     elif args.measure == "datatrove":
         r = measure_datatrove(args.work, args.tok, args.threads)
     else:
@@ -154,7 +167,7 @@ def child(args) -> None:
 
 
 def run_child(kind: str, work: str, tok: str, threads: int) -> dict:
-    env = dict(os.environ, RAYON_NUM_THREADS=str(threads if kind == "raw" else 1), TOKENIZERS_PARALLELISM="true",
+    env = dict(os.environ, RAYON_NUM_THREADS=str(threads if kind.startswith("raw") else 1), TOKENIZERS_PARALLELISM="true",
                LMR_RAY_LOG_LEVEL="ERROR")
     p = subprocess.run([PY, os.path.abspath(__file__), "--measure", kind, "--work", work, "--tok", tok,
                         "--threads", str(threads)], env=env, capture_output=True, text=True, cwd=ROOT)
@@ -166,11 +179,11 @@ def run_child(kind: str, work: str, tok: str, threads: int) -> dict:
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--repeat", type=int, default=3, help="copies of the shared text corpus")
+    ap.add_argument("--repeat", type=int, default=4, help="copies of the shared text corpus")
     ap.add_argument("--files", type=int, default=8)
     ap.add_argument("--vocab", type=int, default=32000)
     ap.add_argument("--cores", type=int, nargs="+", default=[1, 2])
-    ap.add_argument("--runs", type=int, default=2, help="best of N per measurement")
+    ap.add_argument("--runs", type=int, default=3, help="best of N per measurement")
     ap.add_argument("--measure")
     ap.add_argument("--work")
     ap.add_argument("--tok")
@@ -186,40 +199,52 @@ def main() -> None:
         rows = []
         for cores in args.cores:
             engine = "local" if cores == 1 else "ray"
-            res = {}
-            for kind in ("raw", f"ours:{engine}", "datatrove"):
-                best = None
-                for _ in range(args.runs):
-                    r = run_child(kind, work, tok, cores)
-                    if best is None or r["seconds"] < best["seconds"]:
-                        best = r
-                res[kind.split(":")[0]] = best
-            raw_tps = res["raw"]["tokens"] / res["raw"]["seconds"]
-            for k, r in res.items():
+            kinds = ("raw", "raw_fast", f"ours:{engine}", "datatrove")
+            runs: dict[str, list] = {k.split(":")[0]: [] for k in kinds}
+            for _ in range(args.runs):  # interleaved, so load changes hit every system alike
+                for kind in kinds:
+                    runs[kind.split(":")[0]].append(run_child(kind, work, tok, cores))
+            best = {k: min(v, key=lambda r: r["seconds"]) for k, v in runs.items()}
+            best_cpu = {k: min((r["cpu_seconds"] for r in v if r.get("cpu_seconds")), default=None)
+                        for k, v in runs.items()}
+            raw_tps = best["raw"]["tokens"] / best["raw"]["seconds"]
+            raw_cpu_tps = best["raw"]["tokens"] / best_cpu["raw"] if best_cpu["raw"] else None
+            for k, r in best.items():
                 tps = r["tokens"] / r["seconds"]
+                cpu = best_cpu[k] if cores == 1 else None
                 rows.append({"cores": cores, "system": k if k != "ours" else f"lmrefinery ({engine})",
-                             "tokens": r["tokens"], "seconds": round(r["seconds"], 3),
+                             "tokens": r["tokens"], "wall_seconds": round(r["seconds"], 3),
+                             "wall_seconds_all_runs": [round(x["seconds"], 2) for x in runs[k]],
                              "tokens_per_s": round(tps), "tokens_per_s_per_core": round(tps / cores),
-                             "vs_raw_tokenizers": round(tps / raw_tps, 3)})
+                             "vs_raw_wall": round(tps / raw_tps, 3),
+                             "cpu_seconds": round(cpu, 3) if cpu else None,
+                             "tokens_per_cpu_s": round(r["tokens"] / cpu) if cpu else None,
+                             "vs_raw_cpu": round(r["tokens"] / cpu / raw_cpu_tps, 3) if cpu and raw_cpu_tps else None})
                 if k == "ours":
                     corpus["tokens_per_char"] = r["tokens_per_char"]
-        result = {"benchmark": "tokenize", "corpus": corpus, "tokenizer": {"kind": "byte-level BPE",
+        result = {"benchmark": "tokenize", "command": " ".join(sys.argv), "corpus": corpus, "tokenizer": {"kind": "byte-level BPE",
                                                                             "vocab_size": args.vocab},
                   "machine": {"cpus": os.cpu_count(), "python": platform.python_version(),
-                              "platform": platform.platform()},
-                  "notes": "ours = the whole tokenize stage (encode, mixing plan, shuffle scatter, shard write, "
-                           "part commit); raw = encode_batch only on texts already in memory; datatrove = "
+                              "platform": platform.platform(), "loadavg_at_end": list(os.getloadavg())},
+                  "notes": "raw = encode_batch (the issue's baseline), raw_fast = encode_batch_fast (no offsets; what "
+                           "the stage calls); ours = the whole tokenize stage (encode, mixing plan, shuffle scatter, shard write, "
+                           "part commit); raw* = encoding only, on texts already in memory; datatrove = "
                            "ParquetReader + DocumentTokenizer (with its shuffle) on a LocalPipelineExecutor. "
-                           "Best of --runs runs each.",
+                           "Runs interleaved, best of --runs. 1 core: also CPU seconds of the measuring "
+                           "process (+ reaped children), the figure least disturbed by other load on the "
+                           "machine; 2 cores: wall time only (Ray workers are not our children).",
                   "results": rows}
         os.makedirs(os.path.dirname(args.out), exist_ok=True)
         with open(args.out, "w") as f:
             json.dump(result, f, indent=1)
         print(f"corpus: {corpus['documents']:,} docs, {corpus['chars']:,} chars")
-        print(f"{'cores':>5}  {'system':<22} {'tokens':>11} {'seconds':>8} {'tok/s/core':>11} {'vs raw':>7}")
+        print(f"{'cores':>5}  {'system':<22} {'tokens':>11} {'wall s':>8} {'tok/s/core':>11} {'vs raw':>7} "
+              f"{'cpu s':>7} {'tok/cpu-s':>10} {'vs raw':>7}")
         for r in rows:
-            print(f"{r['cores']:>5}  {r['system']:<22} {r['tokens']:>11,} {r['seconds']:>8.2f} "
-                  f"{r['tokens_per_s_per_core']:>11,} {r['vs_raw_tokenizers']:>7.3f}")
+            cpu = r["cpu_seconds"]
+            print(f"{r['cores']:>5}  {r['system']:<22} {r['tokens']:>11,} {r['wall_seconds']:>8.2f} "
+                  f"{r['tokens_per_s_per_core']:>11,} {r['vs_raw_wall']:>7.3f} "
+                  + (f"{cpu:>7.2f} {r['tokens_per_cpu_s']:>10,} {r['vs_raw_cpu']:>7.3f}" if cpu else ""))
     finally:
         shutil.rmtree(work, ignore_errors=True)
 

@@ -217,7 +217,21 @@ def load_encoder(path: str, add_bos: bool = False, eos_token: str | None = None)
                 specials[k] = v
     if eos_token:
         specials["eos"] = eos_token
-    vocab = tok.get_vocab(with_added_tokens=True)
+    class _Vocab:  # token -> id lookups without materialising the whole vocabulary
+        def __contains__(self, t):
+            return tok.token_to_id(t) is not None
+
+        def __getitem__(self, t):
+            i = tok.token_to_id(t)
+            if i is None:
+                raise KeyError(t)
+            return i
+
+        def get(self, t, default=None):
+            i = tok.token_to_id(t)
+            return default if i is None else i
+
+    vocab = _Vocab()
     if not specials.get("eos"):
         specials["eos"] = next((t for t in _EOS_GUESSES if t in vocab), None)
     if not specials.get("eos") or specials["eos"] not in vocab:
