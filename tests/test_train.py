@@ -89,14 +89,15 @@ def corpus(shared_corpora, tmp_path_factory):
     return {"root": str(root), "tokenizer": tok_dir, "pretrain": str(pre), "sft": str(sft)}
 
 
-def _pretrain_recipe(corpus, output: str, name: str, **trainer):
+def _pretrain_recipe(corpus, output: str, name: str, data: dict | None = None, **trainer):
     from lmrefinery.train.config import load_train_recipe
 
     t = dict(workers=2, micro_batch_size=16, max_steps=STEPS, lr=6e-3, warmup_steps=10, log_every=10,
              eval_every=30, eval_batches=4, checkpoint_every=20, keep_last=2, max_failures=2)
     t.update(trainer)
     return load_train_recipe({"name": name, "kind": "pretrain", "output": output, "tokenizer": corpus["tokenizer"],
-                              "model": {"preset": "tiny"}, "data": {"train": corpus["pretrain"], "seq_len": SEQ},
+                              "model": {"preset": "tiny"},
+                              "data": {"train": corpus["pretrain"], "seq_len": SEQ, **(data or {})},
                               "trainer": t})
 
 
@@ -194,19 +195,24 @@ def test_export_loads_generates_and_renders_chat(reference_run):
     assert tot / n == pytest.approx(_steps(rows)[STEPS]["val_loss"], rel=1e-4)
 
 
-def test_stop_resume_and_worker_failure_reproduce_straight_run(reference_run, corpus, s3_bucket):
-    """Run on S3 storage: stop at HALF (as if killed), run the same command again (resumes
-    from the step-HALF checkpoint), and in that second run a worker raises at step 90, so
-    Ray restarts the group from the step-80 checkpoint. Same data, same losses as straight."""
+def test_stop_resume_and_worker_failure_reproduce_straight_run(reference_run, corpus, s3_bucket, tmp_path):
+    """Shards and run storage on S3 (shards read through a local cache): stop at HALF (as if
+    killed), run the same command again (resumes from the step-HALF checkpoint), and in that
+    second run a worker raises at step 90, so Ray restarts the group from the step-80
+    checkpoint. Same data, same losses as the straight run on local shards."""
+    from conftest import upload_dir
+
     from lmrefinery.core import storage
     from lmrefinery.train.metrics import read_metrics
     from lmrefinery.train.trainer import run_training
 
+    upload_dir(corpus["pretrain"], s3_bucket, "tokens")
+    data = {"train": f"s3://{s3_bucket}/tokens", "cache_dir": str(tmp_path / "cache")}
     out = f"s3://{s3_bucket}/runs"
-    first = run_training(_pretrain_recipe(corpus, out, "resumed", stop_at_step=HALF))
+    first = run_training(_pretrain_recipe(corpus, out, "resumed", data=data, stop_at_step=HALF))
     assert not first["finished"] and "model" not in first
     assert max(_steps(read_metrics(first["run_dir"]))) == HALF
-    second = run_training(_pretrain_recipe(corpus, out, "resumed", fail_at_step=90))
+    second = run_training(_pretrain_recipe(corpus, out, "resumed", data=data, fail_at_step=90))
     assert second["finished"]
     assert second["starts"] == [None, HALF, 80]   # fresh, resumed by re-running, restarted by Ray
     assert storage.exists(storage.join(second["run_dir"], "_injected_failure"))
@@ -221,6 +227,8 @@ def test_stop_resume_and_worker_failure_reproduce_straight_run(reference_run, co
     assert storage.exists(storage.join(second["run_dir"], "model", "model.safetensors"))
     ck = {p.split("/")[-2] for p in storage.list_files(second["run_dir"] + "/") if "/checkpoint_0" in p}
     assert ck == {"checkpoint_0000100", "checkpoint_0000120"}
+    cached = {os.path.basename(p) for p in storage.list_files(str(tmp_path / "cache"))}
+    assert {"train-00000.bin", "train-00001.idx", "valid-00000.bin"} <= cached
 
 
 def test_sft_beats_base_on_heldout_prompts(reference_run, corpus, tmp_path):
