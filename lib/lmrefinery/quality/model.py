@@ -107,9 +107,18 @@ def train(positive: list[str], negative: list[str], out: str, *, holdout: float 
             for lab, t in train_rows:
                 fh.write(f"__label__{lab} {ft_line(t, max_chars)}\n")
         fasttext.FastText.eprint = lambda *a, **k: None
-        model = fasttext.train_supervised(input=f, epoch=epoch, dim=dim, wordNgrams=word_ngrams, lr=lr,
-                                          minn=minn, maxn=maxn, bucket=bucket, thread=1, seed=seed, verbose=0,
-                                          loss="softmax")
+        # fastText can diverge to NaN with a high learning rate on small or very
+        # repetitive data; retry with a halved rate (recorded in the report)
+        for attempt in range(5):
+            try:
+                model = fasttext.train_supervised(input=f, epoch=epoch, dim=dim, wordNgrams=word_ngrams, lr=lr,
+                                                  minn=minn, maxn=maxn, bucket=bucket, thread=1, seed=seed,
+                                                  verbose=0, loss="softmax")
+                break
+            except RuntimeError as e:
+                if "NaN" not in str(e) or attempt == 4:
+                    raise
+                lr /= 2
         if quantize:
             model.quantize(input=f, retrain=False, qnorm=True, cutoff=100_000)
         local = os.path.join(tmp, "model.ftz" if quantize else "model.bin")
