@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import bz2
 import collections
-import gzip
 import json
 import os
 import platform

@@ -179,9 +179,10 @@ def validate_stage_params(name: str, params: dict, src: str, where: str):
         raise RecipeError(_fmt_validation(e, src, f"{where}.params.")) from None
 
 
-def load_recipe(path_or_dict: str | dict, overrides: list[str] | None = None) -> Recipe:
+def read_mapping(path_or_dict: str | dict, label: str = "<recipe>") -> tuple[str, dict]:
+    """(source name for messages, a private copy of the raw mapping) from a YAML file or a dict."""
     if isinstance(path_or_dict, dict):
-        src, raw = "<recipe>", copy.deepcopy(path_or_dict)
+        src, raw = label, copy.deepcopy(path_or_dict)
     else:
         src = path_or_dict
         try:
@@ -193,6 +194,11 @@ def load_recipe(path_or_dict: str | dict, overrides: list[str] | None = None) ->
             raise RecipeError(f"{src}: not valid YAML: {e}") from None
     if not isinstance(raw, dict):
         raise RecipeError(f"{src}: expected a mapping at the top level")
+    return src, raw
+
+
+def load_recipe(path_or_dict: str | dict, overrides: list[str] | None = None) -> Recipe:
+    src, raw = read_mapping(path_or_dict)
     _normalise_stages(raw, src)
     raw = apply_overrides(raw, overrides or [], src)
     raw = _interpolate(raw, "", src)

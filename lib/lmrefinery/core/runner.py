@@ -9,7 +9,6 @@ import os
 import sys
 import time
 from collections import Counter
-from dataclasses import asdict
 from typing import Any
 
 import pyarrow as pa

@@ -17,12 +17,11 @@ import unicodedata
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 import xxhash
 from pydantic import Field
 
 from ..core import storage
-from ..core.runner import finish_part, part_name
+from ..core.runner import finish_part
 from ..core.schema import with_reason
 from ..core.stage import BatchResult, Stage, StageParams, register
 
@@ -104,7 +103,7 @@ def _choose_task(t: dict) -> dict:
             if j == 0 or key[j] != key[j - 1] or kind[j] != kind[j - 1]:
                 keeper = ids[j]
                 continue
-            drops[int(part[j])].append((int(row[j]), f"exact_duplicate" if kind[j] == "text" else "url_duplicate",
+            drops[int(part[j])].append((int(row[j]), "exact_duplicate" if kind[j] == "text" else "url_duplicate",
                                         keeper))
     for p, rs in drops.items():
         cols = list(zip(*rs)) if rs else [[], [], []]

@@ -2,13 +2,11 @@
 ``${VAR:-default}`` interpolation and ``--set a.b=c`` overrides as pipeline recipes."""
 from __future__ import annotations
 
-import copy
 from typing import Any, Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from ..core.recipe import RecipeError, _fmt_validation, _interpolate, apply_overrides
+from ..core.recipe import RecipeError, _fmt_validation, _interpolate, apply_overrides, read_mapping
 
 
 class _Strict(BaseModel):
@@ -100,19 +98,7 @@ class TrainRecipe(_Strict):
 
 
 def load_train_recipe(path_or_dict: str | dict, overrides: list[str] | None = None) -> TrainRecipe:
-    if isinstance(path_or_dict, dict):
-        src, raw = "<train recipe>", copy.deepcopy(path_or_dict)
-    else:
-        src = path_or_dict
-        try:
-            with open(path_or_dict, encoding="utf-8") as f:
-                raw = yaml.safe_load(f)
-        except FileNotFoundError:
-            raise RecipeError(f"{src}: recipe file not found") from None
-        except yaml.YAMLError as e:
-            raise RecipeError(f"{src}: not valid YAML: {e}") from None
-    if not isinstance(raw, dict):
-        raise RecipeError(f"{src}: expected a mapping at the top level")
+    src, raw = read_mapping(path_or_dict, "<train recipe>")
     raw = apply_overrides(raw, overrides or [], src)
     raw = _interpolate(raw, "", src)
     raw.pop("source_file", None)
