@@ -24,23 +24,26 @@ sys.path.insert(0, os.path.join(ROOT, "lib"))
 
 
 def bench_one(preset: str, seq: int, mbs: int, steps: int, warmup: int, device: str, compile_: bool,
-              doc_mask: bool, vocab: int, threads: int | None) -> dict:
+              doc_mask: bool, vocab: int, threads: int | None, sdpa: str = "auto", legacy: bool = False) -> dict:
     import torch
 
-    from lmrefinery.train.loop import _loss, _param_groups
+    from lmrefinery.train.loop import _loss, _param_groups, set_sdpa_backend
     from lmrefinery.train.mfu import device_name, mfu, peak_flops
-    from lmrefinery.train.model import build_model, flops_per_token, matmul_params, param_counts
+    from lmrefinery.train.model import build_model, flops_per_token, matmul_params, param_counts, use_causal_sdpa
 
     if threads:
         torch.set_num_threads(threads)
     dev = torch.device(device)
     model = build_model("scratch", preset, vocab, {"max_position_embeddings": max(seq, 256)}).to(dev)
+    if not doc_mask and not legacy:  # as the trainer does
+        use_causal_sdpa(model)
     counts = param_counts(model)
     fpt = flops_per_token(model.config, seq, matmul_params(model.config))
     cuda = dev.type == "cuda"
     if cuda:  # as the trainer does
         torch.backends.cuda.matmul.allow_tf32 = True
         torch.backends.cudnn.allow_tf32 = True
+        set_sdpa_backend(sdpa)
     amp = torch.bfloat16 if cuda else None
     opt = torch.optim.AdamW(_param_groups(model, 0.1), lr=3e-4, betas=(0.9, 0.95), fused=cuda,
                             foreach=None if cuda else False)
@@ -54,7 +57,7 @@ def bench_one(preset: str, seq: int, mbs: int, steps: int, warmup: int, device: 
     times = []
     for i in range(warmup + steps):
         t0 = time.perf_counter()
-        loss_sum, n = _loss(fwd, b, dev, amp, doc_mask)
+        loss_sum, n = _loss(fwd, b, dev, amp, doc_mask, compile_ and not legacy)
         (loss_sum / n).backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
@@ -69,7 +72,7 @@ def bench_one(preset: str, seq: int, mbs: int, steps: int, warmup: int, device: 
     name = device_name()
     peak = peak_flops(name if cuda else None, "bf16" if amp else "fp32")
     out = {"preset": preset, "seq_len": seq, "micro_batch": mbs, "device": name, "dtype": "bf16" if amp else "fp32",
-           "compile": compile_, "doc_mask": doc_mask, "params": counts["total"],
+           "compile": compile_, "doc_mask": doc_mask, "sdpa": sdpa, "legacy": legacy, "params": counts["total"],
            "flops_per_token": fpt, "step_s_median": round(med, 4), "tokens_per_s": round(tps, 1),
            "model_tflops_per_s": round(fpt * tps / 1e12, 3),
            "peak_tflops": round(peak / 1e12, 1) if peak else None,
@@ -95,6 +98,11 @@ def main() -> int:
     ap.add_argument("--doc-mask", action="store_true")
     ap.add_argument("--vocab", type=int, help="default: 32000 on GPU, 1024 (the tests' tokenizer size) on CPU")
     ap.add_argument("--threads", type=int)
+    ap.add_argument("--sdpa", default="auto", choices=["auto", "cudnn", "flash", "efficient", "math"],
+                    help="restrict SDPA to one backend (as trainer.sdpa_backend)")
+    ap.add_argument("--legacy", action="store_true",
+                    help="the trainer before the compile fixes: eager fp32 cross-entropy and transformers' "
+                         "materialised causal mask under torch.compile")
     ap.add_argument("--out", default=os.path.join(ROOT, "bench", "results", "train.json"))
     a = ap.parse_args()
     if a.gpu:
@@ -111,7 +119,7 @@ def main() -> int:
             # keep tokens per step roughly constant across sequence lengths
             m = max(1, mbs * min(seqs) // s) if a.gpu else mbs
             r = bench_one(p, s, m, steps, warm, device, a.compile, a.doc_mask, a.vocab or (32000 if a.gpu else 1024),
-                          a.threads)
+                          a.threads, a.sdpa, a.legacy)
             rows.append(r)
             mf = f"{100 * r['mfu']:.1f}%" if r["mfu"] is not None else "n/a"
             print(f"{p:>5} seq {s:>5} mbs {m:>3} {r['dtype']:>4}: {r['tokens_per_s']:>12,.0f} tok/s  "
@@ -120,7 +128,8 @@ def main() -> int:
     if os.path.exists(a.out):
         with open(a.out) as f:
             old = json.load(f)
-    key = ("gpu" if a.gpu else "cpu") + ("_compile" if a.compile else "") + ("_docmask" if a.doc_mask else "")
+    key = ("gpu" if a.gpu else "cpu") + ("_compile" if a.compile else "") + ("_docmask" if a.doc_mask else "") \
+        + (f"_{a.sdpa}" if a.sdpa != "auto" else "") + ("_legacy" if a.legacy else "")
     old[key] = {"host": platform.node(), "cpu": platform.processor() or platform.machine(),
                 "cpu_count": os.cpu_count(), "torch_threads": a.threads, "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
                 "rows": rows}

@@ -39,7 +39,8 @@ class TrainerSpec(_Strict):
     cpus_per_worker: float = Field(1.0, gt=0)
     strategy: Literal["ddp", "fsdp"] = "ddp"
     precision: Literal["auto", "bf16", "fp32"] = "auto"   # auto: bf16 autocast on GPU, fp32 on CPU
-    compile: bool = False
+    compile: bool = False                    # torch.compile the model and the cross-entropy
+    sdpa_backend: Literal["auto", "cudnn", "flash", "efficient", "math"] = "auto"  # GPU attention kernel
     torch_threads: int | None = None         # CPU: threads per worker (default: cpus_per_worker)
     micro_batch_size: int = Field(8, ge=1)   # sequences per worker per micro-step
     grad_accum: int = Field(1, ge=1)

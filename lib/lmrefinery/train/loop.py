@@ -60,7 +60,7 @@ def train_loop(config: dict) -> None:
     from .export import load_tokenizer, special_ids
     from .metrics import MetricsWriter
     from .mfu import device_name, mfu, peak_flops
-    from .model import build_model, flops_per_token, matmul_params, param_counts
+    from .model import build_model, flops_per_token, matmul_params, param_counts, use_causal_sdpa
 
     recipe = TrainRecipe(**config["recipe"])
     t = recipe.trainer
@@ -72,6 +72,7 @@ def train_loop(config: dict) -> None:
         torch.cuda.set_device(device)
         torch.backends.cuda.matmul.allow_tf32 = True
         torch.backends.cudnn.allow_tf32 = True
+        set_sdpa_backend(t.sdpa_backend)
     else:
         device = torch.device("cpu")
         torch.set_num_threads(max(1, int(t.torch_threads or t.cpus_per_worker)))
@@ -82,6 +83,8 @@ def train_loop(config: dict) -> None:
     model = build_model(recipe.model.init, recipe.model.preset, vocab, recipe.model.overrides,
                         special=special_ids(tok), attn_implementation=recipe.model.attn_implementation,
                         seed=t.seed)
+    if not recipe.data.doc_mask:
+        use_causal_sdpa(model)  # no mask tensor: flash/cuDNN attention also under torch.compile
     counts = param_counts(model)
     fpt = flops_per_token(model.config, recipe.data.seq_len, matmul_params(model.config))
     model.to(device)
@@ -134,7 +137,7 @@ def train_loop(config: dict) -> None:
         tot = torch.zeros(2, dtype=torch.float64, device=device)
         with torch.no_grad():
             for b in valid[: t.eval_batches]:
-                loss_sum, n = _loss(fwd, b, device, amp_dtype, recipe.data.doc_mask)
+                loss_sum, n = _loss(fwd, b, device, amp_dtype, recipe.data.doc_mask, t.compile)
                 tot[0] += loss_sum.double()
                 tot[1] += n
         if world > 1:
@@ -192,12 +195,12 @@ def train_loop(config: dict) -> None:
             sync = i == len(micro) - 1
             if world > 1 and t.strategy == "ddp" and not sync:
                 with model.no_sync():
-                    loss_sum, _ = _loss(fwd, m, device, amp_dtype, recipe.data.doc_mask)
+                    loss_sum, _ = _loss(fwd, m, device, amp_dtype, recipe.data.doc_mask, t.compile)
                     (loss_sum / denom).backward()
             else:
                 if t.strategy == "fsdp" and hasattr(model, "set_requires_gradient_sync"):
                     model.set_requires_gradient_sync(sync)
-                loss_sum, _ = _loss(fwd, m, device, amp_dtype, recipe.data.doc_mask)
+                loss_sum, _ = _loss(fwd, m, device, amp_dtype, recipe.data.doc_mask, t.compile)
                 (loss_sum / denom).backward()
             step_loss += loss_sum.detach().double()
             win["fp"] = (win["fp"] * 31 + _batch_fingerprint(m["input_ids"])) % 1_000_000_007
@@ -275,20 +278,59 @@ def train_loop(config: dict) -> None:
         writer.flush()
 
 
-def _loss(fwd, b: dict, device, amp_dtype, doc_mask: bool):
-    """Summed next-token cross-entropy over target positions, and the target count."""
-    import torch
+def _ce_sum(logits, tgt):
+    """Summed cross-entropy in fp32 over (bf16 or fp32) logits, ignoring -100 targets."""
     import torch.nn.functional as F
 
+    return F.cross_entropy(logits.float().reshape(-1, logits.shape[-1]), tgt.reshape(-1),
+                           ignore_index=-100, reduction="sum")
+
+
+_COMPILED_CE = {}
+
+
+def _compiled_ce():
+    """``_ce_sum`` through torch.compile: the fp32 upcast, log-sum-exp and the gradient
+    (softmax - one-hot, written straight back in the logits' dtype) become a few fused
+    kernels instead of eager CE's full-size fp32 copies of the logits (32k vocabulary:
+    4 bytes x 32000 per token, several times over in forward and backward)."""
+    if "fn" not in _COMPILED_CE:
+        import torch
+
+        _COMPILED_CE["fn"] = torch.compile(_ce_sum)
+    return _COMPILED_CE["fn"]
+
+
+def set_sdpa_backend(name: str | None) -> None:
+    """Restrict PyTorch's SDPA to one backend ("cudnn", "flash", "efficient", "math");
+    None or "auto" leaves PyTorch's choice (flash attention 2 on an H100). Call before
+    torch.compile traces the model: the choice is baked into the compiled graph."""
+    import torch
+
+    if name in (None, "auto"):
+        return
+    b = torch.backends.cuda
+    b.enable_cudnn_sdp(name == "cudnn")
+    b.enable_flash_sdp(name == "flash")
+    b.enable_mem_efficient_sdp(name == "efficient")
+    b.enable_math_sdp(name in ("math", "cudnn"))  # math: fallback where cuDNN rejects a shape
+
+
+def _loss(fwd, b: dict, device, amp_dtype, doc_mask: bool, compiled_ce: bool = False):
+    """Summed next-token cross-entropy over target positions, and the target count.
+    ``compiled_ce``: the cross-entropy through torch.compile (same value, fewer bytes moved)."""
+    import torch
+
     ids = torch.as_tensor(b["input_ids"], dtype=torch.long, device=device)
-    tgt = torch.as_tensor(b["targets"], dtype=torch.long, device=device)
+    tgt_host = torch.as_tensor(b["targets"], dtype=torch.long)
+    n_tgt = int((tgt_host != -100).sum())  # counted on the host: no device sync mid-step
+    tgt = tgt_host.to(device)
     pos = torch.as_tensor(b["position_ids"], dtype=torch.long, device=device) if doc_mask else None
     ctx = torch.autocast(device.type, dtype=amp_dtype) if amp_dtype is not None else _null()
     with ctx:
         logits = fwd(input_ids=ids, position_ids=pos, use_cache=False).logits
-    loss_sum = F.cross_entropy(logits.float().reshape(-1, logits.shape[-1]), tgt.reshape(-1),
-                               ignore_index=-100, reduction="sum")
-    return loss_sum, int((tgt != -100).sum())
+    loss_sum = (_compiled_ce() if compiled_ce else _ce_sum)(logits, tgt)
+    return loss_sum, n_tgt
 
 
 class _null:

@@ -38,6 +38,32 @@ def llama_config(preset: str, vocab_size: int, overrides: dict | None = None, *,
     return cfg
 
 
+CAUSAL_SDPA = "lmr_sdpa_causal"
+
+
+def use_causal_sdpa(model) -> bool:
+    """Make an "sdpa" model call SDPA with ``is_causal=True`` and no mask tensor (for
+    batches without padding or packed-document masking; returns whether it switched).
+
+    Outside torch.compile transformers already does this for a plain causal batch. Under
+    torch.compile (torch < 2.14) it cannot prove from traced values that the batch holds
+    no packed documents (``find_packed_sequence_indices`` needs a data-dependent check),
+    so every layer gets a materialised boolean mask and SDPA leaves flash attention for
+    the memory-efficient kernel with a mask: on an H100 (350m, 16 heads x 64, 32k tokens)
+    its forward + backward measured 2.7 ms per layer at seq 1024 and 5.0 ms at seq 2048,
+    against flash's 1.6 / 2.4 ms and cuDNN's 1.05 / 1.5 ms. The same attention function
+    registered under a name with no mask function makes transformers skip mask creation.
+    Only for training without ``data.doc_mask``; exports build their own model."""
+    from transformers import AttentionInterface
+    from transformers.integrations.sdpa_attention import sdpa_attention_forward
+
+    if model.config._attn_implementation not in ("sdpa", CAUSAL_SDPA):
+        return False
+    AttentionInterface.register(CAUSAL_SDPA, sdpa_attention_forward)
+    model.config._attn_implementation = CAUSAL_SDPA
+    return True
+
+
 def build_model(init: str, preset: str, vocab_size: int, overrides: dict | None = None, *,
                 special: dict | None = None, attn_implementation: str = "sdpa", seed: int = 0):
     """``init="scratch"``: a fresh Llama of the preset with the tokenizer's vocabulary
