@@ -107,22 +107,18 @@ def train(positive: list[str], negative: list[str], out: str, *, holdout: float 
             for lab, t in train_rows:
                 fh.write(f"__label__{lab} {ft_line(t, max_chars)}\n")
         fasttext.FastText.eprint = lambda *a, **k: None
-        # fastText can diverge to NaN with a high learning rate on small or very
-        # repetitive data; retry with a halved rate (recorded in the report)
-        for attempt in range(5):
-            try:
-                model = fasttext.train_supervised(input=f, epoch=epoch, dim=dim, wordNgrams=word_ngrams, lr=lr,
-                                                  minn=minn, maxn=maxn, bucket=bucket, thread=1, seed=seed,
-                                                  verbose=0, loss="softmax")
-                break
-            except RuntimeError as e:
-                if "NaN" not in str(e) or attempt == 4:
-                    raise
-                lr /= 2
-        if quantize:
-            model.quantize(input=f, retrain=False, qnorm=True, cutoff=100_000)
         local = os.path.join(tmp, "model.ftz" if quantize else "model.bin")
-        model.save_model(local)
+        # Training runs in a fresh process: fastText's trainer has shown different
+        # results (even NaN divergence) after other fastText work in the same process,
+        # and a clean process makes the result depend on the inputs and seed alone.
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor
+
+        with ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn")) as ex:
+            lr = ex.submit(_fit, f, local, dict(epoch=epoch, dim=dim, wordNgrams=word_ngrams, lr=lr, minn=minn,
+                                                maxn=maxn, bucket=bucket, thread=1, seed=seed, verbose=0,
+                                                loss="softmax"), quantize).result()
+        model = fasttext.load_model(local)
         with open(local, "rb") as fh:
             storage.write_bytes(out, fh.read())
     te = [ft_line(t, max_chars) for t in pos_te + neg_te]
@@ -137,3 +133,24 @@ def train(positive: list[str], negative: list[str], out: str, *, holdout: float 
               "seconds": round(time.time() - t0, 2)}
     storage.write_bytes(out + ".json", json.dumps(report, indent=1, ensure_ascii=False).encode())
     return report
+
+
+def _fit(train_file: str, out_local: str, kw: dict, quantize: bool) -> float:
+    """Train and save a supervised fastText model; returns the learning rate used.
+    fastText can diverge to NaN with a high rate on small or repetitive data, so a
+    NaN retries with half the rate (the report records the rate that worked)."""
+    import fasttext
+
+    fasttext.FastText.eprint = lambda *a, **k: None
+    for attempt in range(5):
+        try:
+            model = fasttext.train_supervised(input=train_file, **kw)
+            break
+        except RuntimeError as e:
+            if "NaN" not in str(e) or attempt == 4:
+                raise
+            kw = dict(kw, lr=kw["lr"] / 2)
+    if quantize:
+        model.quantize(input=train_file, retrain=False, qnorm=True, cutoff=100_000)
+    model.save_model(out_local)
+    return kw["lr"]
