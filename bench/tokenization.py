@@ -8,7 +8,7 @@ Every measurement runs in its own process with RAYON_NUM_THREADS set, so "N
 cores" means N threads for raw tokenizers, N engine workers with one tokenizer
 thread each for us, and N DataTrove workers with one thread each.
 
-    .venv/bin/python bench/tokenize.py [--repeat 3] [--cores 1 2]
+    .venv/bin/python bench/tokenization.py [--repeat 3] [--cores 1 2]
 writes bench/results/tokenize.json and prints a table.
 """
 from __future__ import annotations
