@@ -288,9 +288,11 @@ def write_parquet(table: pa.Table, uri: str) -> dict:
 
 
 def read_parquet(uri: str, columns: list[str] | None = None) -> pa.Table:
-    return pq.read_table(io.BytesIO(read_bytes(uri)), columns=columns)
+    # use_threads=False: parallelism comes from tasks, and pyarrow's reader thread pool
+    # made about one process in ten abort at interpreter exit here (pyarrow 23-26)
+    return pq.read_table(io.BytesIO(read_bytes(uri)), columns=columns, use_threads=False)
 
 
 def iter_parquet_batches(uri: str, batch_size: int = 4096, columns=None) -> Iterator[pa.RecordBatch]:
     pf = pq.ParquetFile(io.BytesIO(read_bytes(uri)) if is_s3(uri) else uri)
-    yield from pf.iter_batches(batch_size=batch_size, columns=columns)
+    yield from pf.iter_batches(batch_size=batch_size, columns=columns, use_threads=False)

@@ -212,7 +212,7 @@ def read_parquet(spec: dict) -> Iterator["Record | Quarantine"]:
         yield Quarantine("unreadable_parquet", "file", f"{spec['rel']}: {type(e).__name__}: {e}")
         return
     i = 0
-    for batch in pf.iter_batches(batch_size=4096):
+    for batch in pf.iter_batches(batch_size=4096, use_threads=False):
         for rec in batch.to_pylist():
             yield _check_text(map_fields(rec, spec.get("fields")), f"row:{i}", rec)
             i += 1

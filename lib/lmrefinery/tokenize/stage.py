@@ -137,7 +137,7 @@ def read_work(uri: str, columns=None) -> pa.Table:
 
     if storage.is_s3(uri):
         return storage.read_parquet(uri, columns=columns)
-    return pq.read_table(uri, columns=columns)
+    return pq.read_table(uri, columns=columns, use_threads=False)
 
 
 def _lang_key(lang: str | None) -> str:
