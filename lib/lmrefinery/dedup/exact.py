@@ -76,11 +76,17 @@ def _hash_task(t: dict) -> dict:
             uk = url_key(u)
             if uk is not None:
                 rows[uk % p["buckets"]].append((uk, "url", t["part"], r, i, rank, nl))
+    write_key_buckets(t, rows)
+    return {"part": t["part"], "rows": tbl.num_rows}
+
+
+def write_key_buckets(t: dict, rows: dict[int, list]) -> None:
+    """Round 1 output: one key file per (bucket, part); empty buckets too, so the
+    choose round can open every file without listing."""
     for b, rs in rows.items():
         cols = list(zip(*rs)) if rs else [[] for _ in _KEY_SCHEMA]
         tb = pa.table({f.name: pa.array(list(c), f.type) for f, c in zip(_KEY_SCHEMA, cols)}, schema=_KEY_SCHEMA)
         storage.write_parquet(tb, storage.join(t["work"], "keys", f"b{b:04d}", f"p{t['part']:05d}.parquet"))
-    return {"part": t["part"], "rows": tbl.num_rows}
 
 
 def _choose_task(t: dict) -> dict:
@@ -150,14 +156,17 @@ class ExactDedup(Stage):
     description = "Drop exact duplicates (normalised-text hash, optionally URL) across all inputs; deterministic keeper."
 
     def execute(self, job) -> list[dict]:
-        params = self.params.model_dump()
-        work = storage.join(job.stage_dir, "_work")
-        n = len(job.inputs)
-        base = dict(params=params, work=work, stage=self.name, stage_dir=job.stage_dir,
-                    fingerprint=job.fingerprint)
-        job.map(_hash_task, [dict(base, input=p, part=i) for i, p in enumerate(job.inputs)], "hash")
-        job.map(_choose_task, [dict(base, bucket=b, n_parts=n) for b in range(params["buckets"])], "choose")
-        parts = job.map(_apply_task, [dict(base, input=p, part=i, input_desc=storage.relpath(p, job.ctx["output_root"]))
-                                      for i, p in enumerate(job.inputs)], "apply")
-        storage.delete_prefix(work)
-        return parts
+        return run_exact_rounds(job, self.name, self.params.model_dump(), _hash_task)
+
+
+def run_exact_rounds(job, stage_name: str, params: dict, hash_task) -> list[dict]:
+    """hash (stage-specific keys) -> choose -> apply; shared by every exact-key dedup."""
+    work = storage.join(job.stage_dir, "_work")
+    n = len(job.inputs)
+    base = dict(params=params, work=work, stage=stage_name, stage_dir=job.stage_dir, fingerprint=job.fingerprint)
+    job.map(hash_task, [dict(base, input=p, part=i) for i, p in enumerate(job.inputs)], "hash")
+    job.map(_choose_task, [dict(base, bucket=b, n_parts=n) for b in range(params["buckets"])], "choose")
+    parts = job.map(_apply_task, [dict(base, input=p, part=i, input_desc=storage.relpath(p, job.ctx["output_root"]))
+                                  for i, p in enumerate(job.inputs)], "apply")
+    storage.delete_prefix(work)
+    return parts

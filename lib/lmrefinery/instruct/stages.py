@@ -207,11 +207,7 @@ def _prompt_hash_task(t: dict) -> dict:
         body = _prompt_of(m, p["key"]) or txt or ""
         k = xxhash.xxh3_64_intdigest(exact_mod.normalise_for_hash(body).encode("utf-8"))
         rows[k % p["buckets"]].append((k, "text", t["part"], r, i, pref.get(s, len(pref)), 0))
-    for b, rs in rows.items():
-        cols = list(zip(*rs)) if rs else [[] for _ in exact_mod._KEY_SCHEMA]
-        tb = pa.table({f.name: pa.array(list(c), f.type) for f, c in zip(exact_mod._KEY_SCHEMA, cols)},
-                      schema=exact_mod._KEY_SCHEMA)
-        storage.write_parquet(tb, storage.join(t["work"], "keys", f"b{b:04d}", f"p{t['part']:05d}.parquet"))
+    exact_mod.write_key_buckets(t, rows)
     return {"part": t["part"], "rows": tbl.num_rows}
 
 
@@ -223,17 +219,7 @@ class InstructDedup(_InstructStage):
     description = "Exact duplicates of the prompt (user turns) across all inputs, via the exact_dedup rounds."
 
     def execute(self, job) -> list[dict]:
-        params = self.params.model_dump()
-        work = storage.join(job.stage_dir, "_work")
-        n = len(job.inputs)
-        base = dict(params=params, work=work, stage=self.name, stage_dir=job.stage_dir, fingerprint=job.fingerprint)
-        job.map(_prompt_hash_task, [dict(base, input=p, part=i) for i, p in enumerate(job.inputs)], "hash")
-        job.map(exact_mod._choose_task, [dict(base, bucket=b, n_parts=n) for b in range(params["buckets"])], "choose")
-        parts = job.map(exact_mod._apply_task, [dict(base, input=p, part=i,
-                                                     input_desc=storage.relpath(p, job.ctx["output_root"]))
-                                                for i, p in enumerate(job.inputs)], "apply")
-        storage.delete_prefix(work)
-        return parts
+        return exact_mod.run_exact_rounds(job, self.name, self.params.model_dump(), _prompt_hash_task)
 
 
 # ---------------------------------------------------------------- balance / split (summary -> decide -> apply)
