@@ -130,9 +130,12 @@ def main() -> int:
             old = json.load(f)
     key = ("gpu" if a.gpu else "cpu") + ("_compile" if a.compile else "") + ("_docmask" if a.doc_mask else "") \
         + (f"_{a.sdpa}" if a.sdpa != "auto" else "") + ("_legacy" if a.legacy else "")
+    # runs with the same options but other presets / lengths add rows; a repeated shape replaces its row
+    shape = lambda r: (r["preset"], r["seq_len"], r["micro_batch"])  # noqa: E731
+    kept = [r for r in old.get(key, {}).get("rows", []) if shape(r) not in {shape(n) for n in rows}]
     old[key] = {"host": platform.node(), "cpu": platform.processor() or platform.machine(),
                 "cpu_count": os.cpu_count(), "torch_threads": a.threads, "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-                "rows": rows}
+                "rows": kept + rows}
     if not a.gpu:
         old.setdefault("gpu_status", {"status": "pending: no GPU was available when this file was written; "
                                          "run `python bench/train.py --gpu` on one"})
