@@ -145,6 +145,46 @@ def test_self_instruct_transformers_and_cache(tiny_model, seeds, tmp_path):
     b2.close()
 
 
+# ---------------------------------------------------------------- Ray Data batch inference
+def test_ray_data_backend_matches_in_process(tiny_model, ray_cluster, tmp_path):
+    from lmrefinery.instruct.backends import RayDataBackend, make_backend
+
+    reqs = [ChatRequest([{"role": "user", "content": f"Write a short poem about the number {i}."}],
+                        dict(SMALL, seed=i if i % 2 else None)) for i in range(7)]
+    reqs.append(ChatRequest([{"role": "user", "content": "用一句话介绍长城。"}], {"temperature": 0.0, "max_tokens": 12}))
+    want = TransformersBackend(tiny_model).chat(reqs)
+    # 3 prompts per call over 2 actors: several blocks, results re-ordered by request index
+    rb = make_backend({"type": "ray", "model_dir": tiny_model, "engine": "transformers", "concurrency": 2,
+                       "batch_size": 3})
+    assert isinstance(rb, RayDataBackend) and rb.num_gpus == 0.0
+    got = rb.chat(reqs)
+    assert [g.text for g in got] == [w.text for w in want]
+    assert all(g.error is None for g in got) and all(g.text for g in got)
+    assert rb.chat([]) == []
+    # same identity as the in-process backend: a cache filled by one answers the other
+    cache = str(tmp_path / "c.sqlite")
+    c1 = CachedBackend(TransformersBackend(tiny_model), cache)
+    c1.chat(reqs[:4])
+    c1.close()
+    c2 = CachedBackend(rb, cache)
+    assert [r.text for r in c2.chat(reqs)] == [w.text for w in want]
+    assert c2.stats["cache_hits"] == 4 and c2.stats["requests"] == 4
+    c2.close()
+    with pytest.raises(ValueError, match="engine"):
+        RayDataBackend(tiny_model, engine="tgi")
+    with pytest.raises(FileNotFoundError, match="model_dir"):
+        RayDataBackend(str(tmp_path / "nope"), engine="transformers")
+
+
+def test_vllm_backend_refuses_without_vllm(tiny_model):
+    from lmrefinery.instruct.backends import make_backend, vllm_available
+
+    if vllm_available():
+        pytest.skip("vllm is installed here: the refusal path does not apply")
+    with pytest.raises(RuntimeError, match="needs the vllm package"):
+        make_backend({"type": "vllm", "model_dir": tiny_model})
+
+
 # ---------------------------------------------------------------- the OpenAI-compatible server
 @pytest.fixture(scope="module")
 def server(tiny_model, tmp_path_factory):

@@ -364,3 +364,59 @@ def test_stage_writes_shards_to_s3(tok_run, s3_bucket):
     local = IndexedShard(os.path.join(tok_run["sdir"], s["prefix"]))
     np.testing.assert_array_equal(sh.get(0), local.get(0))
     np.testing.assert_array_equal(sh.get_mask(1, 2, 5), local.get_mask(1, 2, 5))
+
+
+def test_balance_upsampling_reaches_exports_and_shards(tok_run, tmp_path):
+    """instruct_balance with `upsample` keeps one row per conversation (in = kept +
+    rejected) and records its multiplicity; instruct_version exports the repeats and
+    tokenize writes each repeated conversation that many times."""
+    from collections import Counter
+
+    from lmrefinery.core.schema import meta_loads
+    from lmrefinery.instruct.export import read as read_export
+
+    chats = tok_run["data"]["chats"]
+    src = tmp_path / "in.jsonl"
+    with open(src, "w", encoding="utf-8") as f:
+        for i, m in enumerate(chats[:15]):
+            f.write(json.dumps({"id": f"c{i}", "messages": m, "category": "math" if i < 3 else "chat"},
+                               ensure_ascii=False) + "\n")
+    out = str(tmp_path / "run")
+    tok_dir = os.path.join(tok_run["sdir"], "tokenizer")
+    stats = Runner(load_recipe({
+        "name": "up", "output": out, "engine": "local", "report": False, "seed": 3,
+        "inputs": [{"name": "sft", "paths": [str(src)], "format": "openai_messages"}],
+        "stages": ["read",
+                   {"stage": "instruct_balance", "by": ["category"], "floors": {"math": 8}, "upsample": True},
+                   {"stage": "instruct_version", "formats": ["messages"]},
+                   {"stage": "tokenize", "params": {"tokenizer": tok_dir, "valid_fraction": 0.0,
+                                                    "mix": {"mode": "none"}}}]}), quiet=True).run()
+    bal = stats["stages"][1]
+    assert bal["in"] == bal["kept"] == 15 and not bal["rejected"]
+    rows = []
+    for f in sorted(os.listdir(os.path.join(out, "stages", "01-instruct_balance", "data"))):
+        rows.extend(storage.read_parquet(os.path.join(out, "stages", "01-instruct_balance", "data", f)).to_pylist())
+    reps = {r["id"]: meta_loads(r["meta"]).get("repeat", 1) for r in rows}
+    cats = {r["id"]: meta_loads(r["meta"])["category"] for r in rows}
+    assert sum(reps[i] for i in reps if cats[i] == "math") == 8
+    assert sorted(reps[i] for i in reps if cats[i] == "math") == [2, 3, 3]
+    assert all(reps[i] == 1 for i in reps if cats[i] == "chat")
+    report = json.load(open(os.path.join(out, "stages", "01-instruct_balance", "balance_report.json")))
+    assert report["after"]["category"] == {"chat": 12, "math": 8} and report["repeat_copies"] == 5
+    # the version's export holds the repeats as rows of their own, marked with their parent
+    vroot = os.path.join(out, "dataset", "versions")
+    ver = json.load(open(os.path.join(vroot, "LATEST.json")))["version"]
+    man = json.load(open(os.path.join(vroot, ver, "manifest.json")))
+    assert man["records"] == 20
+    exported = []
+    for f in man["files"]:
+        if f["path"].endswith(".messages.jsonl"):
+            exported += read_export(os.path.join(vroot, ver, f["path"]), "messages")
+    assert len(exported) == 20
+    by_content = Counter(json.dumps(e["messages"], ensure_ascii=False) for e in exported)
+    assert sorted(by_content.values()) == [1] * 12 + [2, 3, 3]
+    # tokenize: each conversation written as many times as it is repeated
+    st = [s for s in stats["stages"] if s["stage"] == "tokenize"][0]
+    assert st["counters"]["tokenize:instances"] == 20 and st["counters"]["tokenize:upsampled_copies"] == 5
+    seqs = Counter(tuple(t.tolist()) for t, _ in _docs(os.path.join(out, "stages", "03-tokenize"), "train"))
+    assert sum(seqs.values()) == 20 and sorted(seqs.values()) == [1] * 12 + [2, 3, 3]

@@ -11,8 +11,10 @@ parameters) and returns one result per request, in order. Implementations:
   named by ``api_key_env`` and is never logged or stored.
 * ``TransformersBackend`` - any local causal-LM directory loadable by
   ``AutoModelForCausalLM`` (including the model the training issue exports).
-* ``VLLMRayBackend`` - Ray Data ``map_batches`` with vLLM, used only when
-  ``vllm`` is importable. Not exercised here (no GPU, vLLM not installable).
+* ``RayDataBackend`` - Ray Data ``map_batches`` over a pool of model-holding
+  actors: vLLM on GPUs for scale (only when ``vllm`` is importable; not
+  exercised in this repository's tests, which have no GPU), or the transformers
+  engine (tested on local Ray).
 
 ``CachedBackend`` wraps any of them with a response cache keyed by the
 backend identity, the messages and the sampling parameters (SQLite file), so
@@ -356,64 +358,101 @@ class TransformersBackend(Backend):
         return out
 
 
-# ---------------------------------------------------------------- Ray Data + vLLM
+# ---------------------------------------------------------------- Ray Data batch inference
 def vllm_available() -> bool:
     import importlib.util
 
     return importlib.util.find_spec("vllm") is not None
 
 
-class VLLMRayBackend(Backend):
-    """Batch inference at scale: a Ray Data dataset of prompts, ``map_batches``
-    over actors that each hold a ``vllm.LLM`` on one GPU. UNTESTED in this
-    repository's CI (vLLM needs a GPU and cannot be installed there)."""
+class _RayPredictor:
+    """One Ray Data actor: loads the engine once, then generates for each batch of
+    prompts. ``engine="vllm"`` holds a ``vllm.LLM``; ``engine="transformers"`` runs the
+    same code as ``TransformersBackend`` (CPU-capable, so the scale path is tested)."""
 
-    name = "vllm"
+    def __init__(self, engine: str, model_dir: str, engine_kwargs: dict):
+        self.engine = engine
+        if engine == "vllm":
+            from vllm import LLM
 
-    def __init__(self, model_dir: str, num_gpus_per_actor: float = 1.0, concurrency: int = 1,
-                 batch_size: int = 64, engine_kwargs: dict | None = None):
-        if not vllm_available():
+            self.llm = LLM(model=model_dir, **engine_kwargs)
+        else:
+            self.backend = TransformersBackend(model_dir, **engine_kwargs)
+
+    def __call__(self, batch: dict) -> dict:
+        reqs = [ChatRequest(json.loads(m), json.loads(p)) for m, p in zip(batch["messages"], batch["params"])]
+        if self.engine == "vllm":
+            from vllm import SamplingParams
+
+            sps = [SamplingParams(temperature=r.params.get("temperature", 0.7), top_p=r.params.get("top_p", 1.0),
+                                  max_tokens=r.params.get("max_tokens", 256), stop=r.params.get("stop"),
+                                  seed=r.params.get("seed"))
+                   for r in reqs]
+            outs = self.llm.chat([r.messages for r in reqs], sps, use_tqdm=False)
+            texts = [o.outputs[0].text for o in outs]
+            errors = [None] * len(reqs)
+            finish = [o.outputs[0].finish_reason for o in outs]
+        else:
+            res = self.backend.chat(reqs)
+            texts, errors, finish = [r.text for r in res], [r.error for r in res], [r.finish_reason for r in res]
+        return {"idx": list(batch["idx"]), "text": texts, "error": errors, "finish_reason": finish}
+
+
+class RayDataBackend(Backend):
+    """Batch inference at scale: the prompts become a Ray Data dataset and
+    ``map_batches`` runs them through a pool of actors that each load the model
+    once (``concurrency`` actors, ``num_gpus_per_actor`` GPUs each, or
+    ``num_cpus_per_actor`` CPUs when no GPU is asked for). Results come back in
+    request order. ``engine="vllm"`` (needs the vllm package and a GPU) is the
+    throughput path; ``engine="transformers"`` runs anywhere and gives the same
+    text as ``TransformersBackend`` for the same request. Needs a Ray cluster
+    (``ray.init`` is called with defaults when none is connected)."""
+
+    def __init__(self, model_dir: str, engine: str = "vllm", num_gpus_per_actor: float | None = None,
+                 num_cpus_per_actor: float = 1.0, concurrency: int = 1, batch_size: int = 64,
+                 engine_kwargs: dict | None = None):
+        if engine not in ("vllm", "transformers"):
+            raise ValueError(f"ray backend engine {engine!r}: expected 'vllm' or 'transformers'")
+        if engine == "vllm" and not vllm_available():
             raise RuntimeError("backend 'vllm' needs the vllm package (pip install vllm) and a GPU; "
-                               "use 'openai' against a vLLM server or 'transformers' instead")
-        self.model_dir, self.num_gpus, self.concurrency = model_dir, num_gpus_per_actor, concurrency
-        self.batch_size, self.engine_kwargs = batch_size, engine_kwargs or {}
+                               "use engine 'transformers', 'openai' against a vLLM server, or 'transformers'")
+        if not os.path.isdir(model_dir):
+            raise FileNotFoundError(f"ray backend: model_dir {model_dir!r} is not a directory")
+        self.model_dir, self.engine, self.concurrency = model_dir, engine, int(concurrency)
+        self.num_gpus = (1.0 if engine == "vllm" else 0.0) if num_gpus_per_actor is None else float(num_gpus_per_actor)
+        self.num_cpus = float(num_cpus_per_actor)
+        self.batch_size, self.engine_kwargs = int(batch_size), dict(engine_kwargs or {})
+        self.name = "vllm" if engine == "vllm" else "ray-transformers"
 
     def identity(self) -> dict:
-        return {"backend": self.name, "model": os.path.basename(os.path.normpath(self.model_dir))}
+        if self.engine == "transformers":   # same outputs as the in-process backend: share its cache entries
+            return TransformersBackend(self.model_dir, **self.engine_kwargs).identity()
+        return {"backend": self.name, "model": os.path.basename(os.path.normpath(self.model_dir)),
+                "engine_kwargs": self.engine_kwargs}
 
     def chat(self, requests: list[ChatRequest]) -> list[ChatResult]:
         import ray
 
-        model_dir, engine_kwargs = self.model_dir, self.engine_kwargs
-
-        class _Predictor:
-            def __init__(self):
-                from vllm import LLM
-
-                self.llm = LLM(model=model_dir, **engine_kwargs)
-
-            def __call__(self, batch: dict) -> dict:
-                from vllm import SamplingParams
-
-                msgs = [json.loads(m) for m in batch["messages"]]
-                params = [json.loads(p) for p in batch["params"]]
-                sps = [SamplingParams(temperature=p.get("temperature", 0.7), top_p=p.get("top_p", 1.0),
-                                      max_tokens=p.get("max_tokens", 256), stop=p.get("stop"), seed=p.get("seed"))
-                       for p in params]
-                outs = self.llm.chat(msgs, sps, use_tqdm=False)
-                return {"idx": batch["idx"], "text": [o.outputs[0].text for o in outs]}
-
-        items = [{"idx": i, "messages": json.dumps(r.messages), "params": json.dumps(r.full_params())}
-                 for i, r in enumerate(requests)]
-        ds = ray.data.from_items(items).map_batches(_Predictor, batch_size=self.batch_size,
-                                                    num_gpus=self.num_gpus, concurrency=self.concurrency)
-        rows = sorted(ds.take_all(), key=lambda r: r["idx"])
-        return [ChatResult(r["text"]) for r in rows]
+        if not requests:
+            return []
+        if not ray.is_initialized():
+            ray.init()
+        items = [{"idx": i, "messages": json.dumps(r.messages, ensure_ascii=False),
+                  "params": json.dumps(r.full_params())} for i, r in enumerate(requests)]
+        res = {"num_gpus": self.num_gpus} if self.num_gpus > 0 else {"num_cpus": self.num_cpus}
+        ds = ray.data.from_items(items, override_num_blocks=max(1, -(-len(items) // self.batch_size)))
+        ds = ds.map_batches(_RayPredictor, fn_constructor_args=(self.engine, self.model_dir, self.engine_kwargs),
+                            batch_size=self.batch_size, concurrency=self.concurrency, batch_format="numpy", **res)
+        rows = sorted(ds.take_all(), key=lambda r: int(r["idx"]))
+        if [int(r["idx"]) for r in rows] != list(range(len(requests))):
+            raise RuntimeError(f"ray backend returned {len(rows)} results for {len(requests)} requests")
+        return [ChatResult(r["text"], error=r["error"], finish_reason=r["finish_reason"]) for r in rows]
 
 
 # ---------------------------------------------------------------- factory
 def make_backend(spec: dict[str, Any], cache_path: str | None = None) -> Backend:
-    """``{"type": "openai"|"transformers"|"vllm", ...}`` -> a backend, cached if cache_path."""
+    """``{"type": "openai"|"transformers"|"ray"|"vllm", ...}`` -> a backend, cached if
+    cache_path. ``vllm`` is ``ray`` with ``engine: vllm``."""
     spec = dict(spec)
     kind = spec.pop("type", None) or ("openai" if "base_url" in spec else "transformers")
     cache_path = spec.pop("cache", None) or cache_path
@@ -421,8 +460,10 @@ def make_backend(spec: dict[str, Any], cache_path: str | None = None) -> Backend
         b: Backend = OpenAIBackend(**spec)
     elif kind == "transformers":
         b = TransformersBackend(**spec)
-    elif kind == "vllm":
-        b = VLLMRayBackend(**spec)
+    elif kind in ("ray", "vllm"):
+        if kind == "vllm":
+            spec.setdefault("engine", "vllm")
+        b = RayDataBackend(**spec)
     else:
-        raise ValueError(f"unknown backend type {kind!r}: expected openai, transformers or vllm")
+        raise ValueError(f"unknown backend type {kind!r}: expected openai, transformers, ray or vllm")
     return CachedBackend(b, cache_path) if cache_path else b

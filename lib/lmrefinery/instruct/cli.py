@@ -19,11 +19,15 @@ import os
 
 def _backend_args(p) -> None:
     g = p.add_argument_group("backend")
-    g.add_argument("--backend", choices=["openai", "transformers", "vllm"], default=None,
-                   help="default: openai when --base-url is given, else transformers")
+    g.add_argument("--backend", choices=["openai", "transformers", "ray", "vllm"], default=None,
+                   help="default: openai when --base-url is given, else transformers; ray = Ray Data "
+                        "actors running the transformers engine, vllm = Ray Data actors running vLLM")
     g.add_argument("--base-url", help="OpenAI-compatible server, e.g. http://127.0.0.1:8000/v1")
     g.add_argument("--model", help="model name sent to the server")
-    g.add_argument("--model-dir", help="local HF model directory (transformers / vllm)")
+    g.add_argument("--model-dir", help="local HF model directory (transformers / ray / vllm)")
+    g.add_argument("--actors", type=int, default=1, help="ray / vllm: model-holding actors")
+    g.add_argument("--gpus-per-actor", type=float, default=None, help="ray / vllm: default 1 for vllm, 0 otherwise")
+    g.add_argument("--batch-size", type=int, default=64, help="ray / vllm: prompts per actor call")
     g.add_argument("--api-key-env", default="OPENAI_API_KEY", help="environment variable holding the API key")
     g.add_argument("--concurrency", type=int, default=8)
     g.add_argument("--rpm", type=float, default=None, help="max requests per minute")
@@ -46,6 +50,9 @@ def make_backend_from_args(a, out: str):
         if not a.model_dir:
             raise SystemExit(f"lmrefinery: error: --model-dir is needed for the {kind} backend")
         spec = dict(type=kind, model_dir=a.model_dir)
+        if kind in ("ray", "vllm"):
+            spec.update(engine="vllm" if kind == "vllm" else "transformers", concurrency=a.actors,
+                        num_gpus_per_actor=a.gpus_per_actor, batch_size=a.batch_size)
     cache = a.cache or (out + ".cache.sqlite")
     return make_backend(spec, cache_path=cache)
 

@@ -298,6 +298,9 @@ class BalanceParams(StageParams):
     caps: dict[str, int] = Field(default_factory=dict, description="group -> max rows ('*' = every group)")
     floors: dict[str, int] = Field(default_factory=dict, description="group -> min rows (shortfall reported)")
     total: int | None = Field(None, ge=1)
+    upsample: bool = Field(False, description="meet floors (and temperature targets above a group's size) by "
+                           "repetition: rows get meta.repeat = copies; instruct_version exports them repeated "
+                           "and tokenize writes them that many times")
 
 
 @register
@@ -314,10 +317,19 @@ class InstructBalance(_InstructStage):
         p = self.params
         work = storage.join(job.stage_dir, "_work")
         light = _summaries(job, work, with_prompt=False)
-        kept, report = bal.balance(light, p.by, p.temperature, p.caps, p.floors, p.total, upsample=False,
+        kept, report = bal.balance(light, p.by, p.temperature, p.caps, p.floors, p.total, upsample=p.upsample,
                                    seed=self.ctx.seed)
-        keep_ids = {r["id"] for r in kept}
-        decisions = {r["id"]: {"drop": "balance_downsampled"} for r in light if r["id"] not in keep_ids}
+        ids = {r["id"] for r in light}
+        keep_ids = {r["id"] for r in kept if r["id"] in ids}
+        decisions: dict[str, dict] = {r["id"]: {"drop": "balance_downsampled"} for r in light
+                                      if r["id"] not in keep_ids}
+        # upsampling: the stage keeps one row per document (in = kept + rejected) and
+        # records its multiplicity instead of writing copies
+        extra = Counter(r["meta"]["repeat_of"] for r in kept if r["id"] not in ids)
+        for i, k in extra.items():
+            decisions[i] = {"set": {"repeat": k + 1}}
+        report["repeated_rows"] = len(extra)
+        report["repeat_copies"] = sum(extra.values())
         parts = _apply_decisions(job, work, decisions, light)
         write_json(storage.join(job.stage_dir, "balance_report.json"), report)
         storage.delete_prefix(work)
@@ -370,6 +382,19 @@ def _pass_task(t: dict) -> dict:
     return finish_part(t, [BatchResult(tbl)], tbl.num_rows, t0)
 
 
+def expand_repeats(row: dict) -> list[dict]:
+    """A row with ``meta.repeat = k`` (from instruct_balance's upsampling) -> the row and
+    k - 1 copies, named and marked as ``instruct build --upsample`` names them."""
+    k = row["meta"].get("repeat")
+    if not isinstance(k, int) or isinstance(k, bool) or k <= 1:
+        return [row]
+    base = {key: v for key, v in row["meta"].items() if key != "repeat"}
+    out = [{**row, "meta": base}]
+    for j in range(1, k):
+        out.append({**row, "id": f"{row['id']}-r{j}", "meta": dict(base, repeat_of=row["id"], origin="upsample")})
+    return out
+
+
 @register
 class InstructVersion(_InstructStage):
     name = "instruct_version"
@@ -386,7 +411,8 @@ class InstructVersion(_InstructStage):
                                      for i, x in enumerate(job.inputs)], "pass")
         rows = []
         for part in parts:
-            rows.extend(table_to_rows(storage.read_parquet(storage.join(job.stage_dir, part["output"]["path"]))))
+            for r in table_to_rows(storage.read_parquet(storage.join(job.stage_dir, part["output"]["path"]))):
+                rows.extend(expand_repeats(r))
         prefix = p.prefix or storage.join(job.ctx["output_root"], "dataset")
         srcs = [pth for i in job.ctx.get("inputs", []) for pth in i.get("paths", [])]
         recipe = {"run": job.ctx.get("run_name"), "fingerprint": job.fingerprint}

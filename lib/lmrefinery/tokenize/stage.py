@@ -251,7 +251,21 @@ def train_tokenizer_rounds(job, base: dict) -> dict:
 
 
 # ---------------------------------------------------------------- round 1: encode
-ENC_SCHEMA_COLS = ["id", "source", "lang", "split", "n_tokens", "n_chars", "mixkey", "tokens", "mask"]
+ENC_SCHEMA_COLS = ["id", "source", "lang", "split", "n_tokens", "n_chars", "mixkey", "repeat", "tokens", "mask"]
+
+
+def doc_repeat(meta: str | None) -> int:
+    """A document's own repeat count: ``meta.repeat`` (set by `instruct_balance` with
+    `upsample` to meet a floor), else 1. Train copies are mixing copies x this."""
+    if not meta or '"repeat"' not in meta:
+        return 1
+    import json
+
+    try:
+        v = json.loads(meta).get("repeat")
+    except (ValueError, AttributeError):
+        return 1
+    return int(v) if isinstance(v, int) and not isinstance(v, bool) and v >= 1 else 1
 
 
 def _encode_task(t: dict) -> dict:
@@ -261,8 +275,10 @@ def _encode_task(t: dict) -> dict:
     tb = storage.read_parquet(t["input"], columns=["id", "text", "source", "lang", "meta"])
     ids = tb.column("id").to_pylist()
     texts = tb.column("text").to_pylist()
-    metas = tb.column("meta").to_pylist() if p["conversations"] else [None] * tb.num_rows
+    all_metas = tb.column("meta").to_pylist()
+    metas = all_metas if p["conversations"] else [None] * tb.num_rows
     n = tb.num_rows
+    repeat = np.array([doc_repeat(m) for m in all_metas], np.int64)
     toks: list[np.ndarray | None] = [None] * n
     masks: list[np.ndarray | None] = [None] * n
     content: list[str] = [""] * n
@@ -299,7 +315,7 @@ def _encode_task(t: dict) -> dict:
     out = pa.table({
         "id": pa.array(ids, pa.string()), "source": tb.column("source"), "lang": tb.column("lang"),
         "split": pa.array(split, pa.string()), "empty": pa.array(empty), "n_tokens": pa.array(n_tok),
-        "n_chars": pa.array(n_chars), "mixkey": pa.array(mixkey, pa.uint64()),
+        "n_chars": pa.array(n_chars), "mixkey": pa.array(mixkey, pa.uint64()), "repeat": pa.array(repeat),
         "tokens": _list_array(toks, pa.int32()),
         "mask": pa.array([None if m is None else m.tolist() for m in mask_col], pa.list_(pa.uint8())),
     })
@@ -321,7 +337,9 @@ def _encode_task(t: dict) -> dict:
 def plan_mixing(table: pa.Table, mix: dict, input_weights: dict[str, float], max_scan: int = 200_000) -> dict:
     """Decide how many copies of each train document to write.
 
-    `table` has the train documents' source, n_tokens and mixkey. A source with
+    `table` has the train documents' source, n_tokens and mixkey (and optionally
+    repeat, a document's own multiplicity: its tokens count that many times and
+    each of its mixing copies is written that many times). A source with
     factor f (target tokens / natural tokens) gets floor(f) copies of every
     document. The fractional part f - floor(f) is a token budget, filled in hash
     order: the longest prefix that fits (every document with mixkey <= threshold),
@@ -331,6 +349,8 @@ def plan_mixing(table: pa.Table, mix: dict, input_weights: dict[str, float], max
     Plan per source: {"base", "threshold", "extra": [mixkeys beyond the prefix], "factor"}."""
     srcs = table.column("source")
     ntok_all = table.column("n_tokens").to_numpy()
+    if "repeat" in table.column_names:   # a document repeated k times weighs k times its tokens
+        ntok_all = ntok_all * table.column("repeat").to_numpy()
     keys_all = table.column("mixkey").to_numpy()
     names = sorted(x for x in pc.unique(srcs).to_pylist() if x is not None) if table.num_rows else []
     idx = {s: np.flatnonzero(pc.equal(srcs, s).to_numpy(zero_copy_only=False)) for s in names}
@@ -408,6 +428,7 @@ def _scatter_task(t: dict) -> dict:
     empty = enc.column("empty").to_pylist()
     mixkey = enc.column("mixkey").to_pylist()
     ntok = enc.column("n_tokens").to_pylist()
+    rep = enc.column("repeat").to_pylist() if "repeat" in enc.column_names else [1] * enc.num_rows
     seed = t["seed"]
     plan = {k: dict(v, extra=set(v["extra"])) for k, v in t["plan"].items()}
     n_shards = t["n_shards"]
@@ -419,7 +440,7 @@ def _scatter_task(t: dict) -> dict:
         if empty[r]:
             reasons[r] = "tokenize:empty"
             continue
-        c = 1 if split[r] == "valid" else copies_of(srcs[r], mixkey[r], plan)
+        c = 1 if split[r] == "valid" else copies_of(srcs[r], mixkey[r], plan) * rep[r]
         copies[r] = c
         if c == 0:
             reasons[r] = "mix:downsampled"
@@ -522,7 +543,7 @@ class TokenizeStage(Stage):
         enc_res = job.map(_encode_task, [dict(base, input=p, part=i) for i, p in enumerate(job.inputs)], "encode")
 
         # plan: mixing and shard counts from the small columns only
-        cols = ["source", "split", "empty", "n_tokens", "mixkey"]
+        cols = ["source", "split", "empty", "n_tokens", "mixkey", "repeat"]
         meta = [read_work(storage.join(work, "enc", f"p{i:05d}.parquet"), columns=cols) for i in range(n)]
         allm = pa.concat_tables(meta) if meta else pa.table({c: [] for c in cols})
         ok = allm.filter(pc.invert(allm.column("empty")))
