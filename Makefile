@@ -15,7 +15,7 @@ $(STAMP): pyproject.toml Makefile
 	$(BIN)/pip install -q --upgrade pip
 	# torch pinned to the CPU build (an unpinned torch pulls a multi-GB CUDA build)
 	$(BIN)/pip install -q 'torch==2.13.0'
-	$(BIN)/pip install -q -e '.[spark,train,dev]'
+	$(BIN)/pip install -q -e '.[spark,train,tracking,dev]'
 	$(BIN)/lmrefinery models fetch
 	touch $(STAMP)
 

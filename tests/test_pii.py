@@ -67,6 +67,25 @@ def test_lookalikes_untouched_and_card_off_by_default():
     assert res.counters == {} and res.kept.column("pii_count")[0].as_py() == 0
 
 
+def test_chinese_text_without_spaces(shared_corpora):
+    """PII written straight after Chinese words (no space): \\w matches CJK characters,
+    so word boundaries must be ASCII ones for these to be found."""
+    with open(os.path.join(shared_corpora, "instructions", "belle_open_source_1k.jsonl"), encoding="utf-8") as f:
+        base = [json.loads(ln)["output"] for ln in f][:8]
+    planted = [("联系邮箱", "zhang.san@example.cn", "email"), ("手机号", "13812345678", "phone"),
+               ("电话：", "138-0013-8000", "phone"), ("座机", "010-62751234", "phone"),
+               ("服务器地址", "203.0.113.9", "ipv4"), ("网关", "2001:db8::1", "ipv6")]
+    st = make()
+    rows = [{"id": f"z{i}", "text": f"{base[i]}{w}{v}，谢谢。"} for i, (w, v, _) in enumerate(planted)]
+    keep = "订单号20231126123456789，编号12345678901，时间2024年11月26日，版本1.2.3.4.5"
+    rows.append({"id": "keep", "text": keep})
+    res = st.process(docs_to_table(rows))
+    out = {r["id"]: r["text"] for r in res.kept.to_pylist()}
+    for i, (w, v, typ) in enumerate(planted):
+        assert out[f"z{i}"].endswith(f"{w}<{typ.upper()}>，谢谢。"), (v, out[f"z{i}"][-40:])
+    assert out["keep"] == keep
+
+
 def test_private_ips_and_custom_placeholders():
     st = make(keep_private_ips=True, placeholders={"email": "[EMAIL]"})
     res = st.process(docs_to_table([{"id": "a", "text": "hosts 192.168.1.20 and 8.8.4.4, mail a.b@example.com"}]))

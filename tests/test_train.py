@@ -3,6 +3,7 @@ with 2 CPU workers. One straight pretraining run is the reference that the
 stop/resume run and the failure/restart run must reproduce exactly."""
 from __future__ import annotations
 
+import glob
 import json
 import math
 import os
@@ -321,3 +322,90 @@ def test_cli_rejects_unknown_recipe_key(tmp_path, capsys):
     p.write_text("name: x\noutput: /tmp/x\ntokenizer: t\ndata: {train: d}\ntrainer: {workers: 1}\n")
     assert main(["train", str(p), "--set", "trainer.max_stpes=5"]) == 2
     assert "unknown key 'trainer.max_stpes'" in capsys.readouterr().err
+
+
+# ---------------------------------------------------------------- experiment tracking sinks
+def _wandb_history(path: str) -> list[dict]:
+    """History rows of an offline W&B run file (LevelDB log framing of protobuf records:
+    a 7-byte header, 32 KiB blocks, records of crc32 + length + type + data)."""
+    import struct
+
+    from wandb.proto import wandb_internal_pb2 as pb
+
+    data = open(path, "rb").read()
+    assert data[:4] == b":W&B"
+    pos, block, buf, out = 7, 32768, b"", []
+    while pos + 7 <= len(data):
+        if block - pos % block < 7:
+            pos += block - pos % block
+            continue
+        _, n, typ = struct.unpack("<IHB", data[pos:pos + 7])
+        pos += 7
+        if typ == 0:
+            pos += (block - pos % block) % block
+            continue
+        chunk, pos = data[pos:pos + n], pos + n
+        if typ in (1, 4):
+            rec = pb.Record()
+            rec.ParseFromString(buf + chunk)
+            buf = b""
+            if rec.WhichOneof("record_type") == "history":
+                out.append({(i.key or "/".join(i.nested_key)): json.loads(i.value_json) for i in rec.history.item})
+        else:
+            buf += chunk
+    return out
+
+
+def test_tracking_sinks_tensorboard_mlflow_wandb(corpus, tmp_path, monkeypatch):
+    """The rank-0 metrics writer feeds real TensorBoard event files, a real MLflow
+    tracking store (SQLite) and a real offline W&B run; a restart from step 10
+    replaces what came after it in TensorBoard and continues the same MLflow run."""
+    from mlflow.tracking import MlflowClient
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    from lmrefinery.train.metrics import MLFLOW_RUN_FILE, MetricsWriter, read_metrics
+
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    monkeypatch.setenv("WANDB_DIR", str(tmp_path))
+    monkeypatch.setenv("WANDB_SILENT", "true")
+    ml_uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    recipe = _pretrain_recipe(corpus, str(tmp_path / "runs"), "track")
+    recipe = recipe.model_copy(update={"logging": recipe.logging.model_copy(update={
+        "tensorboard": True, "mlflow_uri": ml_uri, "wandb_project": "lmr-test", "console": False})})
+
+    def row(step, loss, **kw):
+        return {"step": step, "loss": loss, "lr": 1e-3, "grad_norm": 0.5, "tokens_per_s": 1000.0, **kw}
+
+    w = MetricsWriter(recipe, True)
+    assert [k for k, _ in w.sinks] == ["tb", "mlflow", "wandb"]
+    w.log(row(10, 4.0))
+    w.log(row(20, 3.5, val_loss=3.6, val_ppl=36.6))
+    w.close()
+    run_id = json.loads(open(os.path.join(recipe.run_dir, MLFLOW_RUN_FILE)).read())["run_id"]
+    # a restart from the step-10 checkpoint: step 20 is trained again, then 30
+    w2 = MetricsWriter(recipe, True, resume_step=10)
+    w2.log(row(20, 3.4))
+    w2.log(row(30, 3.1))
+    w2.close()
+    assert [r["step"] for r in read_metrics(recipe.run_dir)] == [10, 20, 30]
+
+    ea = EventAccumulator(os.path.join(recipe.run_dir, "tensorboard"))
+    ea.Reload()
+    assert [(e.step, round(e.value, 4)) for e in ea.Scalars("train/loss")] == [(10, 4.0), (20, 3.4), (30, 3.1)]
+    assert [(e.step, round(e.value, 4)) for e in ea.Scalars("train/val_loss")] == []  # purged with step 20
+    assert [e.step for e in ea.Scalars("train/tokens_per_s")] == [10, 20, 30]
+
+    client = MlflowClient(tracking_uri=ml_uri)
+    exp = client.get_experiment_by_name("track")
+    runs = client.search_runs([exp.experiment_id])
+    assert [r.info.run_id for r in runs] == [run_id] and runs[0].info.status == "FINISHED"
+    assert runs[0].data.params["preset"] == "tiny" and runs[0].data.params["max_steps"] == str(STEPS)
+    hist = sorted((m.step, round(m.value, 4)) for m in client.get_metric_history(run_id, "loss"))
+    assert hist == [(10, 4.0), (20, 3.4), (20, 3.5), (30, 3.1)]
+    assert [round(m.value, 4) for m in client.get_metric_history(run_id, "val_ppl")] == [36.6]
+
+    files = sorted(glob.glob(str(tmp_path / "wandb" / "offline-run-*" / "run-track.wandb")))
+    assert len(files) == 2   # one offline file per writer session, both for run id "track"
+    first, second = (_wandb_history(f) for f in files)
+    assert [(h["_step"], h["loss"]) for h in first] == [(10, 4.0), (20, 3.5)]
+    assert [(h["_step"], h["loss"]) for h in second] == [(20, 3.4), (30, 3.1)]

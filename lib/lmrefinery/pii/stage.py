@@ -21,23 +21,28 @@ from ..core.stage import BatchResult, Stage, StageParams, register
 
 TYPES = ("email", "ipv4", "ipv6", "phone", "card")
 
+# Boundaries are ASCII word characters, not \w: in Python \w matches CJK characters, and
+# Chinese text puts an address or number straight after a word ("电话13812345678").
 EMAIL = re.compile(
-    r"(?<![\w.+-])[A-Za-z0-9][A-Za-z0-9._%+-]{0,63}@(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)+"
-    r"[A-Za-z]{2,24}(?![\w-])")
-IPV4 = re.compile(r"(?<![\w.])(?:(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)\.){3}(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)"
-                  r"(?![\w]|\.\d)")
+    r"(?<![0-9A-Za-z_.+-])[A-Za-z0-9][A-Za-z0-9._%+-]{0,63}@(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)+"
+    r"[A-Za-z]{2,24}(?![0-9A-Za-z_-])")
+IPV4 = re.compile(r"(?<![0-9A-Za-z_.])(?:(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)\.){3}(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)"
+                  r"(?![0-9A-Za-z_]|\.\d)")
 # candidates; ipaddress.IPv6Address decides
-IPV6 = re.compile(r"(?<![\w:.])(?:[0-9A-Fa-f]{0,4}:){2,7}(?:[0-9A-Fa-f]{1,4}|(?:\d{1,3}\.){3}\d{1,3})?(?![\w:])"
-                  r"|(?<![\w:])::(?![\w:])")
-# +CC then 6-14 more digits in groups; or national (NNN) NNN-NNNN / NNN-NNN-NNNN / 0NN NNNN NNNN forms
+IPV6 = re.compile(r"(?<![0-9A-Za-z_:.])(?:[0-9A-Fa-f]{0,4}:){2,7}(?:[0-9A-Fa-f]{1,4}|(?:\d{1,3}\.){3}\d{1,3})?"
+                  r"(?![0-9A-Za-z_:])|(?<![0-9A-Za-z_:])::(?![0-9A-Za-z_:])")
+# +CC then 6-14 more digits in groups; or national (NNN) NNN-NNNN / NNN-NNN-NNNN / 0NN NNNN NNNN
+# forms; or a mainland-China mobile number (1[3-9] + 9 digits, bare or as 3-4-4 groups)
 PHONE = re.compile(
-    r"(?<![\w+])(?:"
+    r"(?<![0-9A-Za-z_+])(?:"
     r"\+\d{1,3}[\s.\-]?(?:\(0?\d{1,4}\)[\s.\-]?)?\d{1,5}(?:[\s.\-]?\d{2,5}){1,4}"
     r"|\(\d{2,5}\)[\s.\-]?\d{3,4}[\s.\-]?\d{3,4}"
     r"|\d{3}[.\-]\d{3}[.\-]\d{4}"
     r"|0\d{1,4}[\s\-]\d{3,4}[\s\-]?\d{3,4}"
-    r")(?![\w])")
-CARD = re.compile(r"(?<![\w-])(?:\d[ -]?){12,18}\d(?![\w-])")
+    r"|0\d{2,3}-\d{7,8}"
+    r"|1[3-9]\d(?:[\s\-]?\d{4}){2}"
+    r")(?![0-9A-Za-z_])")
+CARD = re.compile(r"(?<![0-9A-Za-z_-])(?:\d[ -]?){12,18}\d(?![0-9A-Za-z_-])")
 
 
 def _digits(s: str) -> str:

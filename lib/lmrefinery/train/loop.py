@@ -271,11 +271,11 @@ def train_loop(config: dict) -> None:
             if t.stop_at_step is not None and s >= t.stop_at_step and s < t.max_steps:
                 if rank == 0:
                     writer.meta({"event": "stopped", "step": s})
-                    writer.flush()
+                    writer.close()
                 return
     if rank == 0:
         writer.meta({"event": "finished", "step": state["step"], "best_val_loss": state.get("best_val_loss")})
-        writer.flush()
+        writer.close()
 
 
 def _ce_sum(logits, tgt):

@@ -10,6 +10,7 @@ import time
 from ..core import storage
 
 METRICS_FILE = "metrics.jsonl"
+MLFLOW_RUN_FILE = "mlflow_run.json"
 
 
 def read_metrics(run_dir: str) -> list[dict]:
@@ -46,10 +47,7 @@ class MetricsWriter:
             try:
                 import mlflow
 
-                mlflow.set_tracking_uri(lg.mlflow_uri)
-                mlflow.set_experiment(recipe.name)
-                run = mlflow.start_run(run_name=recipe.name)
-                self.sinks.append(("mlflow", run))
+                self.sinks.append(("mlflow", self._mlflow_run(mlflow, lg.mlflow_uri)))
             except ImportError as e:
                 print(f"[train] mlflow requested but not installed: {e}", file=sys.stderr)
         if lg.wandb_project:
@@ -61,6 +59,26 @@ class MetricsWriter:
                 self.sinks.append(("wandb", run))
             except ImportError as e:
                 print(f"[train] wandb requested but not installed: {e}", file=sys.stderr)
+
+    def _mlflow_run(self, mlflow, uri: str):
+        """One MLflow run per training run: a restart (resume, worker failure) continues
+        the run whose id was saved next to the metrics, so its curves stay in one place."""
+        id_uri = storage.join(self.recipe.run_dir, MLFLOW_RUN_FILE)
+        mlflow.set_tracking_uri(uri)
+        mlflow.set_experiment(self.recipe.name)
+        if storage.exists(id_uri):
+            saved = json.loads(storage.read_bytes(id_uri))
+            if saved.get("tracking_uri") == uri:
+                return mlflow.start_run(run_id=saved["run_id"])
+        run = mlflow.start_run(run_name=self.recipe.name)
+        t, m = self.recipe.trainer, self.recipe.model
+        mlflow.log_params({"kind": self.recipe.kind, "preset": m.preset, "init": m.init,
+                           "seq_len": self.recipe.data.seq_len, "workers": t.workers, "strategy": t.strategy,
+                           "precision": t.precision, "micro_batch_size": t.micro_batch_size,
+                           "grad_accum": t.grad_accum, "max_steps": t.max_steps, "lr": t.lr,
+                           "warmup_steps": t.warmup_steps})
+        storage.write_bytes(id_uri, json.dumps({"tracking_uri": uri, "run_id": run.info.run_id}).encode())
+        return run
 
     def meta(self, row: dict) -> None:
         if self.active:
@@ -105,3 +123,22 @@ class MetricsWriter:
         for kind, sink in self.sinks:
             if kind == "tb":
                 sink.flush()
+
+    def close(self) -> None:
+        """Flush and end every sink (TensorBoard file, MLflow run, W&B run)."""
+        if not self.active:
+            return
+        self.flush()
+        for kind, sink in self.sinks:
+            try:
+                if kind == "tb":
+                    sink.close()
+                elif kind == "mlflow":
+                    import mlflow
+
+                    mlflow.end_run()
+                elif kind == "wandb":
+                    sink.finish()
+            except Exception as e:  # a tracking service must not fail a finished training run
+                print(f"[train] closing {kind} failed: {type(e).__name__}: {e}", file=sys.stderr)
+        self.sinks = []
