@@ -409,3 +409,20 @@ def test_tracking_sinks_tensorboard_mlflow_wandb(corpus, tmp_path, monkeypatch):
     first, second = (_wandb_history(f) for f in files)
     assert [(h["_step"], h["loss"]) for h in first] == [(10, 4.0), (20, 3.5)]
     assert [(h["_step"], h["loss"]) for h in second] == [(20, 3.4), (30, 3.1)]
+
+
+def test_recipe_paths_made_absolute_for_workers(tmp_path, monkeypatch):
+    """Ray Train workers do not share the submitting shell's working directory: local
+    paths in a recipe are resolved when it is loaded; URIs and 'scratch' are left alone."""
+    from lmrefinery.train.config import load_train_recipe
+    from lmrefinery.train.export import load_tokenizer
+
+    monkeypatch.chdir(tmp_path)
+    r = load_train_recipe({"name": "p", "output": "runs", "tokenizer": "tok/tokenizer.json",
+                           "data": {"train": ["a/dataset.json", "s3://b/x"], "valid": "v", "cache_dir": "~/c"}})
+    assert r.output == str(tmp_path / "runs") and r.tokenizer == str(tmp_path / "tok" / "tokenizer.json")
+    assert r.data.train == [str(tmp_path / "a" / "dataset.json"), "s3://b/x"]
+    assert r.data.valid == str(tmp_path / "v") and r.data.cache_dir == os.path.expanduser("~/c")
+    assert r.model.init == "scratch" and r.chat_template is None
+    with pytest.raises(FileNotFoundError, match="tokenizer: .* does not exist"):
+        load_tokenizer(r.tokenizer)

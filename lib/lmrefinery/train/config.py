@@ -2,6 +2,7 @@
 ``${VAR:-default}`` interpolation and ``--set a.b=c`` overrides as pipeline recipes."""
 from __future__ import annotations
 
+import os
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -104,6 +105,27 @@ def load_train_recipe(path_or_dict: str | dict, overrides: list[str] | None = No
     raw = _interpolate(raw, "", src)
     raw.pop("source_file", None)
     try:
-        return TrainRecipe(**raw, source_file=None if isinstance(path_or_dict, dict) else src)
+        recipe = TrainRecipe(**raw, source_file=None if isinstance(path_or_dict, dict) else src)
     except ValidationError as e:
         raise RecipeError(_fmt_validation(e, src)) from None
+    return absolute_paths(recipe)
+
+
+def _abs(p):
+    if p is None or (isinstance(p, str) and ("://" in p or p == "scratch")):
+        return p
+    if isinstance(p, list):
+        return [_abs(x) for x in p]
+    return os.path.abspath(os.path.expanduser(p))
+
+
+def absolute_paths(recipe: TrainRecipe) -> TrainRecipe:
+    """Local paths made absolute against the submitting process's working directory:
+    Ray Train workers run elsewhere (their own working directory, possibly another
+    node with the same mounts), where a relative path would name another file."""
+    return recipe.model_copy(update={
+        "output": _abs(recipe.output), "tokenizer": _abs(recipe.tokenizer),
+        "chat_template": _abs(recipe.chat_template),
+        "model": recipe.model.model_copy(update={"init": _abs(recipe.model.init)}),
+        "data": recipe.data.model_copy(update={"train": _abs(recipe.data.train), "valid": _abs(recipe.data.valid),
+                                               "cache_dir": _abs(recipe.data.cache_dir)})})

@@ -23,6 +23,9 @@ def load_tokenizer(path: str, chat_template: str | None = None):
     from transformers import AutoTokenizer, PreTrainedTokenizerFast
 
     local = _local_copy(path)
+    if not os.path.exists(local):
+        raise FileNotFoundError(f"tokenizer: {path!r} does not exist (an HF tokenizer directory or a "
+                                f"tokenizer.json, e.g. the tokenize stage's tokenizer/ folder)")
     if os.path.isdir(local):
         tok = AutoTokenizer.from_pretrained(local)
     else:
