@@ -73,7 +73,9 @@ def effective_config(run_conf: dict | None) -> dict:
 
 
 def parse_tagged(log: str, tag: str) -> dict | None:
-    """The last ``TAG {json}`` line of a job log (see jobs/_common.py)."""
+    """The last ``TAG {json}`` line of a job log (the protocol jobs/_common.py writes).
+    Repeated here on purpose: the DAG file must import nothing but Airflow and Ray's job
+    client, so the Airflow workers need no lmrefinery install."""
     found = None
     for line in log.splitlines():
         i = line.find(tag + " ")
