@@ -415,7 +415,8 @@ class RayDataBackend(Backend):
             raise ValueError(f"ray backend engine {engine!r}: expected 'vllm' or 'transformers'")
         if engine == "vllm" and not vllm_available():
             raise RuntimeError("backend 'vllm' needs the vllm package (pip install vllm) and a GPU; "
-                               "use engine 'transformers', 'openai' against a vLLM server, or 'transformers'")
+                               "use type 'ray' (the transformers engine on Ray Data), 'openai' against a vLLM "
+                               "server, or 'transformers' in process")
         if not os.path.isdir(model_dir):
             raise FileNotFoundError(f"ray backend: model_dir {model_dir!r} is not a directory")
         self.model_dir, self.engine, self.concurrency = model_dir, engine, int(concurrency)

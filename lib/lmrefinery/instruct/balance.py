@@ -106,11 +106,13 @@ def select(rows: list[dict], by: list[str], quotas: dict[str, dict], seed: int =
         keep = rs[:min(q["target"], len(rs))]
         out.extend(keep)
         for k in range(q["repeat"]):
-            src = rs[k % len(rs)]
-            rep = {**src, "meta": dict(src["meta"], repeat_of=src["id"], origin="upsample"),
-                   "id": f"{src['id']}-r{k // len(rs) + 1}"}
-            out.append(rep)
+            out.append(repeat_copy(rs[k % len(rs)], k // len(rs) + 1))
     return out
+
+
+def repeat_copy(row: dict, j: int) -> dict:
+    """The j-th extra copy of a row (j >= 1): id ``<id>-r<j>``, marked with its parent."""
+    return {**row, "id": f"{row['id']}-r{j}", "meta": dict(row["meta"], repeat_of=row["id"], origin="upsample")}
 
 
 def distribution(rows: list[dict], fields: list[str]) -> dict[str, dict[str, int]]:

@@ -276,6 +276,20 @@ def _summaries(job, work: str, with_prompt: bool) -> list[dict]:
     return out
 
 
+def _decide_and_apply(job, with_prompt: bool, decide, report_name: str) -> list[dict]:
+    """The global instruct stages' rounds: per-part summaries, ``decide(light) ->
+    (decisions, report)`` on the driver, per-part application, the report, cleanup."""
+    from ..core.manifest import write_json
+
+    work = storage.join(job.stage_dir, "_work")
+    light = _summaries(job, work, with_prompt=with_prompt)
+    decisions, report = decide(light)
+    parts = _apply_decisions(job, work, decisions, light)
+    write_json(storage.join(job.stage_dir, report_name), report)
+    storage.delete_prefix(work)
+    return parts
+
+
 def _apply_decisions(job, work: str, decisions: dict[str, dict], light: list[dict]) -> list[dict]:
     import json
 
@@ -312,28 +326,26 @@ class InstructBalance(_InstructStage):
 
     def execute(self, job) -> list[dict]:
         from . import balance as bal
-        from ..core.manifest import write_json
 
         p = self.params
-        work = storage.join(job.stage_dir, "_work")
-        light = _summaries(job, work, with_prompt=False)
-        kept, report = bal.balance(light, p.by, p.temperature, p.caps, p.floors, p.total, upsample=p.upsample,
-                                   seed=self.ctx.seed)
-        ids = {r["id"] for r in light}
-        keep_ids = {r["id"] for r in kept if r["id"] in ids}
-        decisions: dict[str, dict] = {r["id"]: {"drop": "balance_downsampled"} for r in light
-                                      if r["id"] not in keep_ids}
-        # upsampling: the stage keeps one row per document (in = kept + rejected) and
-        # records its multiplicity instead of writing copies
-        extra = Counter(r["meta"]["repeat_of"] for r in kept if r["id"] not in ids)
-        for i, k in extra.items():
-            decisions[i] = {"set": {"repeat": k + 1}}
-        report["repeated_rows"] = len(extra)
-        report["repeat_copies"] = sum(extra.values())
-        parts = _apply_decisions(job, work, decisions, light)
-        write_json(storage.join(job.stage_dir, "balance_report.json"), report)
-        storage.delete_prefix(work)
-        return parts
+
+        def decide(light):
+            kept, report = bal.balance(light, p.by, p.temperature, p.caps, p.floors, p.total, upsample=p.upsample,
+                                       seed=self.ctx.seed)
+            ids = {r["id"] for r in light}
+            keep_ids = {r["id"] for r in kept if r["id"] in ids}
+            decisions: dict[str, dict] = {r["id"]: {"drop": "balance_downsampled"} for r in light
+                                          if r["id"] not in keep_ids}
+            # upsampling: the stage keeps one row per document (in = kept + rejected) and
+            # records its multiplicity instead of writing copies
+            extra = Counter(r["meta"]["repeat_of"] for r in kept if r["id"] not in ids)
+            for i, k in extra.items():
+                decisions[i] = {"set": {"repeat": k + 1}}
+            report["repeated_rows"] = len(extra)
+            report["repeat_copies"] = sum(extra.values())
+            return decisions, report
+
+        return _decide_and_apply(job, False, decide, "balance_report.json")
 
 
 class SplitParams(StageParams):
@@ -352,21 +364,20 @@ class InstructSplit(_InstructStage):
 
     def execute(self, job) -> list[dict]:
         from . import split as spl
-        from ..core.manifest import write_json
 
         p = self.params
-        work = storage.join(job.stage_dir, "_work")
-        light = _summaries(job, work, with_prompt=True)
-        rows = [{"id": r["id"], "meta": r["meta"], "lang": r["lang"],
-                 "_prompt": r["prompt"]} for r in light]
-        for r in rows:
-            r["meta"]["messages"] = [{"role": "user", "content": r.pop("_prompt")}]
-        out, report = spl.assign_splits(rows, p.fractions, p.stratify or "", self.ctx.seed, p.near_dup, p.threshold)
-        decisions = {r["id"]: {"set": {"split": r["meta"]["split"], "cluster": r["meta"]["cluster"]}} for r in out}
-        parts = _apply_decisions(job, work, decisions, light)
-        write_json(storage.join(job.stage_dir, "split_report.json"), report)
-        storage.delete_prefix(work)
-        return parts
+
+        def decide(light):
+            rows = [{"id": r["id"], "meta": r["meta"], "lang": r["lang"],
+                     "_prompt": r["prompt"]} for r in light]
+            for r in rows:
+                r["meta"]["messages"] = [{"role": "user", "content": r.pop("_prompt")}]
+            out, report = spl.assign_splits(rows, p.fractions, p.stratify or "", self.ctx.seed, p.near_dup,
+                                            p.threshold)
+            return {r["id"]: {"set": {"split": r["meta"]["split"], "cluster": r["meta"]["cluster"]}}
+                    for r in out}, report
+
+        return _decide_and_apply(job, True, decide, "split_report.json")
 
 
 class VersionParams(StageParams):
@@ -385,14 +396,13 @@ def _pass_task(t: dict) -> dict:
 def expand_repeats(row: dict) -> list[dict]:
     """A row with ``meta.repeat = k`` (from instruct_balance's upsampling) -> the row and
     k - 1 copies, named and marked as ``instruct build --upsample`` names them."""
+    from .balance import repeat_copy
+
     k = row["meta"].get("repeat")
     if not isinstance(k, int) or isinstance(k, bool) or k <= 1:
         return [row]
-    base = {key: v for key, v in row["meta"].items() if key != "repeat"}
-    out = [{**row, "meta": base}]
-    for j in range(1, k):
-        out.append({**row, "id": f"{row['id']}-r{j}", "meta": dict(base, repeat_of=row["id"], origin="upsample")})
-    return out
+    base = {**row, "meta": {key: v for key, v in row["meta"].items() if key != "repeat"}}
+    return [base] + [repeat_copy(base, j) for j in range(1, k)]
 
 
 @register

@@ -112,7 +112,7 @@ def load_train_recipe(path_or_dict: str | dict, overrides: list[str] | None = No
 
 
 def _abs(p):
-    if p is None or (isinstance(p, str) and ("://" in p or p == "scratch")):
+    if p is None or (isinstance(p, str) and "://" in p):
         return p
     if isinstance(p, list):
         return [_abs(x) for x in p]
@@ -126,6 +126,7 @@ def absolute_paths(recipe: TrainRecipe) -> TrainRecipe:
     return recipe.model_copy(update={
         "output": _abs(recipe.output), "tokenizer": _abs(recipe.tokenizer),
         "chat_template": _abs(recipe.chat_template),
-        "model": recipe.model.model_copy(update={"init": _abs(recipe.model.init)}),
+        "model": recipe.model if recipe.model.init == "scratch" else
+        recipe.model.model_copy(update={"init": _abs(recipe.model.init)}),
         "data": recipe.data.model_copy(update={"train": _abs(recipe.data.train), "valid": _abs(recipe.data.valid),
                                                "cache_dir": _abs(recipe.data.cache_dir)})})
