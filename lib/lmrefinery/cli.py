@@ -85,13 +85,15 @@ def cmd_demo(a) -> int:
     """Generate sample shards and run the mini recipe on them (the README's first command)."""
     from .samples.generate import write_samples
 
-    here = os.path.dirname(os.path.abspath(__file__))
-    root = os.path.abspath(os.path.join(here, "..", ".."))
-    samples = os.path.abspath(a.samples or os.path.join(root, "samples"))
+    from .core.resources import package_folder
+
+    # Samples and runs go under the current directory (the checkout for `make demo`);
+    # the recipe is the packaged mini recipe, so an installed wheel runs the same demo.
+    samples = os.path.abspath(a.samples or "samples")
     os.environ.setdefault("LMR_SAMPLES", samples)
-    os.environ.setdefault("LMR_RUNS", os.path.abspath(os.path.join(root, "runs")))
+    os.environ.setdefault("LMR_RUNS", os.path.abspath("runs"))
     write_samples(samples, seed=a.seed, docs=a.docs)
-    a.recipe = a.recipe or os.path.join(root, "conf", "pipelines", "mini.yaml")
+    a.recipe = a.recipe or str(package_folder("lmrefinery", "recipes").joinpath("mini.yaml"))
     a.stages = None
     return cmd_run(a)
 

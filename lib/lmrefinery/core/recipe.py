@@ -174,9 +174,14 @@ def validate_stage_params(name: str, params: dict, src: str, where: str):
     except KeyError as e:
         raise RecipeError(f"{src}: key '{where}.stage': {e.args[0]}") from None
     try:
-        return cls.Params(**params)
+        validated = cls.Params(**params)
     except ValidationError as e:
         raise RecipeError(_fmt_validation(e, src, f"{where}.params.")) from None
+    try:
+        cls.code_hash()  # reads the stage's package data: missing data fails here, before any work
+    except FileNotFoundError as e:
+        raise RecipeError(f"{src}: key '{where}.stage' ({name}): {e}") from None
+    return validated
 
 
 def read_mapping(path_or_dict: str | dict, label: str = "<recipe>") -> tuple[str, dict]:
@@ -189,7 +194,8 @@ def read_mapping(path_or_dict: str | dict, label: str = "<recipe>") -> tuple[str
             with open(path_or_dict, encoding="utf-8") as f:
                 raw = yaml.safe_load(f)
         except FileNotFoundError:
-            raise RecipeError(f"{src}: recipe file not found") from None
+            raise RecipeError(f"{src}: recipe file not found (resolved to {os.path.abspath(src)}; "
+                              f"the working directory is {os.getcwd()})") from None
         except yaml.YAMLError as e:
             raise RecipeError(f"{src}: not valid YAML: {e}") from None
     if not isinstance(raw, dict):

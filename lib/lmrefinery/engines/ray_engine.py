@@ -4,13 +4,20 @@ from __future__ import annotations
 
 import json
 import os
+import sys
+import time
 
 import pyarrow as pa
 
 from .base import Engine, call_task
 
 
-def ensure_ray(address: str | None = None, num_cpus: int | None = None):
+def ensure_ray(address: str | None = None, num_cpus: int | None = None, attempts: int = 3):
+    """Connect to the cluster named by ``address`` (or ``$RAY_ADDRESS``); without
+    one, start a private local instance (``address="local"``) instead of
+    attaching to whatever ``/tmp/ray/ray_current_cluster`` names. Local start-up
+    is retried (bounded) when Ray's node start-up times out on a busy machine.
+    (Ray Train workers are given this cluster's address explicitly: train/trainer.py.)"""
     import ray
 
     if ray.is_initialized():
@@ -21,8 +28,18 @@ def ensure_ray(address: str | None = None, num_cpus: int | None = None):
     if address:
         ray.init(address=address, **kw)
     else:
-        # A local instance; workers import lmrefinery from the same environment.
-        ray.init(num_cpus=num_cpus, include_dashboard=False, **kw)
+        # A private local instance; workers import lmrefinery from the same environment.
+        for attempt in range(1, attempts + 1):
+            try:
+                ray.init(address="local", num_cpus=num_cpus, include_dashboard=False, **kw)
+                break
+            except Exception as e:  # Ray raises plain Exception on a node start-up time-out
+                if attempt == attempts or "time" not in str(e).lower():
+                    raise
+                print(f"lmrefinery: local Ray did not start ({e}); retrying ({attempt}/{attempts - 1})",
+                      file=sys.stderr, flush=True)
+                ray.shutdown()
+                time.sleep(2 * attempt)
     import logging
 
     for name in ("ray.data", "ray.data._internal.execution.streaming_executor"):

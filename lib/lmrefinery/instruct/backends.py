@@ -406,7 +406,7 @@ class RayDataBackend(Backend):
     request order. ``engine="vllm"`` (needs the vllm package and a GPU) is the
     throughput path; ``engine="transformers"`` runs anywhere and gives the same
     text as ``TransformersBackend`` for the same request. Needs a Ray cluster
-    (``ray.init`` is called with defaults when none is connected)."""
+    (``ensure_ray`` connects or starts one when none is connected)."""
 
     def __init__(self, model_dir: str, engine: str = "vllm", num_gpus_per_actor: float | None = None,
                  num_cpus_per_actor: float = 1.0, concurrency: int = 1, batch_size: int = 64,
@@ -437,7 +437,9 @@ class RayDataBackend(Backend):
         if not requests:
             return []
         if not ray.is_initialized():
-            ray.init()
+            from ..engines.ray_engine import ensure_ray
+
+            ensure_ray()
         items = [{"idx": i, "messages": json.dumps(r.messages, ensure_ascii=False),
                   "params": json.dumps(r.full_params())} for i, r in enumerate(requests)]
         res = {"num_gpus": self.num_gpus} if self.num_gpus > 0 else {"num_cpus": self.num_cpus}

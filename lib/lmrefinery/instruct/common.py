@@ -12,13 +12,22 @@ import pyarrow as pa
 
 from ..core.schema import BASE_COLUMNS, conversation_doc, doc_id, docs_to_table, meta_loads, render_messages
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-REPO_ROOT = os.path.abspath(os.path.join(HERE, "..", "..", ".."))
-CONF_DIR = os.environ.get("LMR_INSTRUCT_CONF") or os.path.join(REPO_ROOT, "conf", "instruct")
+def conf_folder():
+    """Templates, taxonomy and phrase lists: ``$LMR_INSTRUCT_CONF`` if set (it
+    must exist), else the package's ``instruct/data``."""
+    from ..core.resources import config_folder
+
+    return config_folder(None, "LMR_INSTRUCT_CONF", __package__, "data")
 
 
-def conf_path(*parts: str) -> str:
-    return os.path.join(CONF_DIR, *parts)
+def conf_file(*parts: str):
+    """One file of the instruction data folder (a Traversable); an error naming it if absent."""
+    from ..core.resources import MissingResource
+
+    f = conf_folder().joinpath(*parts)
+    if not f.is_file():
+        raise MissingResource(f"instruction data file {'/'.join(parts)} not found in {conf_folder()}")
+    return f
 
 
 # ---------------------------------------------------------------- rows <-> tables

@@ -4,7 +4,7 @@
 * ``response_copies_instruction`` - the response repeats the instruction
   (identical after normalisation, or ROUGE-L >= ``copy_threshold``)
 * ``refusal_boilerplate`` - refusals and "as an AI language model" phrases
-  (``conf/instruct/refusals_{en,zh}.txt``; user lists can be added)
+  (packaged ``instruct/data/refusals_{en,zh}.txt``; user lists can be added)
 * ``lang_mismatch`` - instruction and response in different languages
   (per-turn ``lang`` from normalisation, else fastText; translation tasks and
   code-only responses exempt)
@@ -18,20 +18,23 @@ import re
 import unicodedata
 from functools import lru_cache
 
-from .common import cjk_ratio, conf_path, messages, pair, split_code, tokens
+from .common import cjk_ratio, conf_file, messages, pair, split_code, tokens
 from .rouge import rouge_l
 
 
 @lru_cache(maxsize=32)
 def load_phrases(path: str) -> tuple[str, ...]:
-    if not os.path.isabs(path) and not os.path.exists(path):
-        path = conf_path(path)
+    """A phrase list: a file path, or the name of a packaged list (refusals_en.txt)."""
+    if os.path.isabs(path) or os.path.exists(path):
+        with open(path, encoding="utf-8") as f:
+            text = f.read()
+    else:
+        text = conf_file(path).read_text(encoding="utf-8")
     out = []
-    with open(path, encoding="utf-8") as f:
-        for line in f:
-            s = line.strip()
-            if s and not s.startswith("#"):
-                out.append(_fold(s))
+    for line in text.splitlines():
+        s = line.strip()
+        if s and not s.startswith("#"):
+            out.append(_fold(s))
     return tuple(out)
 
 

@@ -4,7 +4,7 @@ For each conversation row: turns are stripped of surrounding whitespace and
 empty system turns dropped; each turn gets ``lang`` (fastText lid.176 on the
 turn with code blocks removed; a CJK-ratio fallback for very short turns);
 the row's ``lang`` is that of its first user turn; the source's category label
-is mapped to the shared taxonomy (``conf/instruct/taxonomy.yaml``) and the
+is mapped to the shared taxonomy (packaged ``instruct/data/taxonomy.yaml``) and the
 original kept as ``orig_category``; provenance (``source``, ``orig_id``,
 ``licence``, ``origin``) is filled in.
 """
@@ -15,14 +15,17 @@ from functools import lru_cache
 
 import yaml
 
-from .common import cjk_ratio, conf_path, messages, split_code
+from .common import cjk_ratio, conf_file, messages, split_code
 from ..core.schema import render_messages
 
 
 @lru_cache(maxsize=4)
 def load_taxonomy(path: str | None = None) -> dict:
-    with open(path or conf_path("taxonomy.yaml"), encoding="utf-8") as f:
-        tax = yaml.safe_load(f)
+    if path:
+        with open(path, encoding="utf-8") as f:
+            tax = yaml.safe_load(f)
+    else:
+        tax = yaml.safe_load(conf_file("taxonomy.yaml").read_text(encoding="utf-8"))
     tax["_patterns"] = [(re.compile(p), c) for p, c in tax.get("name_patterns", [])]
     return tax
 

@@ -40,29 +40,26 @@ class _InstructStage(Stage):
 
     @classmethod
     def code_hash(cls) -> str:
-        import glob
         import hashlib
         import importlib
         import inspect
-        import os
 
-        from .common import CONF_DIR
+        from ..core.resources import fingerprint_files
+        from .common import conf_folder
 
         h = hashlib.sha256(super().code_hash().encode())
         for mod in _HELPERS:
             h.update(inspect.getsource(importlib.import_module(f"{__package__}.{mod}")).encode())
-        files = glob.glob(os.path.join(CONF_DIR, "*.txt")) + glob.glob(os.path.join(CONF_DIR, "taxonomy.yaml")) + \
-            glob.glob(os.path.join(CONF_DIR, "templates", "*.yaml"))
-        for f in sorted(files):
-            with open(f, "rb") as fh:
-                h.update(f.encode() + fh.read())
+        folder = conf_folder()
+        h.update(fingerprint_files(folder, (".txt", ".yaml")))
+        h.update(fingerprint_files(folder.joinpath("templates"), (".yaml",)))
         return h.hexdigest()[:16]
 
 
 # ---------------------------------------------------------------- normalise
 class NormalizeParams(StageParams):
     lid_model: str | None = Field(None, description="lid.176 path/URL; default: the model cache")
-    taxonomy: str | None = Field(None, description="taxonomy YAML; default conf/instruct/taxonomy.yaml")
+    taxonomy: str | None = Field(None, description="taxonomy YAML; default: the packaged instruct/data/taxonomy.yaml")
     default_category: str = "uncategorized"
     licences: dict[str, str] = Field(default_factory=dict, description="source (input name) -> licence tag")
 
@@ -156,7 +153,7 @@ class FilterParams(StageParams):
     min_response_chars: int = Field(2, ge=0)
     copy_threshold: float = Field(0.9, gt=0, le=1.01, description="ROUGE-L(instruction, response) at which the response is a copy")
     refusal_lists: list[str] = Field(default_factory=lambda: ["refusals_en.txt", "refusals_zh.txt"],
-                                     description="phrase files (conf/instruct/ names or paths)")
+                                     description="phrase files: names in the packaged instruct/data (or $LMR_INSTRUCT_CONF), or paths")
     check_lang: bool = True
     exempt_categories: list[str] = Field(default_factory=lambda: ["translation"])
     lid_model: str | None = None

@@ -2,7 +2,7 @@
 PromptSource idea): a row with typed columns + a task type + Jinja templates
 -> one (instruction, response) conversation per row.
 
-Templates live in ``conf/instruct/templates/<task>.yaml`` (``templates: {lang:
+Templates live in the packaged ``instruct/data/templates/<task>.yaml`` (``templates: {lang:
 [{id, instruction, response}]}``); user directories given in
 ``template_dirs`` are merged on top (same task: templates appended; same id:
 replaced). The template for each row is chosen by a hash of (seed, row id), so
@@ -12,15 +12,14 @@ and ``label_text`` (the label in the template's language).
 """
 from __future__ import annotations
 
-import glob
-import os
 import random
 from functools import lru_cache
 
 import jinja2
 import yaml
 
-from .common import conf_path, make_record, stable_hash
+from ..core.resources import config_folder, files_in
+from .common import conf_folder, make_record, stable_hash
 
 TASK_TYPES = ("extractive_qa", "summarization", "nli", "translation", "classification", "dialogue")
 _ENV = jinja2.Environment(undefined=jinja2.StrictUndefined, keep_trailing_newline=False, autoescape=False)
@@ -33,11 +32,12 @@ class TemplateError(ValueError):
 @lru_cache(maxsize=16)
 def load_templates(template_dirs: tuple[str, ...] = ()) -> dict[str, dict]:
     specs: dict[str, dict] = {}
-    for d in (conf_path("templates"),) + tuple(template_dirs):
-        for f in sorted(glob.glob(os.path.join(d, "*.yaml"))):
-            with open(f, encoding="utf-8") as fh:
-                spec = yaml.safe_load(fh)
-            task = spec.get("task") or os.path.splitext(os.path.basename(f))[0]
+    folders = [conf_folder().joinpath("templates")]
+    folders += [config_folder(d, "", __package__) for d in template_dirs]  # must exist
+    for d in folders:
+        for f in files_in(d, (".yaml",)):
+            spec = yaml.safe_load(f.read_text(encoding="utf-8"))
+            task = spec.get("task") or f.name.rsplit(".", 1)[0]
             cur = specs.setdefault(task, {"task": task, "templates": {}})
             for k, v in spec.items():
                 if k != "templates":

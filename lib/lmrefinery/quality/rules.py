@@ -5,7 +5,7 @@ Each rule set computes named *signals* for a document and compares them with
 named *thresholds*; a check that fails yields a reason ``<rule>:<check>``.
 Defaults are the published values, following DataTrove's implementation
 (``datatrove.pipeline.filters``). Per-language settings (tokenizer, stop words,
-threshold overrides) come from ``conf/quality/<lang>.yaml``.
+threshold overrides) come from ``quality/languages/<lang>.yaml`` (package data).
 
 Speed: one regex tokenisation per document; n-gram repetition uses 64-bit
 rolling hashes of word hashes in numpy instead of joined strings.
@@ -13,7 +13,6 @@ rolling hashes of word hashes in numpy instead of joined strings.
 from __future__ import annotations
 
 import math
-import os
 import re
 import sys
 import unicodedata
@@ -174,12 +173,12 @@ TOKENIZERS: dict[str, Callable[[str], list[str]]] = {
 
 
 # ------------------------------------------------------------------ language configuration
-def default_conf_dir() -> str:
-    env = os.environ.get("LMR_QUALITY_CONF")
-    if env:
-        return env
-    here = os.path.dirname(os.path.abspath(__file__))
-    return os.path.normpath(os.path.join(here, "..", "..", "..", "conf", "quality"))
+def conf_folder(conf_dir: str | None = None):
+    """The per-language rule sets: ``conf_dir`` if given, else ``$LMR_QUALITY_CONF``,
+    else the package's ``quality/languages``. A missing folder is an error."""
+    from ..core.resources import config_folder
+
+    return config_folder(conf_dir, "LMR_QUALITY_CONF", __package__, "languages")
 
 
 @dataclass
@@ -192,20 +191,16 @@ class LangConf:
 
 def load_lang_confs(conf_dir: str | None, overrides: dict[str, dict] | None = None,
                     lang_overrides: dict[str, dict] | None = None) -> dict[str, LangConf]:
-    """Per-language settings: defaults <- conf/quality/<lang>.yaml <- stage
+    """Per-language settings: defaults <- quality/languages/<lang>.yaml <- stage
     `thresholds` (all languages) <- stage `languages.<lang>`. Key "default" is
     used for languages without a file (English thresholds, no stop-word list)."""
     import yaml
 
+    from ..core.resources import files_in
+
     raw: dict[str, dict] = {}
-    d = conf_dir or default_conf_dir()
-    if os.path.isdir(d):
-        for f in sorted(os.listdir(d)):
-            if f.endswith((".yaml", ".yml")):
-                with open(os.path.join(d, f), encoding="utf-8") as fh:
-                    raw[f.rsplit(".", 1)[0]] = yaml.safe_load(fh) or {}
-    elif conf_dir:
-        raise FileNotFoundError(f"quality conf dir {conf_dir} does not exist")
+    for f in files_in(conf_folder(conf_dir), (".yaml", ".yml")):
+        raw[f.name.rsplit(".", 1)[0]] = yaml.safe_load(f.read_text(encoding="utf-8")) or {}
     for lang, extra in (lang_overrides or {}).items():
         base = raw.setdefault(lang, {})
         for k, v in extra.items():

@@ -5,7 +5,7 @@ Every signal is kept as a column (`q_<rule>_<signal>`, float) so thresholds can
 be re-tuned on the output without recomputing; `q_reasons` lists every check
 that fired (`gopher_quality:mean_word_length`, `c4:too_few_sentences`, ...) and
 the first one is the rejection reason. Language settings come from
-`conf/quality/<lang>.yaml` (tokenizer, stop words, thresholds), chosen by the
+`quality/languages/<lang>.yaml` (package data; tokenizer, stop words, thresholds), chosen by the
 row's `lang` (set by the `lid` stage); rows without one use `default_lang`.
 """
 from __future__ import annotations
@@ -22,30 +22,38 @@ from .rules import DEFAULTS, RULE_ORDER, SIGNALS, evaluate, load_lang_confs, sig
 def _code_and_conf_hash(base: str) -> str:
     import hashlib
     import inspect
-    import os
 
+    from ..core.resources import fingerprint_files
     from . import rules
 
     h = hashlib.sha256(base.encode())
     h.update(inspect.getsource(rules).encode())
-    d = rules.default_conf_dir()
-    if os.path.isdir(d):
-        for f in sorted(os.listdir(d)):
-            with open(os.path.join(d, f), "rb") as fh:
-                h.update(f.encode() + b"\0" + fh.read())
+    h.update(fingerprint_files(rules.conf_folder(), (".yaml", ".yml")))
     return h.hexdigest()[:16]
 
 
 class QualityParams(StageParams):
     rules: list[str] = Field(default_factory=lambda: ["gopher_repetition", "gopher_quality", "c4", "fineweb", "cjk"],
                              description="rule sets to run, in this order of precedence")
-    conf_dir: str | None = Field(None, description="directory of <lang>.yaml files; None = conf/quality")
+    conf_dir: str | None = Field(None, description="directory of <lang>.yaml files; None = the packaged quality/languages (or $LMR_QUALITY_CONF)")
     thresholds: dict[str, dict] = Field(default_factory=dict,
                                         description="threshold overrides for all languages: {rule: {key: value}}")
     languages: dict[str, dict] = Field(default_factory=dict,
                                        description="per-language overrides: {lang: {tokenizer, stop_words, rules}}")
     default_lang: str = Field("en", description="language for rows with no `lang`")
     all_signals: bool = Field(True, description="compute every rule's signals even after one fired")
+
+    @field_validator("conf_dir")
+    @classmethod
+    def _exists(cls, v):
+        if v is not None:
+            from .rules import conf_folder
+
+            try:
+                conf_folder(v)
+            except FileNotFoundError as e:
+                raise ValueError(str(e)) from None
+        return v
 
     @field_validator("rules")
     @classmethod
@@ -76,7 +84,7 @@ class QualityStage(Stage):
     @classmethod
     def code_hash(cls) -> str:
         """Also the rule code and the default per-language conf files: editing
-        conf/quality/zh.yaml re-runs the stage. (A custom conf_dir is not hashed:
+        quality/languages/zh.yaml (or the $LMR_QUALITY_CONF folder) re-runs the stage. (A custom conf_dir is not hashed:
         change a parameter to force a re-run.)"""
         return _code_and_conf_hash(super().code_hash())
 

@@ -35,6 +35,14 @@ def _storage_args(output: str) -> dict:
     return {"storage_path": f"{b}/{k}".rstrip("/"), "storage_filesystem": pafs.S3FileSystem(**kw)}
 
 
+def _ray_address_env() -> dict:
+    """The driver's cluster address for the workers, so code in them that
+    touches Ray joins this cluster rather than guessing among several."""
+    import ray
+
+    return {"RAY_ADDRESS": ray.get_runtime_context().gcs_address} if ray.is_initialized() else {}
+
+
 def build_trainer(recipe: TrainRecipe):
     from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
     from ray.train.torch import TorchTrainer
@@ -48,7 +56,8 @@ def build_trainer(recipe: TrainRecipe):
                     checkpoint_config=CheckpointConfig(num_to_keep=t.keep_last),
                     worker_runtime_env={"env_vars": {k: v for k, v in os.environ.items()
                                                      if k.startswith(("AWS_", "HF_", "TRANSFORMERS_", "LMR_"))}
-                                                  | {"RAY_TRAIN_ENABLE_PRINT_PATCH": "0"}},
+                                                  | {"RAY_TRAIN_ENABLE_PRINT_PATCH": "0"}
+                                                  | _ray_address_env()},
                     **_storage_args(recipe.output))
     return TorchTrainer(train_loop, train_loop_config={"recipe": recipe.model_dump(mode="json")},
                         scaling_config=scaling, run_config=run)
