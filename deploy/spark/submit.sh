@@ -10,6 +10,8 @@
 #   PYSPARK_PYTHON the Python the executors run (must have lmrefinery's dependencies;
 #                  the package itself travels in the --py-files archive)
 #   SPARK_CONF     extra "--conf k=v ..." arguments, e.g. executor sizes
+#   JOB            which entrypoint of jobs/ to run: curate (default: the curation stages)
+#                  or run_recipe (every stage of the recipe, tokenize included)
 #
 # The code ships as build/lmrefinery-pyfiles.zip (the lmrefinery package plus
 # jobs/), built here on every call; the recipe is passed as a file with --files
@@ -20,6 +22,8 @@ RECIPE="${1:?usage: deploy/spark/submit.sh RECIPE [--set KEY=VALUE ...]}"; shift
 SPARK_SUBMIT="${SPARK_SUBMIT:-spark-submit}"
 MASTER="${SPARK_MASTER:-local[2]}"
 MODE="${DEPLOY_MODE:-client}"
+JOB="${JOB:-curate}"
+case "$JOB" in curate|run_recipe) ;; *) echo "submit.sh: JOB must be curate or run_recipe, not '$JOB'" >&2; exit 2;; esac
 ZIP="$ROOT/build/lmrefinery-pyfiles.zip"
 
 mkdir -p "$ROOT/build"
@@ -46,10 +50,10 @@ fi
 
 # shellcheck disable=SC2086
 exec "$SPARK_SUBMIT" \
-  --master "$MASTER" --deploy-mode "$MODE" --name "lmrefinery-curate" \
+  --master "$MASTER" --deploy-mode "$MODE" --name "lmrefinery-$JOB" \
   --py-files "$ZIP" ${FILES[@]+"${FILES[@]}"} \
   --conf spark.sql.execution.arrow.pyspark.enabled=true \
   --conf spark.python.worker.reuse=true \
   --conf spark.ui.enabled=false \
   ${SPARK_CONF:-} \
-  "$ROOT/jobs/curate.py" "$RECIPE_ARG" --engine spark "$@"
+  "$ROOT/jobs/$JOB.py" "$RECIPE_ARG" --engine spark "$@"

@@ -287,6 +287,8 @@ class Runner:
                  "engine": self.recipe.engine, "workers": self.recipe.resources.workers,
                  "output": self.out, "did_work": did_work, "wall_seconds": round(wall, 2),
                  "stages": self.stats, "final_outputs": [storage.relpath(p, self.out) for p in prev_outputs]}
+        if self.engine.nodes_used():
+            stats["nodes"] = self.engine.nodes_used()
         if self.recipe.labels:
             from .labels import evaluate_labels
 

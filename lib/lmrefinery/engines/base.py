@@ -15,8 +15,9 @@ class Engine:
             on_result: Callable[[int, dict], None] | None = None) -> list[dict]:
         raise NotImplementedError
 
-    def shutdown(self) -> None:
-        pass
+    def nodes_used(self) -> list[str]:
+        """Cluster nodes that ran tasks of this engine (where the engine knows them)."""
+        return []
 
 
 class LocalEngine(Engine):

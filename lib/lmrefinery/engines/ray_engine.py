@@ -55,9 +55,13 @@ class _Apply:
         self.fn = fn
 
     def __call__(self, batch: pa.Table) -> pa.Table:
+        import ray
+
         idx = batch.column("i").to_pylist()
         res = [call_task(self.fn, t) for t in batch.column("task").to_pylist()]
-        return pa.table({"i": pa.array(idx, pa.int64()), "result": pa.array(res, pa.string())})
+        node = ray.get_runtime_context().get_node_id()
+        return pa.table({"i": pa.array(idx, pa.int64()), "result": pa.array(res, pa.string()),
+                         "node": pa.array([node] * len(idx), pa.string())})
 
 
 class RayEngine(Engine):
@@ -67,6 +71,10 @@ class RayEngine(Engine):
         super().__init__(workers)
         self.address = address
         self.cpus_per_task = cpus_per_task
+        self.nodes: set[str] = set()  # Ray node ids that ran at least one task
+
+    def nodes_used(self) -> list[str]:
+        return sorted(self.nodes)
 
     def map(self, fn, tasks, desc="", on_result=None):
         if not tasks:
@@ -80,6 +88,7 @@ class RayEngine(Engine):
                             num_cpus=self.cpus_per_task)
         out: dict[int, dict] = {}
         for row in ds.iter_rows():
+            self.nodes.add(row["node"])
             r = json.loads(row["result"])
             out[int(row["i"])] = r
             if on_result:

@@ -46,8 +46,12 @@ class SparkEngine(Engine):
         if not tasks:
             return []
         spark = get_spark(self.master, self.workers)
-        rows = [(i, json.dumps(t)) for i, t in enumerate(tasks)]
-        df = spark.createDataFrame(rows, "i long, task string").repartition(len(tasks), "i")
+        # One task per partition, sliced evenly (parallelize, not a hash repartition that
+        # leaves some partitions empty and others doubled), and one job over all of them
+        # (collect, not toLocalIterator, which runs a job per partition: one task at a time).
+        rows = spark.sparkContext.parallelize([(i, json.dumps(t)) for i, t in enumerate(tasks)],
+                                              numSlices=len(tasks))
+        df = spark.createDataFrame(rows, "i long, task string")
 
         def run(batches):
             for b in batches:
@@ -56,7 +60,7 @@ class SparkEngine(Engine):
                                                  names=["i", "result"])
 
         out: dict[int, dict] = {}
-        for row in df.mapInArrow(run, "i long, result string").toLocalIterator():
+        for row in sorted(df.mapInArrow(run, "i long, result string").collect(), key=lambda r: r["i"]):
             r = json.loads(row["result"])
             out[int(row["i"])] = r
             if on_result:

@@ -69,7 +69,8 @@ class ReadStage(Stage):
         for q in bad:
             rows.append({"id": doc_id(spec["input"], spec["rel"], "quarantine", q.pos, q.reason),
                          "text": q.snippet, "source": spec["input"],
-                         "meta": {"file": spec["rel"], "path": spec["path"], "pos": q.pos, "error": q.detail, **q.meta}})
+                         # input-relative, like the document ids: outputs do not depend on where the inputs sit
+                         "meta": {"file": spec["rel"], "pos": q.pos, "error": q.detail, **q.meta}})
             reasons.append(q.reason)
         rejected = with_reason(docs_to_table(rows), self.name, reasons) if rows else None
         return BatchResult(docs_to_table(kept), rejected)
