@@ -65,13 +65,19 @@ class RayNode:
                    "--ray-client-server-port", str(client)] + common
         else:
             cmd = [RAY, "start", "--address", head.gcs_address] + common
-        self.proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                                     start_new_session=True)
-        self.sid = self.proc.pid
-        out, _ = self.proc.communicate(timeout=180)
-        if self.proc.returncode != 0:
-            self.stop()
-            raise RuntimeError(f"{' '.join(cmd[:3])} failed:\n{out}")
+        # Ray waits a fixed 30 s for a new node to register; on a loaded machine that can
+        # pass, so a node that timed out is cleared away and started again (bounded).
+        for attempt in range(3):
+            self.proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                         text=True, start_new_session=True)
+            self.sid = self.proc.pid
+            out, _ = self.proc.communicate(timeout=180)
+            if self.proc.returncode == 0:
+                return
+            self.kill()
+            if attempt == 2 or "timed out during startup" not in out:
+                self.stop()
+                raise RuntimeError(f"{' '.join(cmd[:3])} failed:\n{out}")
 
     def client_env(self, **extra) -> dict:
         env = dict(self.env)

@@ -130,9 +130,10 @@ def _pod_templates(doc: dict) -> list[tuple[str, dict]]:
 def validate(doc: dict) -> list[str]:
     """Every error in one manifest (an empty list: valid)."""
     kind = doc.get("kind")
-    if kind == "Secret":
+    core = {"Secret": "V1Secret", "Namespace": "V1Namespace", "ServiceAccount": "V1ServiceAccount"}
+    if kind in core:
         errors: list[str] = []
-        _check_model(doc, "V1Secret", "Secret", errors)
+        _check_model(doc, core[kind], kind, errors)
         return errors
     if kind not in KUBERAY_V1:
         return [f"unexpected kind {kind!r}"]
@@ -145,9 +146,10 @@ def validate(doc: dict) -> list[str]:
     return errors
 
 
-def _docs() -> dict[str, dict]:
+def _docs(folder: str = K8S) -> dict[str, dict]:
+    """Every manifest that `kubectl apply -f folder` applies (not recursive)."""
     out = {}
-    for p in sorted(glob.glob(os.path.join(K8S, "*.yaml"))):
+    for p in sorted(glob.glob(os.path.join(folder, "*.yaml"))):
         for d in yaml.safe_load_all(open(p)):
             if d:
                 out[f"{os.path.basename(p)}:{d['kind']}/{d['metadata']['name']}"] = d
@@ -156,9 +158,12 @@ def _docs() -> dict[str, dict]:
 
 def test_manifests_are_valid_kuberay_and_core_objects():
     docs = _docs()
+    examples = _docs(os.path.join(K8S, "examples"))
     kinds = sorted(d["kind"] for d in docs.values())
-    assert kinds.count("RayJob") >= 2 and kinds.count("RayCluster") >= 1 and "Secret" in kinds
-    for name, d in docs.items():
+    assert kinds.count("RayJob") >= 2 and kinds.count("RayCluster") >= 1
+    # `kubectl apply -f deploy/kubernetes/` must never overwrite a real Secret with the example
+    assert "Secret" not in kinds and [d["kind"] for d in examples.values()] == ["Secret"]
+    for name, d in {**docs, **examples}.items():
         assert validate(d) == [], name
         if d["kind"] == "RayJob":
             assert isinstance(yaml.safe_load(d["spec"].get("runtimeEnvYAML", "{}")), dict), name
@@ -191,11 +196,23 @@ def _containers(doc):
 
 def test_manifests_wire_s3_secret_gpus_and_entrypoints():
     docs = _docs()
-    secrets = {d["metadata"]["name"] for d in docs.values() if d["kind"] == "Secret"}
+    examples = _docs(os.path.join(K8S, "examples"))
+    secrets = {d["metadata"]["name"] for d in examples.values() if d["kind"] == "Secret"}
+    for d in examples.values():
+        assert {"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"} <= set(d["stringData"])
+    # the namespace and the ServiceAccount the pods run as are created by the applied folder
+    accounts = {(d["metadata"]["namespace"], d["metadata"]["name"]) for d in docs.values()
+                if d["kind"] == "ServiceAccount"}
+    namespaces = {d["metadata"]["name"] for d in docs.values() if d["kind"] == "Namespace"}
+    first = sorted(glob.glob(os.path.join(K8S, "*.yaml")))[0]
+    assert {d["kind"] for d in yaml.safe_load_all(open(first)) if d} == {"Namespace", "ServiceAccount"}
     for name, d in docs.items():
-        if d["kind"] == "Secret":
-            assert {"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"} <= set(d["stringData"])
+        if d["kind"] in ("Namespace", "ServiceAccount"):
             continue
+        assert d["metadata"]["namespace"] in namespaces, name
+        for where, spec, c in _containers(d):
+            if "serviceAccountName" in spec:
+                assert (d["metadata"]["namespace"], spec["serviceAccountName"]) in accounts, f"{name} {where}"
         for where, _, c in _containers(d):
             if where == "submitterPodTemplate":
                 continue
@@ -214,6 +231,11 @@ def test_manifests_wire_s3_secret_gpus_and_entrypoints():
         paths = re.findall(r"/opt/lmrefinery/(\S+)", job["spec"]["entrypoint"])
         assert paths and all(os.path.exists(os.path.join(ROOT, p)) for p in paths), paths
     assert re.search(r"^python /opt/lmrefinery/jobs/pretrain\.py ", train["spec"]["entrypoint"])
+    # every ${VAR} without a default in the training recipe is given to the job
+    recipe = re.findall(r"/opt/lmrefinery/(conf/\S+\.yaml)", train["spec"]["entrypoint"])[0]
+    needed = set(re.findall(r"\$\{(\w+)\}", open(os.path.join(ROOT, recipe)).read()))
+    given = set(yaml.safe_load(train["spec"]["runtimeEnvYAML"])["env_vars"])
+    assert needed and needed <= given, needed - given
     # training: GPU workers with GPU resources, a GPU node selector and the GPU taint tolerated
     gpu_groups = [g for g in train["spec"]["rayClusterSpec"]["workerGroupSpecs"]
                   if any("nvidia.com/gpu" in c["resources"].get("limits", {}) for c in g["template"]["spec"]["containers"])]
@@ -253,7 +275,13 @@ def test_dockerfile_from_official_ray_image_non_root():
     assert froms and all(f.startswith("rayproject/ray:") for f in froms)
     users = re.findall(r"^USER\s+(\S+)", text, re.M)
     assert users and users[-1] not in ("root", "0")
-    assert re.search(r"pip install[^\n]*\.\[", text)   # the package itself, with its extras
+    # the package is installed from its wheel (not editable, not from source), with its extras,
+    # and the final image has no lib/ that could shadow the wheel and hide missing package data
+    assert re.search(r"pip wheel --no-deps[^\n]* \.\n", text)
+    assert re.search(r"pip install[^\n]*lmrefinery-\*\.whl\)\[spark,train,tracking\]", text)
+    assert "pip install -e" not in text and "--editable" not in text
+    final = text[text.rindex("\nFROM "):]
+    assert "COPY --chown=ray:users lib" not in final and "/src" not in final
     # BuildKit reads <Dockerfile>.dockerignore next to the Dockerfile
     ignore = open(os.path.join(ROOT, "deploy", "docker", "Dockerfile.dockerignore")).read().split()
     assert ".venv" in ignore or ".venv*" in ignore
