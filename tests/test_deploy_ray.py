@@ -6,15 +6,10 @@ from __future__ import annotations
 
 import json
 import os
-import secrets
 import shutil
-import signal
-import socket
 import subprocess
 import sys
-import tempfile
 
-import psutil
 import pyarrow.parquet as pq
 import pytest
 import yaml
@@ -23,94 +18,20 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BIN = os.path.dirname(sys.executable)
 # curation stages + tokenize (conf/pipelines/mini.yaml has grown into the full, slower pipeline)
 RECIPE = "deploy/airflow/daily.yaml"
-RAY = os.path.join(BIN, "ray")
 
 sys.path.insert(0, ROOT)
 from jobs._common import parse_tagged  # noqa: E402
-
-
-def _free_ports(n: int) -> list[int]:
-    socks, ports = [], []
-    for _ in range(n):
-        s = socket.socket()
-        s.bind(("127.0.0.1", 0))
-        socks.append(s)
-        ports.append(s.getsockname()[1])
-    for s in socks:
-        s.close()
-    return ports
-
-
-class RayHead:
-    """A Ray head node in its own process session, stopped by killing exactly
-    the processes of that session (``ray stop`` would stop every Ray on the box)."""
-
-    def __init__(self):
-        self.tmp = tempfile.mkdtemp(prefix="lmrd-", dir="/tmp")  # short: unix socket paths
-        gcs, dash, client, nm, om, agent_http, agent_grpc, rt_agent, metrics = _free_ports(9)
-        self.gcs_port, self.dash_port = gcs, dash
-        self.address = f"http://127.0.0.1:{dash}"
-        self.token = secrets.token_hex(32)
-        env = {k: v for k, v in os.environ.items() if not k.startswith("RAY_") and k != "AWS_ENDPOINT_URL"}
-        # `python` in a job's entrypoint is the head's Python (this venv), as on a cluster image
-        env.update(RAY_AUTH_MODE="token", RAY_AUTH_TOKEN=self.token, RAY_USAGE_STATS_ENABLED="0",
-                   PATH=BIN + os.pathsep + env.get("PATH", ""))
-        self.env = env
-        self.proc = subprocess.Popen(
-            [RAY, "start", "--head", "--num-cpus", "2", "--port", str(gcs),
-             "--dashboard-host", "127.0.0.1", "--dashboard-port", str(dash), "--include-dashboard", "true",
-             "--ray-client-server-port", str(client), "--node-manager-port", str(nm),
-             "--object-manager-port", str(om), "--dashboard-agent-listen-port", str(agent_http),
-             "--dashboard-agent-grpc-port", str(agent_grpc), "--runtime-env-agent-port", str(rt_agent),
-             "--metrics-export-port", str(metrics), "--min-worker-port", "0", "--max-worker-port", "0",
-             "--temp-dir", self.tmp, "--disable-usage-stats"],
-            env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
-        self.sid = self.proc.pid
-        out, _ = self.proc.communicate(timeout=120)
-        if self.proc.returncode != 0:
-            self.stop()
-            raise RuntimeError(f"ray start --head failed:\n{out}")
-
-    def client_env(self, **extra) -> dict:
-        env = dict(self.env)
-        env.update(RAY_ADDRESS=self.address, **extra)
-        return env
-
-    def _processes(self) -> list[psutil.Process]:
-        found = []
-        for p in psutil.process_iter(["cmdline"]):
-            try:
-                if os.getsid(p.pid) == self.sid or self.tmp in " ".join(p.info["cmdline"] or []):
-                    found.append(p)
-            except (OSError, psutil.Error):
-                continue
-        return found
-
-    def stop(self) -> None:
-        procs = self._processes()
-        for p in procs:
-            try:
-                p.send_signal(signal.SIGTERM)
-            except psutil.Error:
-                pass
-        _, alive = psutil.wait_procs(procs, timeout=5)
-        for p in alive:
-            try:
-                p.kill()
-            except psutil.Error:
-                pass
-        psutil.wait_procs(alive, timeout=5)
-        shutil.rmtree(self.tmp, ignore_errors=True)
+from ray_nodes import RAY, RayNode  # noqa: E402
 
 
 @pytest.fixture(scope="module")
 def ray_head():
-    head = RayHead()
+    head = RayNode(num_cpus=2)
     try:
         yield head
     finally:
         head.stop()
-        assert not head._processes(), "Ray head processes survived the stop"
+        assert not head.processes(), "Ray head processes survived the stop"
 
 
 def _runtime_env(tmp_path, **env_vars) -> str:
@@ -123,13 +44,13 @@ def _runtime_env(tmp_path, **env_vars) -> str:
     return str(p)
 
 
-def _submit(head: RayHead, sub_id: str, runtime_env: str, *entrypoint: str) -> subprocess.CompletedProcess:
+def _submit(head: RayNode, sub_id: str, runtime_env: str, *entrypoint: str) -> subprocess.CompletedProcess:
     return subprocess.run([RAY, "job", "submit", "--address", head.address, "--submission-id", sub_id,
                            "--working-dir", ".", "--runtime-env", runtime_env, "--", *entrypoint],
                           cwd=ROOT, env=head.client_env(), capture_output=True, text=True, timeout=300)
 
 
-def _job_cli(head: RayHead, *args: str) -> str:
+def _job_cli(head: RayNode, *args: str) -> str:
     r = subprocess.run([RAY, "job", *args, "--address", head.address, "--log-style", "record",
                         "--log-color", "false"], cwd=ROOT, env=head.client_env(),
                        capture_output=True, text=True, timeout=60)

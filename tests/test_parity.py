@@ -137,6 +137,17 @@ def test_installed_wheel_outside_the_checkout_matches(wheel_venv, reference, sam
     path, langs = where.stdout.strip().splitlines()
     assert path.startswith(wheel_venv) and not path.startswith(os.path.join(ROOT, "lib")), path
     assert "zh.yaml" in langs and "ja.yaml" in langs
+    # the instruction path's package data came along too (templates, taxonomy, refusal lists)
+    instruct = subprocess.run([os.path.join(wheel_venv, "bin", "python"), "-c",
+                               "from lmrefinery.instruct.templates import load_templates; "
+                               "from lmrefinery.instruct.normalize import load_taxonomy; "
+                               "from lmrefinery.instruct.filters import load_phrases; "
+                               "t = load_templates(); print(sorted(t)); print(sorted(t['nli']['templates'])); "
+                               "print(len(load_taxonomy()['categories']), len(load_phrases('refusals_zh.txt')))"],
+                              cwd=str(work), env=env, capture_output=True, text=True, timeout=120)
+    assert instruct.returncode == 0, instruct.stderr[-2000:]
+    tasks, nli_langs, sizes = instruct.stdout.strip().splitlines()
+    assert "'translation'" in tasks and "'zh'" in nli_langs and all(int(n) > 0 for n in sizes.split())
     # `lmrefinery demo` as a new user runs it: the packaged mini recipe on local Ray
     r = subprocess.run([os.path.join(wheel_venv, "bin", "lmrefinery"), "demo", "--docs", str(DOCS),
                         "--seed", str(SEED), "--quiet"], cwd=str(work), env=env, capture_output=True, text=True,
