@@ -230,3 +230,20 @@ def test_uri_key_keeps_what_is_significant():
     assert uri_key("http://a.org:8080/P?Q=1#f") == "http://a.org:8080/P?Q=1"   # path/query case kept
     assert uri_key("https://[2001:DB8::1]:443/x") == "https://[2001:db8::1]/x"
     assert uri_key("https://a.org:99999/x#f") == "https://a.org:99999/x"        # bad port: as written
+
+
+def test_table_layout_article_is_kept_with_tables_on_by_default():
+    """An old table-layout page: the whole article sits in <td> cells. Tables are on by
+    default (better F1 on the shared gold pages, bench/results/ingest.json); with
+    include_tables: false the page comes out empty."""
+    path = os.path.join(os.path.dirname(__file__), "data", "table-layout-article.html")
+    docs, q, _, _ = read_all("html", path)
+    assert not q and len(docs) == 1
+    text = docs[0].doc["text"]
+    for sentence in ("The harbour dries at low water", "current across the harbour mouth can exceed three knots",
+                     "The new pontoon was installed in March", "report it to the harbour master"):
+        assert sentence in text
+    assert "Join the club" not in text and "All rights reserved" not in text
+    assert docs[0].doc["title"].startswith("Tide tables and harbour notes")
+    docs, q, _, _ = read_all("html", path, {"include_tables": False})
+    assert not docs and q == {"empty_text": 1}
