@@ -129,3 +129,44 @@ def test_model_location(tmp_path):
         .kept.column("lang")[0].as_py() == "fr"
     with pytest.raises(FileNotFoundError):
         make_stage("lid", tmp_path, model=str(tmp_path / "missing.bin"))
+
+
+def _en_zh_documents(shared_corpora, n=40):
+    """English + Chinese documents with one paragraph per line (as extracted web text
+    is written, no blank lines): an English instruction and answer, then a different
+    record's Chinese answer and instruction, from the parallel bilingual Alpaca set."""
+    recs = json.load(open(os.path.join(shared_corpora, "instructions", "alpaca_chinese_bilingual_part_1.json"),
+                          encoding="utf-8"))
+    recs = [r for r in recs if len(r["en_output"]) > 100 and len(r["output"]) > 60
+            and "\n" not in r["en_output"] + r["output"]]
+    return ["\n".join([a["en_instruction"], a["en_output"], b["output"], b["instruction"]])
+            for a, b in zip(recs[0:2 * n:2], recs[1:2 * n:2])]
+
+
+def test_single_newline_paragraphs_get_shares_and_mixed_documents_can_be_kept(shared_corpora, tmp_path):
+    docs = _en_zh_documents(shared_corpora)
+    assert all("\n\n" not in d and d.count("\n") == 3 for d in docs)
+    table = docs_to_table([{"id": str(i), "text": t} for i, t in enumerate(docs)])
+    plain = make_stage("lid", tmp_path, allowed=["en", "zh"]).process(table)
+    low = plain.rejected.column("reject_reason").to_pylist()
+    assert len(low) >= 10 and set(low) == {"lid:low_score"}   # one label for two languages: uncertain
+    st = make_stage("lid", tmp_path, allowed=["en", "zh"], keep_mixed=0.8, paragraphs=True)
+    res = st.process(table)
+    assert res.rejected is None or res.rejected.num_rows == 0
+    assert res.counters == {"lid:kept_mixed": len(low)}
+    rows = {r["id"]: r for r in res.kept.to_pylist()}
+    for i in plain.rejected.column("id").to_pylist():
+        meta = meta_loads(rows[i]["meta"])
+        assert meta["lang_mixed"] is True and set(meta["lang_shares"]) == {"en", "zh"}
+        assert rows[i]["lang"] == max(meta["lang_shares"], key=meta["lang_shares"].get)
+    for r in rows.values():   # shares on every document, by line
+        assert set(meta_loads(r["meta"])["lang_shares"]) == {"en", "zh"}
+    # only English allowed: a document is rescued only when >= 80% of its characters are confident English
+    en_only = make_stage("lid", tmp_path, allowed=["en"], keep_mixed=0.8, paragraphs=True).process(table)
+    assert en_only.rejected.num_rows >= 5
+    for r in en_only.rejected.to_pylist():
+        assert meta_loads(r["meta"])["lang_allowed_share"] < 0.8
+    rescued = [meta_loads(r["meta"]) for r in en_only.kept.to_pylist() if "lang_mixed" in r["meta"]]
+    assert rescued and all(m["lang_allowed_share"] >= 0.8 for m in rescued)
+    assert en_only.counters == {"lid:kept_mixed": len(rescued)}
+    assert {r["lang"] for r in en_only.kept.to_pylist()} == {"en"}
