@@ -170,3 +170,65 @@ def test_single_newline_paragraphs_get_shares_and_mixed_documents_can_be_kept(sh
     assert rescued and all(m["lang_allowed_share"] >= 0.8 for m in rescued)
     assert en_only.counters == {"lid:kept_mixed": len(rescued)}
     assert {r["lang"] for r in en_only.kept.to_pylist()} == {"en"}
+
+
+def _known_sentences(shared_corpora, n=300):
+    """Sentences of known language: Alice in Wonderland (en), Chinese Alpaca answers (zh)."""
+    alice = open(os.path.join(shared_corpora, "books", "pg11_alice_in_wonderland_en.txt"), encoding="utf-8").read()
+    en = [s for p in alice.split("\n\n") for s in re.split(r"(?<=[.!?])\s+", re.sub(r"\s*\n\s*", " ", p))]
+    zh_recs = json.load(open(os.path.join(shared_corpora, "instructions", "alpaca_chinese_bilingual_part_0.json"),
+                             encoding="utf-8"))
+    zh = [s for r in zh_recs for s in re.split(r"(?<=[。！？])", r["output"])]
+    keep = lambda xs: [x.strip() for x in xs if 20 <= len(x.strip()) <= 250][:n]  # noqa: E731
+    return [(s, "en") for s in keep(en)] + [(s, "zh") for s in keep(zh)]
+
+
+def test_calibrated_thresholds_keep_short_correct_sentences(shared_corpora, tmp_path):
+    """At min_score 0.65 more than 1% of correctly labelled one-sentence English texts are
+    rejected; the calibrated per-language threshold rejects at most 1%, and the stage with
+    those min_scores keeps what it predicts."""
+    from lmrefinery.lid.calibrate import calibrate, min_scores
+
+    sents = _known_sentences(shared_corpora)
+    st = make_stage("lid", tmp_path)
+    cal = {c.lang: c for c in calibrate(st.model, sents, 0.01, 0.65, 0.1, min_sentences=100)}
+    en = cal["en"]
+    assert en.correct >= 280 and en.rejected_at_default > 0.01
+    assert en.threshold < 0.65 and en.rejected_at_threshold <= 0.01
+    assert all(0.1 <= c.threshold <= 0.65 and c.rejected_at_threshold <= max(0.01, c.rejected_at_default)
+               for c in cal.values())
+    floored = calibrate(st.model, sents, 0.01, 0.65, 0.3, min_sentences=100)[0]   # never below the floor
+    assert floored.lang == "en" and floored.threshold == 0.3 and floored.rejected_at_threshold > 0.01
+    few = calibrate(st.model, sents, 0.01, 0.65, 0.1, min_sentences=1000)        # too few: keeps min_score
+    assert {c.threshold for c in few} == {0.65}
+    table = docs_to_table([{"id": str(i), "text": t} for i, (t, g) in enumerate(sents) if g == "en"])
+    default = st.process(table)
+    tuned = make_stage("lid", tmp_path, min_scores=min_scores(list(cal.values()))).process(table)
+    rejected_en = lambda res: sum(1 for r in (res.rejected.to_pylist() if res.rejected is not None else [])  # noqa: E731
+                                  if r["lang"] == "en")
+    assert rejected_en(default) == round(en.rejected_at_default * en.correct)
+    assert rejected_en(tuned) == round(en.rejected_at_threshold * en.correct) <= 0.01 * en.correct
+
+
+def test_lid_calibrate_command(shared_corpora, tmp_path):
+    import subprocess
+    import sys
+
+    from lmrefinery.lid.stage import LidParams
+
+    inp = tmp_path / "s.jsonl"
+    inp.write_text("".join(json.dumps({"sentence": t, "language": g}, ensure_ascii=False) + "\n"
+                           for t, g in _known_sentences(shared_corpora, 250)), encoding="utf-8")
+    out = tmp_path / "cal.json"
+    p = subprocess.run([sys.executable, "-m", "lmrefinery.cli", "lid", "calibrate", "--input", str(inp),
+                        "--text-field", "sentence", "--lang-field", "language", "--out", str(out)],
+                       capture_output=True, text=True, timeout=300)
+    assert p.returncode == 0, p.stderr
+    res = json.load(open(out))
+    assert "en" in res["min_scores"] and "min_scores:" in p.stdout
+    assert LidParams(min_scores=res["min_scores"]).min_scores["en"] < 0.65
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"text": "fine", "lang": "en"}\n{"text": "no language"}\n')
+    p = subprocess.run([sys.executable, "-m", "lmrefinery.cli", "lid", "calibrate", "--input", str(bad)],
+                       capture_output=True, text=True, timeout=300)
+    assert p.returncode == 2 and f"{bad} line 2" in p.stderr
