@@ -202,3 +202,17 @@ def test_namespace_names_and_aliases_come_from_the_dumps_siteinfo():
     site = parse_siteinfo(open(VI_DUMP, encoding="utf-8").read())
     assert site.namespace_of("Thảo luận:Phở") == 1 and site.namespace_of("hình:X.png") == 6
     assert site.namespace_of("Thể_loại:Sông") == 14 and site.namespace_of("Sông Hương: lịch sử") == 0
+
+
+def test_file_links_under_an_undeclared_alias_are_dropped_by_their_image_parameters():
+    """XML dumps list each namespace's local name, not always its aliases: a file link under
+    an alias the dump does not declare is still recognised by its size parameter."""
+    from lmrefinery.ingest.wiki import parse_siteinfo, wikitext_to_text
+
+    head = open(VI_DUMP, encoding="utf-8").read()
+    no_aliases = parse_siteinfo(re.sub(r"<namespacealiases>.*?</namespacealiases>", "", head, flags=re.S))
+    assert no_aliases.namespace_of("Hình:X.png") == 0 and no_aliases.namespace_of("Tập tin:X.png") == 6
+    text = wikitext_to_text("[[Hình:Hue.jpg|nhỏ|200px|phải|Chú thích ảnh]]\nSông Hương chảy qua [[Huế|thành phố "
+                            "Huế]].\n[[Hình:B.png|x120px|Bản đồ]]\n[[Nghệ thuật|nghệ thuật 200px]] vẫn giữ.",
+                            no_aliases)
+    assert [ln for ln in text.split("\n") if ln] == ["Sông Hương chảy qua thành phố Huế.", "nghệ thuật 200px vẫn giữ."]

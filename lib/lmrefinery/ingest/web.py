@@ -54,9 +54,6 @@ class WebOptions(ReaderOptions):
     charset: str | None = Field(None, description="html: charset when the file does not declare one")
 
 
-DEFAULTS = WebOptions().model_dump()
-
-
 def _opts(spec: dict) -> dict:
     return spec_options(spec, WebOptions).model_dump()
 

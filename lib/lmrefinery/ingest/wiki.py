@@ -69,9 +69,6 @@ class WikiOptions(ReaderOptions):
     timeout_s: float = Field(60.0, ge=0, description="per-page markup removal timeout (0 = none)")
 
 
-DEFAULTS = WikiOptions().model_dump()
-
-
 def _opts(spec):
     return spec_options(spec, WikiOptions).model_dump()
 
@@ -193,6 +190,17 @@ def _node_types():
     return _NODES
 
 
+_IMAGE_PARAM = re.compile(r"^\s*(\d+px|\d*x\d+px|upright(\s*=\s*[\d.]+)?|frameless|thumb(nail)?)\s*$", re.I)
+
+
+def _is_image_link(params: str) -> bool:
+    """Image parameters (`200px`, `x120px`, `upright`, `thumb`) among a link's `|` parts:
+    the size keywords are the same in every language (only `thumb`/`left` get local
+    names), so they identify file links whose namespace alias the dump does not list."""
+    parts = params.split("|")
+    return len(parts) >= 2 and any(_IMAGE_PARAM.match(p) for p in parts[:-1])
+
+
 def _render(code, site: SiteInfo = DEFAULT_SITE) -> str:
     """Plain text of a parsed wikicode: one pass, dropping what we do not keep
     (far faster than Wikicode.remove(), which searches the tree per node)."""
@@ -212,6 +220,8 @@ def _render(code, site: SiteInfo = DEFAULT_SITE) -> str:
                 if _INTERLANG.match(prefix) and not target.startswith(":"):
                     continue
             if node.text is not None:
+                if _is_image_link(str(node.text)):
+                    continue  # a file link under a namespace name the dump does not declare
                 out.append(_render(node.text, site))
             else:
                 out.append(target.lstrip(":").split("#", 1)[0] or target)
