@@ -369,6 +369,7 @@ def shingle_set(text: str | None, n: int, cjk: bool, hash: str = "xxh3") -> np.n
     return np.unique(token_hashes(text, n, cjk, hash))
 
 
-__all__ = ["is_cjk", "token_mode", "tokens", "text_shingle_hashes", "mixed_ngram_hashes", "token_stream", "shingle_strings", "token_hashes", "token_hash_xxh3", "sha1_hash32",
+__all__ = ["is_cjk", "token_mode", "tokens", "token_stream", "text_shingle_hashes", "mixed_ngram_hashes",
+           "shingle_strings", "token_hashes", "token_hash_xxh3", "sha1_hash32",
            "permutations", "signatures", "band_keys", "lsh_threshold", "optimal_bands_rows",
            "exact_jaccard", "shingle_set"]

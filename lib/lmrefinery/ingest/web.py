@@ -35,6 +35,7 @@ from ..core import storage
 from .formats import Quarantine, ReaderOptions, Record, Skip, reader, snippet, spec_options
 from .urls import clean_uri, uri_key
 
+
 class WebOptions(ReaderOptions):
     """``inputs[].options`` of the warc, wet and html formats."""
     extractor: Literal["trafilatura", "resiliparse"] = Field("trafilatura", description="main-content extractor")

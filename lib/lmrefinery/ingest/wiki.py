@@ -105,7 +105,7 @@ _CANONICAL_NS = {"media": -2, "special": -1, "talk": 1, "user": 2, "user talk": 
                  "mediawiki talk": 9, "template": 10, "template talk": 11, "help": 12, "help talk": 13,
                  "category": 14, "category talk": 15}
 _NS_ENTRY = re.compile(r'<namespace\s+key="(-?\d+)"[^>]*?>([^<]*)</namespace>')
-_NS_ALIAS = re.compile(r'<(?:namespacealias|alias|ns)\s+(?:key|id)="(-?\d+)"[^>]*?>([^<]*)</(?:namespacealias|alias|ns)>')
+_NS_ALIAS = re.compile(r'<(namespacealias|alias|ns)\s+(?:key|id)="(-?\d+)"[^>]*?>([^<]*)</\1>')
 
 
 def parse_siteinfo(head: str) -> SiteInfo:
@@ -119,7 +119,7 @@ def parse_siteinfo(head: str) -> SiteInfo:
         for key, name in _NS_ENTRY.findall(info):
             if name.strip():
                 names[_ns_name(name)] = int(key)
-        for key, name in _NS_ALIAS.findall(info):
+        for _, key, name in _NS_ALIAS.findall(info):
             if name.strip():
                 names[_ns_name(name)] = int(key)
     return SiteInfo(names)
