@@ -162,3 +162,23 @@ def test_mixed_script_leaks_are_found_both_ways(shared_corpora, corpus):
                     "zh-in-en": {f"belle_seed:{task['id']}"}}
     old = _stage(shared_corpora, script="auto").process(docs_to_table(docs))
     assert old.rejected is None or old.rejected.num_rows == 0
+
+
+def test_latin_words_inside_chinese_text_no_longer_match_as_letter_windows(tmp_path):
+    """Character mode turned `singing and dancing` into the letters `singinganddancing`, whose
+    13-letter windows match any Chinese text quoting the same three words: a false hit.
+    In one stream they are three word tokens and a 13-token n-gram needs real shared context."""
+    ev = tmp_path / "eval.txt"
+    ev.write_text("我们的晚会节目包括 singing and dancing 表演，欢迎大家今晚准时参加活动。\n", encoding="utf-8")
+    doc = {"id": "park", "lang": "zh", "text": "昨天公园里有很多人在 singing and dancing，孩子们玩得很开心，天气也很好。"}
+    leak = {"id": "leak", "lang": "zh", "text": "通知：我们的晚会节目包括 singing and dancing 表演，欢迎大家今晚准时参加活动。谢谢。"}
+
+    def run(script):
+        cls = get_stage("decontaminate")
+        st = cls(cls.Params(eval_sets=[{"name": "ev", "paths": [str(ev)], "format": "txt"}], script=script),
+                 StageContext(output_root=str(tmp_path), stage_dir=str(tmp_path)))
+        st.setup()
+        res = st.process(docs_to_table([doc, leak]))
+        return sorted(r["id"] for r in res.rejected.to_pylist()) if res.rejected is not None else []
+    assert run("auto") == ["leak", "park"]     # the park document is a false hit
+    assert run("mixed") == ["leak"]
