@@ -575,7 +575,7 @@ class NearDedup(Stage):
     name = "dedup"
     kind = "global"
     Params = NearParams
-    description = ("Near-duplicate removal: MinHash LSH over word (or CJK character) n-grams, optional exact-"
+    description = ("Near-duplicate removal: MinHash LSH over word and CJK character n-grams, optional exact-"
                    "Jaccard verification, distributed connected components, one deterministic keeper per cluster.")
 
     def execute(self, job) -> list[dict]:

@@ -48,7 +48,9 @@ class LidParams(StageParams):
     model: str | None = Field(None, description="lid.176 .bin/.ftz path, s3:// or https:// URL; None = cache")
     allowed: list[str] = Field(default_factory=list, description="languages kept (ISO 639 codes); empty = all")
     min_score: float = Field(0.65, ge=0.0, le=1.0, description="minimum top-1 score (DataTrove's default 0.65)")
-    min_scores: dict[str, float] = Field(default_factory=dict, description="per-language minimum score")
+    min_scores: dict[str, float] = Field(default_factory=dict, description="per-language minimum score; "
+                                         "`lmrefinery lid calibrate` derives them (shared sentences: en 0.33, "
+                                         "zh 0.53 keep 99% of correct one-sentence texts, 0.65 rejects 5.9% of en)")
     top_k: int = Field(1, ge=1, le=176, description=">1: also record the top-k labels in `lang_topk`")
     max_chars: int = Field(4000, ge=0, description="predict on the first N characters (0 = whole text); "
                            "fastText's cost is linear in length and a page of text decides the language")
