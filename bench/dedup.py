@@ -188,10 +188,85 @@ def bench_quality(work: str) -> dict:
     return out
 
 
+CURVE_THRESHOLDS = (0.5, 0.6, 0.7, 0.75, 0.8, 0.85, 0.9)
+
+
+def _candidate_pairs(keys) -> set[tuple[int, int]]:
+    out = set()
+    for band in range(keys.shape[1]):
+        groups: dict[int, list[int]] = {}
+        for i, k in enumerate(keys[:, band].tolist()):
+            groups.setdefault(k, []).append(i)
+        for ms in groups.values():
+            out.update((a, b) for x, a in enumerate(ms) for b in ms[x + 1:])
+    return out
+
+
+def bench_threshold_curve(weights=((0.5, 0.5), (0.2, 0.8))) -> dict:
+    """Recall and false-positive candidates by `threshold`, with bands/rows derived by the
+    stage's rule (minimise fp_weight * FP area + fn_weight * FN area, datasketch's
+    optimal_param), on the labelled set (600 documents + their edited copies, en + zh).
+    Jaccard is exact on the stage's own shingle sets; candidates are LSH band collisions
+    (before verification; verification then removes every candidate below the threshold)."""
+    import numpy as np
+
+    from lmrefinery.dedup import labelled as L
+    from lmrefinery.dedup import minhash as M
+
+    docs, pairs = L.build(SHARED, 300, 300, seed=7)
+    idx = {d["id"]: i for i, d in enumerate(docs)}
+    hl = [M.text_shingle_hashes(d["text"], d["lang"], "mixed", 5, 5) for d in docs]
+    sets = [np.unique(h) for h in hl]
+    sig = M.signatures(hl, 112, 1)
+    jac = {}
+
+    def j(a, b):
+        if (a, b) not in jac:
+            jac[(a, b)] = M.exact_jaccard(sets[a], sets[b])
+        return jac[(a, b)]
+    labelled = [(min(idx[p["a"]], idx[p["b"]]), max(idx[p["a"]], idx[p["b"]])) for p in pairs]
+    configs = [("default 14x8", None, 14, 8)]
+    for t in CURVE_THRESHOLDS:
+        for w in weights:
+            b, r = M.optimal_bands_rows(t, 112, *w)
+            configs.append((f"threshold {t} weights fp/fn {w[0]}/{w[1]}", t, b, r))
+    rows = []
+    for name, t, b, r in configs:
+        cand = _candidate_pairs(M.band_keys(sig, b, r, 1))
+        thr = t if t is not None else round(M.lsh_threshold(b, r), 4)
+        row = {"config": name, "threshold": thr, "bands": b, "rows": r,
+               "s_curve_midpoint": round(M.lsh_threshold(b, r), 3),
+               "candidate_pairs": len(cand), "false_candidates_below_threshold": sum(j(*p) < thr for p in cand)}
+        for lo, key in ((0.8, "recall_j>=0.80"), (thr, "recall_j>=thr")):
+            pos = [p for p in labelled if j(*p) >= lo]
+            row[key] = round(sum(p in cand for p in pos) / len(pos), 4) if pos else None
+            row[key.replace("recall", "positives")] = len(pos)
+        rows.append(row)
+    return {"documents": len(docs), "labelled_pairs": len(pairs), "num_perm": 112, "curve": rows}
+
+
+def _print_curve(c: dict) -> None:
+    print(f"threshold curve ({c['documents']} docs, {c['labelled_pairs']} labelled pairs, 112 perms):")
+    for r in c["curve"]:
+        print(f"  {r['config']:40s} b={r['bands']:3d} r={r['rows']:3d} mid={r['s_curve_midpoint']:.3f} "
+              f"recall(J>=0.8)={r['recall_j>=0.80']} recall(J>=thr)={r['recall_j>=thr']} "
+              f"candidates={r['candidate_pairs']} below-thr={r['false_candidates_below_threshold']}")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--only-curve", action="store_true", help="re-measure the threshold curve only; the other "
+                    "sections of the results file are kept")
     a = ap.parse_args()
+    if a.only_curve:
+        path = os.path.join(ROOT, "bench", "results", "dedup.json")
+        res = json.load(open(path))
+        res["threshold_curve"] = bench_threshold_curve()
+        with open(path, "w") as f:
+            json.dump(res, f, indent=1, sort_keys=True)
+        _print_curve(res["threshold_curve"])
+        return
     work = tempfile.mkdtemp(prefix="lmr-bench-dedup-")
     res = {"machine": {"cpus": os.cpu_count(), "platform": platform.platform(),
                        "loadavg_at_start": os.getloadavg()},
@@ -201,6 +276,8 @@ def main() -> None:
     res["signatures"] = bench_signatures(1 if a.quick else 3)
     print("quality ...", flush=True)
     res["quality"] = bench_quality(work)
+    print("threshold curve ...", flush=True)
+    res["threshold_curve"] = bench_threshold_curve()
     sizes = [1, 2] if a.quick else [1, 2, 4]
     res["end_to_end"] = {}
     for c in sizes:
@@ -227,6 +304,7 @@ def main() -> None:
     for k in ("verify_true", "verify_false"):
         print(f"Quality {k}: precision {q[k]['precision']:.4f}, recall(J>=0.8) {q[k]['all']['recall_j>=0.80']:.4f}, "
               f"recall(J>=thr) {q[k]['all']['recall_j>=thr']:.4f}")
+    _print_curve(res["threshold_curve"])
     print("End to end (dedup stage on Ray):")
     for k, v in res["end_to_end"].items():
         print(f"  {k:28s} {v['docs_per_s']:8.1f} docs/s  peak worker RSS {v['max_worker_rss_mb']:.0f} MB")

@@ -158,21 +158,50 @@ def bench_jsonl(shared, tmp, repeat):
             "docs_per_s": round(n / dt), "MB_per_s": round(mb / dt, 1)}
 
 
+QUALITY_CONFIGS = {
+    # name: options of the html reader (defaults: trafilatura, favor_precision, include_tables)
+    "trafilatura": {},
+    "trafilatura tables off": {"include_tables": False},
+    "trafilatura balanced": {"favor_precision": False},
+    "trafilatura balanced tables off": {"favor_precision": False, "include_tables": False},
+    "trafilatura favor_recall": {"favor_precision": False, "favor_recall": True},
+    "trafilatura with comments": {"include_comments": True},
+    "resiliparse": {"extractor": "resiliparse"},
+}
+
+
+def _score_pages(base, gold, extract):
+    scores, empty, t = [], 0, 0.0
+    for key, g in sorted(gold.items()):
+        t0 = time.perf_counter()
+        text = extract(os.path.join(base, "html", f"{key}.html.gz"))
+        t += time.perf_counter() - t0
+        empty += not text
+        scores.append(f1(text, g["articleBody"]))
+    return {"mean_token_f1": round(sum(scores) / len(scores), 4),
+            "median_token_f1": round(sorted(scores)[len(scores) // 2], 4), "pages": len(scores),
+            "empty_pages": empty, "pages_per_s": round(len(scores) / t, 1)}
+
+
 def bench_quality(shared):
+    """Token F1 against the gold article bodies for each extractor configuration, and
+    Trafilatura called directly with its own defaults (the raw tool, as a peer)."""
+    import gzip
+
+    import trafilatura
+
     base = os.path.join(shared, "web", "html_article_extraction")
     gold = json.load(open(os.path.join(base, "ground-truth.json"), encoding="utf-8"))
     out = {}
-    for ex in ("trafilatura", "resiliparse"):
-        scores, t = [], 0.0
-        for key, g in sorted(gold.items()):
-            t0 = time.perf_counter()
-            docs = [i for i in get_reader("html")(_spec("html", os.path.join(base, "html", f"{key}.html.gz"),
-                                                        extractor=ex)) if isinstance(i, Record)]
-            t += time.perf_counter() - t0
-            scores.append(f1(docs[0].doc["text"] if docs else "", g["articleBody"]))
-        out[ex] = {"mean_token_f1": round(sum(scores) / len(scores), 4),
-                   "median_token_f1": round(sorted(scores)[len(scores) // 2], 4), "pages": len(scores),
-                   "pages_per_s": round(len(scores) / t, 1)}
+    for name, opts in QUALITY_CONFIGS.items():
+        def ours(path, opts=opts):
+            docs = [i for i in get_reader("html")(_spec("html", path, **opts)) if isinstance(i, Record)]
+            return docs[0].doc["text"] if docs else ""
+        out[name] = dict(_score_pages(base, gold, ours), options=opts)
+
+    def raw(path):
+        return trafilatura.extract(gzip.open(path).read().decode("utf-8", "replace")) or ""
+    out["raw trafilatura.extract (its defaults)"] = _score_pages(base, gold, raw)
     out["chosen"] = "trafilatura"
     return out
 
@@ -181,10 +210,20 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--shared", default=os.path.join(ROOT, "..", "shared", "corpora"))
     ap.add_argument("--repeat", type=int, default=8)
+    ap.add_argument("--only-quality", action="store_true",
+                    help="re-measure extraction quality only; the speed sections of the results file are kept")
     a = ap.parse_args()
     import logging
 
     logging.disable(logging.WARNING)
+    if a.only_quality:
+        path = os.path.join(ROOT, "bench", "results", "ingest.json")
+        res = json.load(open(path))
+        res["extraction_quality"] = bench_quality(a.shared)
+        with open(path, "w") as f:
+            json.dump(res, f, indent=1)
+        _print_quality(res)
+        return
     with tempfile.TemporaryDirectory() as tmp:
         res = {"machine": {"python": platform.python_version(), "cpu_count": os.cpu_count(),
                            "processor": platform.processor() or platform.machine()},
@@ -207,10 +246,14 @@ def main():
     print(f"wiki XML -> text: {v['pages_per_s']} pages/s, {v['docs_per_s']} docs/s, {v['MB_per_s_xml']} MB/s (XML)")
     v = res["jsonl_read"]
     print(f"JSONL read: {v['docs_per_s']} docs/s, {v['MB_per_s']} MB/s")
+    _print_quality(res)
+
+
+def _print_quality(res):
     for k, v in res["extraction_quality"].items():
         if isinstance(v, dict):
-            print(f"extraction quality {k:12s}: token F1 mean {v['mean_token_f1']} median {v['median_token_f1']} "
-                  f"({v['pages_per_s']} pages/s)")
+            print(f"extraction quality {k:40s}: token F1 mean {v['mean_token_f1']} median {v['median_token_f1']} "
+                  f"empty {v['empty_pages']} ({v['pages_per_s']} pages/s)")
 
 
 if __name__ == "__main__":

@@ -63,3 +63,24 @@ def test_accounting_mismatch_fails_loudly(tmp_path):
     with pytest.raises(AccountingError, match="in=3"):
         Runner(r, quiet=True).run()
     assert not os.path.exists(tmp_path / "o" / "stages" / "01-_test_leaky" / "_manifest.json")
+
+
+def test_stage_read_set_unknown_option_is_an_error_not_ignored(tmp_path):
+    inp = tmp_path / "x.jsonl"
+    inp.write_text(json.dumps({"text": "one document"}) + "\n")
+    p = cli("stage", "read", "--input", str(inp), "--output", str(tmp_path / "o"), "--set", "anything=1")
+    assert p.returncode == 2 and "inputs[0].options.anything" in p.stderr and "lmrefinery stage read" in p.stderr
+    assert not (tmp_path / "o").exists()
+    # a real reader option reaches the reader: a 5-byte line cap quarantines the line
+    p = cli("stage", "read", "--input", str(inp), "--output", str(tmp_path / "o2"), "--set", "max_doc_bytes=5")
+    assert p.returncode == 0, p.stderr
+    assert json.load(open(tmp_path / "o2" / "stats.json"))["stages"][0]["rejected"] == {"too_large": 1}
+
+
+def test_formats_lists_each_readers_options():
+    p = cli("formats", "--options")
+    assert p.returncode == 0, p.stderr
+    warc = p.stdout.split("\nwarc ", 1)[1].split("\nwet ", 1)[0]
+    assert "options.include_tables = true" in warc and "options.extractor = \"trafilatura\"" in warc
+    wiki = p.stdout.split("\nmediawiki ", 1)[1].split("\nopenai_messages", 1)[0]
+    assert "options.namespaces = [0]" in wiki and "options.extractor" not in wiki

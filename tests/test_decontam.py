@@ -126,3 +126,59 @@ def test_eval_set_errors(shared_corpora, tmp_path):
     st.setup()
     res = st.process(docs_to_table([{"id": "a", "text": "yes the answer is no, the answer is yes"}]))
     assert res.kept.num_rows == 1 and res.rejected is None
+
+
+def _code_item(en):
+    return next(r for r in en if r["id"] == "seed_task_28")
+
+
+def test_mixed_script_leaks_are_found_both_ways(shared_corpora, corpus):
+    """A code question copied verbatim into a Chinese document, and a Chinese task copied
+    into an English web page: with one token stream for both scripts (script: mixed, the
+    default) both are found; tokenising each text as all-words or all-characters (auto,
+    the earlier default) shares no n-gram and misses both."""
+    ins = os.path.join(shared_corpora, "instructions")
+    en = _load(os.path.join(ins, "self_instruct_seed_tasks.jsonl"))
+    zh = _load(os.path.join(ins, "belle_zh_seed_tasks.jsonl"))
+    belle = _load(os.path.join(ins, "belle_open_source_1k.jsonl"))
+    c4 = [json.loads(x)["text"] for x in open(os.path.join(shared_corpora, "web", "c4_demo.jsonl"), encoding="utf-8")]
+    code = _code_item(en)
+    zh_doc = "".join(r["output"] for r in belle[:12])[:1500]
+    task = zh[40]
+    docs = [
+        {"id": "code-in-zh", "lang": "zh", "text": zh_doc[:700] + "\n请看下面的问题：\n" + code["instruction"] + "\n" +
+         code["instances"][0]["input"] + "\n" + zh_doc[700:]},
+        {"id": "zh-in-en", "lang": "en", "text": c4[210] + "\n" + task["instruction"] + task["instances"][0]["output"]
+         + "\n" + c4[211]},
+        {"id": "clean-zh", "lang": "zh", "text": zh_doc},
+        {"id": "clean-en", "lang": "en", "text": c4[212]},
+    ]
+    assert len(task["instruction"] + task["instances"][0]["output"]) >= 13
+    res = _stage(shared_corpora).process(docs_to_table(docs))
+    hits = {r["id"]: set(json.loads(r["decontam_hits"])) for r in res.rejected.to_pylist()}
+    # BELLE's seed_task_28 is the Chinese translation of the same task, with the same code
+    # (a mixed-script item): the code found in the Chinese document matches it too
+    assert hits == {"code-in-zh": {"selfinstruct:seed_task_28", "belle_seed:seed_task_28"},
+                    "zh-in-en": {f"belle_seed:{task['id']}"}}
+    old = _stage(shared_corpora, script="auto").process(docs_to_table(docs))
+    assert old.rejected is None or old.rejected.num_rows == 0
+
+
+def test_latin_words_inside_chinese_text_no_longer_match_as_letter_windows(tmp_path):
+    """Character mode turned `singing and dancing` into the letters `singinganddancing`, whose
+    13-letter windows match any Chinese text quoting the same three words: a false hit.
+    In one stream they are three word tokens and a 13-token n-gram needs real shared context."""
+    ev = tmp_path / "eval.txt"
+    ev.write_text("我们的晚会节目包括 singing and dancing 表演，欢迎大家今晚准时参加活动。\n", encoding="utf-8")
+    doc = {"id": "park", "lang": "zh", "text": "昨天公园里有很多人在 singing and dancing，孩子们玩得很开心，天气也很好。"}
+    leak = {"id": "leak", "lang": "zh", "text": "通知：我们的晚会节目包括 singing and dancing 表演，欢迎大家今晚准时参加活动。谢谢。"}
+
+    def run(script):
+        cls = get_stage("decontaminate")
+        st = cls(cls.Params(eval_sets=[{"name": "ev", "paths": [str(ev)], "format": "txt"}], script=script),
+                 StageContext(output_root=str(tmp_path), stage_dir=str(tmp_path)))
+        st.setup()
+        res = st.process(docs_to_table([doc, leak]))
+        return sorted(r["id"] for r in res.rejected.to_pylist()) if res.rejected is not None else []
+    assert run("auto") == ["leak", "park"]     # the park document is a false hit
+    assert run("mixed") == ["leak"]

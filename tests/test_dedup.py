@@ -90,6 +90,51 @@ def chain(r, text, steps, rate=0.012):
 
 
 # ---------------------------------------------------------------- signatures
+def test_mixed_tokens_keep_pure_signatures_and_split_scripts(shared_corpora):
+    """script: mixed (default) shingles pure-Latin and pure-CJK texts exactly as the earlier
+    per-text choice (auto) did -- same shingles, same signatures, both token hashes -- and a
+    mixed text becomes one stream: CJK characters and whole words, never letter windows."""
+    import datasketch
+
+    en = c4_texts(shared_corpora, 8)
+    zh = L._zh_sources(shared_corpora, 4) + ["2023年3月，东京的人口超过一千四百万。"]
+    for t in en + zh:
+        assert M.token_mode(t) == ("chars" if t in zh else "words")
+        for h in ("xxh3", "sha1"):
+            a = M.text_shingle_hashes(t, None, "mixed", 5, 5, h)
+            b = M.text_shingle_hashes(t, None, "auto", 5, 5, h)
+            assert np.array_equal(a, b)
+            assert np.array_equal(M.signatures([a], 112, 1), M.signatures([b], 112, 1))
+    mixed = "我们在周末一起 singing and dancing，然后用 python3 写了2023年的代码"
+    toks, is_c = M.token_stream(mixed, "mixed")
+    assert M.token_mode(mixed) == "mixed" and M.token_mode(mixed, "zh", "auto") == "chars"
+    assert toks == ["我", "们", "在", "周", "末", "一", "起", "singing", "and", "dancing", "然", "后", "用",
+                    "python3", "写", "了", "2", "0", "2", "3", "年", "的", "代", "码"]
+    shingles = M.shingle_strings(toks, 5, "mixed", 5, is_c)
+    old = M.shingle_strings(M.tokens(mixed, "chars"), 5, "chars")   # what character mode made of it
+    assert "ingan" in old and "gandd" in old
+    assert all("inganddancing" not in s and "sing" not in s.replace("singing", "") for s in shingles)
+    assert "起 singing and dancing 然" in shingles and "python3 写了20" in shingles and "3年的代码" in shingles
+    # the sha1 path hashes exactly these strings (what datasketch would be fed)
+    ref = datasketch.MinHash(num_perm=64, seed=1)
+    ref.update_batch([s.encode("utf-8") for s in shingles])
+    sig = M.signatures([M.token_hashes(mixed, 5, "mixed", "sha1", 5)], 64, 1)[0]
+    assert np.array_equal(ref.hashvalues.astype(np.uint64), sig.astype(np.uint64))
+
+
+def test_code_question_inside_a_chinese_document_shares_its_shingles(shared_corpora):
+    """The near-dup view of the same problem: under auto the Chinese document is shingled as
+    characters and shares no shingle with the English question it quotes verbatim."""
+    q = next(json.loads(x) for x in open(os.path.join(shared_corpora, "instructions", "self_instruct_seed_tasks.jsonl"),
+                                          encoding="utf-8") if '"seed_task_31"' in x)
+    question = q["instruction"] + "\n" + q["instances"][0]["input"]
+    doc = L._zh_sources(shared_corpora, 1)[0][:600] + "\n" + question
+    qs = set(M.text_shingle_hashes(question, None, "mixed", 5, 5).tolist())
+    assert qs <= set(M.text_shingle_hashes(doc, None, "mixed", 5, 5).tolist())
+    assert not qs & set(M.text_shingle_hashes(doc, "zh", "auto", 5, 5).tolist())
+
+
+
 @pytest.mark.parametrize("scheme", ["affine32", "legacy"])
 @pytest.mark.parametrize("hashname", ["sha1", "xxh3"])
 def test_signatures_equal_datasketch(shared_corpora, scheme, hashname):
@@ -113,15 +158,37 @@ def test_signatures_equal_datasketch(shared_corpora, scheme, hashname):
     assert np.array_equal(sig[0], sig[len(texts) - 1])  # case-folded
 
 
+def test_derived_bands_do_not_lose_recall_at_the_threshold():
+    """Equal fp/fn weights (datasketch's rule) put the S-curve's midpoint above the threshold:
+    at threshold 0.7, a pair of Jaccard 0.7 becomes a candidate with probability 0.39 and 0.8
+    with 0.82 -- below the 14x8 default's 0.92. The default weights (0.2, 0.8) keep P(candidate)
+    at the threshold above 0.6 for every threshold, and at J = 0.8 never below the default's
+    for thresholds up to the default's own 0.72-0.75 (verification removes the extra
+    candidates exactly)."""
+    def p(s, b, r):
+        return 1 - (1 - s ** r) ** b
+
+    ds = NearParams(threshold=0.7, lsh_weights=(0.5, 0.5))
+    assert p(0.7, ds.bands, ds.rows) < 0.5 and p(0.8, ds.bands, ds.rows) < p(0.8, 14, 8)
+    for thr in (0.5, 0.6, 0.7, 0.75, 0.8, 0.85, 0.9):
+        q = NearParams(threshold=thr)
+        assert p(thr, q.bands, q.rows) > 0.6, thr
+        assert q.bands * q.rows <= 112 and q.threshold == thr
+        if thr <= 0.75:
+            assert p(0.8, q.bands, q.rows) >= p(0.8, 14, 8) - 1e-9, thr
+
+
 def test_band_parameters():
     from datasketch.lsh import _optimal_param
 
     p = NearParams()
     assert (p.bands, p.rows, p.num_perm) == (14, 8, 112) and abs(p.threshold - 0.719) < 1e-3
     for thr in (0.6, 0.85):
-        q = NearParams(threshold=thr)
+        q = NearParams(threshold=thr, lsh_weights=(0.5, 0.5))
         assert (q.bands, q.rows) == _optimal_param(thr, 112, 0.5, 0.5)
         assert q.threshold == thr
+        w = NearParams(threshold=thr, lsh_weights=(0.3, 0.7))
+        assert (w.bands, w.rows) == _optimal_param(thr, 112, 0.3, 0.7)
     with pytest.raises(ValueError):
         NearParams(bands=20, rows=8)
     with pytest.raises(ValueError):

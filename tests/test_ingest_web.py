@@ -197,3 +197,54 @@ def test_sample_warc_urls_and_planted_non_documents(samples_dir):
     gbk = [d for d in docs if d.doc["meta"]["charset"] == "gb18030"]
     assert gbk and all(re.search(r"[\u4e00-\u9fff]", d.doc["text"]) for d in gbk)
     assert all("All rights reserved" not in d.doc["text"] for d in docs)  # footer boilerplate removed
+
+
+def test_angle_bracket_target_uris_are_cleaned_and_keyed(shared_corpora, tmp_path):
+    """Crawlers other than Common Crawl write `WARC-Target-URI: <https://...>` (WARC/0.18 style):
+    the url column holds the URI itself, meta.url_key its normalised form (scheme/host case,
+    default port, fragment), meta.warc_target_uri the header as written."""
+    from lmrefinery.dedup.exact import url_key
+
+    page = gzip.decompress(open(os.path.join(shared_corpora, "web", "html_article_extraction", "html", sorted(
+        os.listdir(os.path.join(shared_corpora, "web", "html_article_extraction", "html")))[1]), "rb").read())
+    data = gzip.decompress(_resp("<HTTPS://News.Example.ORG:443/story?id=7#comments>", page))
+    data = data.replace(b"WARC/1.0", b"WARC/0.18", 1)
+    assert data.startswith(b"WARC/0.18") and b"WARC-Target-URI: <HTTPS://" in data
+    old_style = gzip.compress(data, mtime=0)
+    (tmp_path / "b.warc.gz").write_bytes(old_style + _resp("https://news.example.org/story?id=7", page))
+    docs, q, _, _ = read_all("warc", str(tmp_path / "b.warc.gz"))
+    assert not q and len(docs) == 2
+    old, new = docs[0].doc, docs[1].doc
+    assert old["url"] == "HTTPS://News.Example.ORG:443/story?id=7#comments"
+    assert old["meta"]["warc_target_uri"] == "<HTTPS://News.Example.ORG:443/story?id=7#comments>"
+    assert old["meta"]["url_key"] == new["meta"]["url_key"] == "https://news.example.org/story?id=7"
+    assert "warc_target_uri" not in new["meta"]
+    assert url_key(old["meta"]["warc_target_uri"]) == url_key(new["url"])
+    assert url_key(new["url"]) != url_key("https://news.example.org/story?id=8")
+
+
+def test_uri_key_keeps_what_is_significant():
+    from lmrefinery.ingest.urls import clean_uri, uri_key
+
+    assert clean_uri(" <http://a.org/x> ") == "http://a.org/x" and clean_uri("<>") is None
+    assert uri_key("http://A.org:80") == "http://a.org/"
+    assert uri_key("http://a.org:8080/P?Q=1#f") == "http://a.org:8080/P?Q=1"   # path/query case kept
+    assert uri_key("https://[2001:DB8::1]:443/x") == "https://[2001:db8::1]/x"
+    assert uri_key("https://a.org:99999/x#f") == "https://a.org:99999/x"        # bad port: as written
+
+
+def test_table_layout_article_is_kept_with_tables_on_by_default():
+    """An old table-layout page: the whole article sits in <td> cells. Tables are on by
+    default (better F1 on the shared gold pages, bench/results/ingest.json); with
+    include_tables: false the page comes out empty."""
+    path = os.path.join(os.path.dirname(__file__), "data", "table-layout-article.html")
+    docs, q, _, _ = read_all("html", path)
+    assert not q and len(docs) == 1
+    text = docs[0].doc["text"]
+    for sentence in ("The harbour dries at low water", "current across the harbour mouth can exceed three knots",
+                     "The new pontoon was installed in March", "report it to the harbour master"):
+        assert sentence in text
+    assert "Join the club" not in text and "All rights reserved" not in text
+    assert docs[0].doc["title"].startswith("Tide tables and harbour notes")
+    docs, q, _, _ = read_all("html", path, {"include_tables": False})
+    assert not docs and q == {"empty_text": 1}

@@ -176,3 +176,43 @@ def test_giant_page_is_quarantined_in_flat_memory(shared_corpora, tmp_path):
     (tmp_path / "g.xml.bz2").write_bytes(bz2.compress((xml[:i] + giant + xml[i:]).encode()))
     docs, q, s = read_all(str(tmp_path / "g.xml.bz2"), {"max_page_chars": 1_000_000, "chunk_bytes": 65536})
     assert q == {"too_large": 1} and len(docs) == 5
+
+
+VI_DUMP = os.path.join(os.path.dirname(__file__), "data", "viwiki-fragment.xml")
+
+
+def test_namespace_names_and_aliases_come_from_the_dumps_siteinfo():
+    """A Vietnamese dump (not on any built-in list): `Tập tin:` / `Hình:` / `Ảnh:` file links
+    (with their `nhỏ|200px|phải` image parameters), `Thể loại:` / `TL:` category links and
+    `__KHÔNG_MỤC_LỤC__` magic words leave no trace; a `[[:Thể loại:..]]` link keeps its text,
+    a `__init__` in prose stays, and the `Tập tin:` page is namespace 6."""
+    from lmrefinery.ingest.wiki import parse_siteinfo
+
+    docs, q, s = read_all(VI_DUMP)
+    assert not q and s == {"namespace_6": 1}
+    by_title = {d.doc["title"]: d.doc for d in docs}
+    assert set(by_title) == {"Sông Hương", "Phở"} and by_title["Phở"]["lang"] == "vi"
+    song, pho = by_title["Sông Hương"]["text"], by_title["Phở"]["text"]
+    for text in (song, pho):
+        assert not re.search(r"nhỏ|\dpx|phải\||trái\||__[A-ZÀ-Ỹ_]+__|Hình:|Ảnh:|Tập tin|TL:", text), text
+        assert "Perfume River" not in text and "Rivière" not in text
+    assert "Thể loại" not in song and song.startswith("Sông Hương là con sông chảy qua thành phố Huế")
+    assert pho.count("Thể loại") == 1 and "Thể loại:Ẩm thực Việt Nam liệt kê" in pho
+    assert "hàm __init__ không" in pho
+    site = parse_siteinfo(open(VI_DUMP, encoding="utf-8").read())
+    assert site.namespace_of("Thảo luận:Phở") == 1 and site.namespace_of("hình:X.png") == 6
+    assert site.namespace_of("Thể_loại:Sông") == 14 and site.namespace_of("Sông Hương: lịch sử") == 0
+
+
+def test_file_links_under_an_undeclared_alias_are_dropped_by_their_image_parameters():
+    """XML dumps list each namespace's local name, not always its aliases: a file link under
+    an alias the dump does not declare is still recognised by its size parameter."""
+    from lmrefinery.ingest.wiki import parse_siteinfo, wikitext_to_text
+
+    head = open(VI_DUMP, encoding="utf-8").read()
+    no_aliases = parse_siteinfo(re.sub(r"<namespacealiases>.*?</namespacealiases>", "", head, flags=re.S))
+    assert no_aliases.namespace_of("Hình:X.png") == 0 and no_aliases.namespace_of("Tập tin:X.png") == 6
+    text = wikitext_to_text("[[Hình:Hue.jpg|nhỏ|200px|phải|Chú thích ảnh]]\nSông Hương chảy qua [[Huế|thành phố "
+                            "Huế]].\n[[Hình:B.png|x120px|Bản đồ]]\n[[Nghệ thuật|nghệ thuật 200px]] vẫn giữ.",
+                            no_aliases)
+    assert [ln for ln in text.split("\n") if ln] == ["Sông Hương chảy qua thành phố Huế.", "nghệ thuật 200px vẫn giữ."]

@@ -82,3 +82,34 @@ def test_shipped_recipes_validate():
     for f in sorted(os.listdir(root)):
         if f.endswith(".yaml"):
             load_recipe(os.path.join(root, f))
+
+
+def test_typoed_reader_option_is_an_error_naming_file_and_key(tmp_path):
+    """inputs[].options are validated by the format's options model, as stage parameters are:
+    `extracter` (typo of `extractor`) must not run silently with the default extractor."""
+    p = write(tmp_path, "name: t\noutput: x\ninputs:\n  - name: web\n    format: warc\n    paths: [a.warc.gz]\n"
+                        "    options: {extracter: resiliparse}\nstages: [read]\n")
+    with pytest.raises(RecipeError) as e:
+        load_recipe(p)
+    msg = str(e.value)
+    assert p in msg and "unknown key 'inputs[0].options.extracter'" in msg and "extractor" in msg
+    bad_value = write(tmp_path, "name: t\noutput: x\ninputs:\n  - {name: w, format: warc, paths: [a],"
+                                " options: {extractor: boilerpipe}}\nstages: [read]\n")
+    with pytest.raises(RecipeError, match=r"inputs\[0\]\.options\.extractor"):
+        load_recipe(bad_value)
+    with pytest.raises(RecipeError, match=r"inputs\[0\]\.format.*unknown input format 'wark'"):
+        load_recipe(dict(BASE, inputs=[{"name": "a", "paths": ["x"], "format": "wark"}]))
+
+
+def test_each_reader_family_accepts_its_own_options_only():
+    ok = {"warc": {"extractor": "resiliparse", "include_tables": False, "split_bytes": 0},
+          "mediawiki": {"namespaces": [0, 14], "timeout_s": 5},
+          "jsonl": {"max_doc_bytes": 1000}, "json": {"records_key": "data"}, "csv": {"delimiter": ";"},
+          "gutenberg": {"max_chars": 5000}, "sharegpt": {"messages_key": "turns", "lang": "zh"}}
+    for fmt, options in ok.items():
+        load_recipe(dict(BASE, inputs=[{"name": "a", "paths": ["x"], "format": fmt, "options": options}]))
+    for fmt, options in {"jsonl": {"records_key": "data"}, "mediawiki": {"extractor": "trafilatura"},
+                         "gutenberg": {"namespaces": [0]}}.items():
+        key = next(iter(options))
+        with pytest.raises(RecipeError, match=rf"unknown key 'inputs\[0\]\.options\.{key}'"):
+            load_recipe(dict(BASE, inputs=[{"name": "a", "paths": ["x"], "format": fmt, "options": options}]))

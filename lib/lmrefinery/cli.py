@@ -30,25 +30,48 @@ def cmd_run(a) -> int:
     return 0
 
 
+def _stage_overrides(name: str, overrides: list[str]) -> tuple[dict, dict]:
+    """(stage params, reader options) from `--set KEY=VALUE`. `options.KEY` is a reader
+    option; for `stage read`, a key that is not a read parameter is one too. Both are
+    validated by the recipe loader, so an unknown key is an error naming it."""
+    import yaml
+
+    from .ingest.read import ReadParams
+
+    params, options = {}, {}
+    for ov in overrides:
+        k, sep, v = ov.partition("=")
+        if not sep or not k.strip():
+            from .core.recipe import RecipeError
+
+            raise RecipeError(f"--set {ov!r}: expected KEY=VALUE")
+        k, value = k.strip(), yaml.safe_load(v)
+        if k.startswith("options."):
+            options[k[len("options."):]] = value
+        elif name == "read" and k not in ReadParams.model_fields:
+            options[k] = value
+        else:
+            params[k] = value
+    return params, options
+
+
 def cmd_stage(a) -> int:
     """Run one stage on JSONL/Parquet files with a text column."""
     from .core.recipe import load_recipe
     from .core.runner import Runner, format_summary
 
     fmt = a.format or ("parquet" if all(p.endswith(".parquet") for p in a.input) else "jsonl")
-    params = {}
-    for ov in a.overrides:
-        k, _, v = ov.partition("=")
-        import yaml
-
-        params[k] = yaml.safe_load(v)
+    params, options = _stage_overrides(a.name, a.overrides)
+    stages = [{"stage": "read", "params": params if a.name == "read" else {}}]
+    if a.name != "read":
+        stages.append({"stage": a.name, "params": params})
     recipe = load_recipe({
         "name": f"stage-{a.name}", "output": a.output, "engine": a.engine,
         "resources": {"workers": a.workers},
-        "inputs": [{"name": "input", "paths": a.input, "format": fmt}],
-        "stages": [{"stage": "read"}, {"stage": a.name, "params": params}] if a.name != "read" else [{"stage": "read"}],
+        "inputs": [{"name": "input", "paths": a.input, "format": fmt, "options": options}],
+        "stages": stages,
         "report": False,
-    })
+    }, source=f"lmrefinery stage {a.name}")
     stats = Runner(recipe, quiet=a.quiet).run()
     print(format_summary(stats))
     print(f"output: {stats['output']}/stages/")
@@ -122,7 +145,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--engine", default="local", choices=["ray", "spark", "local"])
     p.add_argument("--workers", type=int, default=1)
     p.add_argument("--quiet", action="store_true")
-    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="PARAM=VALUE")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="PARAM=VALUE",
+                   help="a stage parameter; options.KEY=VALUE (or, for `stage read`, any non-read "
+                        "parameter) sets a reader option of --format")
     p.set_defaults(fn=cmd_stage)
 
     p = sub.add_parser("stages", help="list stages and their parameters")

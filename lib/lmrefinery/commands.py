@@ -10,6 +10,7 @@ COMMAND_MODULES = [
     "lmrefinery.instruct.cli",   # instruct ...
     "lmrefinery.quality.cli",    # quality-model train
     "lmrefinery.ingest.cli",     # ledger
+    "lmrefinery.lid.calibrate",  # lid calibrate
 ]
 
 

@@ -184,6 +184,19 @@ def validate_stage_params(name: str, params: dict, src: str, where: str):
     return validated
 
 
+def validate_input_options(spec: InputSpec, src: str, where: str):
+    """The input's format exists and its options fit the format's options model."""
+    from ..ingest.formats import OptionsError, check_options
+
+    try:
+        return check_options(spec.format, spec.options)
+    except KeyError as e:
+        raise RecipeError(f"{src}: key '{where}.format': {e.args[0]}") from None
+    except OptionsError as e:
+        raise RecipeError("\n".join(f"{src}: {'unknown key' if 'unknown option' in m else 'key'} "
+                                     f"'{where}.options.{k}': {m}" for k, m in e.problems)) from None
+
+
 def read_mapping(path_or_dict: str | dict, label: str = "<recipe>") -> tuple[str, dict]:
     """(source name for messages, a private copy of the raw mapping) from a YAML file or a dict."""
     if isinstance(path_or_dict, dict):
@@ -203,8 +216,9 @@ def read_mapping(path_or_dict: str | dict, label: str = "<recipe>") -> tuple[str
     return src, raw
 
 
-def load_recipe(path_or_dict: str | dict, overrides: list[str] | None = None) -> Recipe:
-    src, raw = read_mapping(path_or_dict)
+def load_recipe(path_or_dict: str | dict, overrides: list[str] | None = None,
+                source: str = "<recipe>") -> Recipe:
+    src, raw = read_mapping(path_or_dict, source)
     _normalise_stages(raw, src)
     raw = apply_overrides(raw, overrides or [], src)
     raw = _interpolate(raw, "", src)
@@ -214,6 +228,8 @@ def load_recipe(path_or_dict: str | dict, overrides: list[str] | None = None) ->
         raise RecipeError(_fmt_validation(e, src)) from None
     for i, s in enumerate(recipe.stages):
         validate_stage_params(s.stage, s.params, src, f"stages[{i}]")
+    for i, spec in enumerate(recipe.inputs):
+        validate_input_options(spec, src, f"inputs[{i}]")
     names = [i.name for i in recipe.inputs]
     if len(set(names)) != len(names):
         raise RecipeError(f"{src}: key 'inputs': input names must be unique, got {names}")

@@ -25,7 +25,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from ..core import storage
 from ..core.stage import BatchResult, Stage, StageParams, register
-from .minhash import element_hashes, is_cjk, ngram_hashes64
+from .minhash import CHARS, MIXED, _element_hashes, mixed_ngram_hashes, ngram_hashes64, token_mode, token_stream
 
 
 class EvalSetSpec(BaseModel):
@@ -38,14 +38,17 @@ class EvalSetSpec(BaseModel):
                               description="fields joined into the item text; dotted paths, list indices allowed "
                                           "(e.g. instances.0.output)")
     id_field: str | None = Field(None, description="item id field; default: position in the file")
-    lang: str | None = Field(None, description="zh/ja forces character n-grams; default: detect")
+    lang: str | None = Field(None, description="zh/ja forces character n-grams with script: auto; "
+                             "default: detect")
 
 
 class DecontamParams(StageParams):
     eval_sets: list[EvalSetSpec] = Field(min_length=1)
     ngram: int = Field(13, ge=1, description="word n-gram length")
     char_ngram: int = Field(13, ge=1, description="character n-gram length for Chinese and Japanese")
-    script: Literal["auto", "words", "chars"] = "auto"
+    script: Literal["mixed", "auto", "words", "chars"] = Field(
+        "mixed", description="mixed: CJK characters and words in one token stream, so a Latin item inside a "
+        "Chinese document (and the reverse) is found; auto: words or characters per text (earlier default)")
     min_item_tokens: int = Field(8, ge=1, description="shorter evaluation items are ignored")
     action: Literal["drop", "flag"] = Field("drop", description="drop: reject; flag: keep with columns")
 
@@ -107,14 +110,15 @@ class Decontaminate(Stage):
         lengths: set[int] = set()
         for es in p.eval_sets:
             for iid, text, lang in load_items(es.model_dump()):
-                cjk = is_cjk(text, lang, p.script)
-                n = p.char_ngram if cjk else p.ngram
-                el = element_hashes(text, cjk)
+                el, is_c, mode = self._elements(text, lang)
+                n = p.char_ngram if mode == CHARS else p.ngram
                 if len(el) < min(n, p.min_item_tokens):
                     continue
-                h = np.unique(ngram_hashes64(el, n))
-                if len(el) < n:
-                    lengths.add((int(cjk), len(el)))
+                h = self._ngrams(el, is_c, mode, whole_if_short=False)
+                if len(h) == 0:  # shorter than its n-gram: one n-gram of all of it
+                    h = ngram_hashes64(el, len(el))
+                    lengths.add(len(el))
+                h = np.unique(h)
                 hashes.append(h)
                 owners.append(np.full(len(h), len(self.items), dtype=np.int64))
                 self.items.append(f"{es.name}:{iid}")
@@ -124,16 +128,26 @@ class Decontaminate(Stage):
         self.hashes, self.owners = allh[order], own[order]
         self.short_lengths = sorted(lengths)
 
+    def _elements(self, text: str | None, lang: str | None) -> tuple[np.ndarray, np.ndarray | None, str]:
+        """(element hashes, which tokens are CJK (mixed mode only), tokenisation mode)."""
+        mode = token_mode(text, lang, self.params.script)
+        toks, is_c = token_stream(text, mode)
+        return _element_hashes(toks, mode, is_c), is_c, mode
+
+    def _ngrams(self, el: np.ndarray, is_c: np.ndarray | None, mode: str, whole_if_short: bool) -> np.ndarray:
+        p = self.params
+        if mode == MIXED:
+            return mixed_ngram_hashes(el, is_c, p.ngram, p.char_ngram,
+                                      lambda e, n: ngram_hashes64(e, n, whole_if_short=False), whole_if_short)
+        return ngram_hashes64(el, p.char_ngram if mode == CHARS else p.ngram, whole_if_short=whole_if_short)
+
     def _hits(self, text: str | None, lang: str | None) -> list[int]:
         if len(self.hashes) == 0:
             return []
-        p = self.params
-        cjk = is_cjk(text, lang, p.script)
-        el = element_hashes(text, cjk)
-        hs = [ngram_hashes64(el, p.char_ngram if cjk else p.ngram, whole_if_short=False)]
-        for c, L in self.short_lengths:
-            if c == int(cjk):
-                hs.append(ngram_hashes64(el, L, whole_if_short=False))
+        el, is_c, mode = self._elements(text, lang)
+        hs = [self._ngrams(el, is_c, mode, whole_if_short=False)]
+        for L in self.short_lengths:  # short items match any window of their length
+            hs.append(ngram_hashes64(el, L, whole_if_short=False))
         h = np.concatenate(hs)
         if len(h) == 0:
             return []

@@ -38,9 +38,12 @@ def text_key(t: str) -> int:
 
 
 def url_key(u: str | None) -> int | None:
+    from ..ingest.urls import uri_key
+
+    u = uri_key(u)  # brackets, scheme/host case, default port, fragment
     if not u:
         return None
-    u = u.strip().lower().split("#", 1)[0].rstrip("/")
+    u = u.lower().rstrip("/")
     u = re.sub(r"^https?://(www\.)?", "", u)
     return xxhash.xxh3_64_intdigest(("url:" + u).encode())
 

@@ -14,6 +14,19 @@ once with xxh3-64 (or takes each character's code point) and combines the n
 elements of a shingle in numpy, so there is no per-shingle Python work.
 ``token_hash_xxh3(shingle, mode)`` is the same function applied to a single
 shingle string, which is what a datasketch ``hashfunc`` needs for comparison.
+
+Tokenisation modes (``script``): ``words`` (normalised words), ``chars`` (every
+non-space character: CJK), ``auto`` (one of the two per text: chars when ``lang``
+is zh/ja or the text is > 30% CJK), and ``mixed`` (the default of the dedup
+stages): one stream in which every CJK character is a token and every run of
+other word characters is a word token (``我用python写代码`` -> 我 用 python 写 代
+码). A shingle starting at a word token spans ``ngram`` tokens, one starting at a
+CJK character ``char_ngram``. A text without CJK characters is tokenised exactly
+as ``words``, a text without any non-CJK letter exactly as ``chars``, so their
+shingles and signatures are those of ``auto`` for such texts; only texts that mix
+the two scripts change — a Latin code question copied into a Chinese document
+now shares its word n-grams with the question, and Latin words inside a Chinese
+text no longer become letter windows (``inganddancing``) that match spuriously.
 """
 from __future__ import annotations
 
@@ -35,8 +48,12 @@ _M1 = np.uint64(0xFF51AFD7ED558CCD)
 _M2 = np.uint64(0xC4CEB9FE1A85EC53)
 _S33 = np.uint64(33)
 CJK_LANGS = ("zh", "ja")
-_CJK = re.compile(r"[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]")
+_CJK_CLASS = "\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff"
+_CJK = re.compile(f"[{_CJK_CLASS}]")
 _SPACE = re.compile(r"\s+")
+_MIXED_TOKEN = re.compile(f"[{_CJK_CLASS}]|[^\\s{_CJK_CLASS}]+")
+_NON_CJK_LETTER = re.compile(f"[^\\W\\d_{_CJK_CLASS}]")
+WORDS, CHARS, MIXED = "words", "chars", "mixed"
 
 
 # ---------------------------------------------------------------- text -> tokens
@@ -55,24 +72,95 @@ def is_cjk(text: str | None, lang: str | None = None, script: str = "auto") -> b
     return len(_CJK.findall(head)) > 0.3 * len(head.replace(" ", ""))
 
 
-def tokens(text: str | None, cjk: bool) -> list[str]:
-    """Normalised tokens: words (case, width, punctuation folded) or, for CJK,
-    the characters of the text with whitespace and punctuation removed."""
+def token_mode(text: str | None, lang: str | None = None, script: str = MIXED) -> str:
+    """``words``, ``chars`` or ``mixed`` for this text under the ``script`` setting."""
+    if script != MIXED:
+        return CHARS if is_cjk(text, lang, script) else WORDS
+    t = text or ""
+    if not _CJK.search(t):
+        return WORDS
+    if not _NON_CJK_LETTER.search(t):
+        return CHARS
+    return MIXED
+
+
+def _mode(cjk: bool | str) -> str:
+    if isinstance(cjk, str):
+        return cjk
+    return CHARS if cjk else WORDS
+
+
+def token_stream(text: str | None, cjk: bool | str) -> tuple[list[str], np.ndarray]:
+    """(normalised tokens, which of them are character tokens). Words mode: words
+    (case, width, punctuation folded); chars: every character with whitespace and
+    punctuation removed; mixed: CJK characters and the words between them in one
+    stream, a digit run touching a CJK character split into digits (as chars mode
+    writes ``2023年``), a digit run between spaces one word (as words mode)."""
     norm = normalise_for_hash(text or "")
-    if cjk:
-        return list(_SPACE.sub("", norm))
-    return norm.split()
+    mode = _mode(cjk)
+    if mode == CHARS:
+        toks = list(_SPACE.sub("", norm))
+        return toks, np.ones(len(toks), dtype=bool)
+    if mode == WORDS:
+        toks = norm.split()
+        return toks, np.zeros(len(toks), dtype=bool)
+    toks, flags = [], []
+    for m in _MIXED_TOKEN.finditer(norm):
+        t = m.group()
+        if len(t) == 1 and _CJK.match(t):
+            toks.append(t)
+            flags.append(True)
+        elif t.isdigit() and (_CJK.match(norm, m.start() - 1) if m.start() else False
+                              or _CJK.match(norm, m.end()) is not None):
+            toks.extend(t)
+            flags.extend([True] * len(t))
+        else:
+            toks.append(t)
+            flags.append(False)
+    return toks, np.array(flags, dtype=bool)
 
 
-def shingle_strings(toks: list[str], n: int, cjk: bool) -> list[str]:
+def tokens(text: str | None, cjk: bool | str) -> list[str]:
+    """The normalised tokens of ``token_stream``."""
+    return token_stream(text, cjk)[0]
+
+
+def _window_starts(is_c: np.ndarray, n_word: int, n_char: int) -> list[tuple[int, np.ndarray]]:
+    """(n, starts) of the mixed stream's shingles: a shingle starting at a word spans
+    n_word tokens, one starting at a CJK character n_char; it must fit in the stream."""
+    m = len(is_c)
+    if n_word == n_char:
+        return [(n_word, np.arange(max(m - n_word + 1, 0)))]
+    out = []
+    for n, want in ((n_word, False), (n_char, True)):
+        if m >= n:
+            out.append((n, np.flatnonzero(is_c[:m - n + 1] == want)))
+    return out
+
+
+def shingle_strings(toks: list[str], n: int, cjk: bool | str, n_char: int | None = None,
+                    is_c: np.ndarray | None = None) -> list[str]:
     """The shingles as strings (what datasketch would be fed). A text with
-    fewer than n tokens is one shingle of all of them; an empty one has none."""
+    fewer than n tokens is one shingle of all of them; an empty one has none.
+    ``mixed`` (give ``is_c``, the character-token flags of ``token_stream``): n
+    for shingles starting at a word, n_char (default n) at a character token;
+    tokens are joined with a space unless both sides are character tokens."""
     if not toks:
         return []
-    sep = "" if cjk else " "
-    if len(toks) < n:
-        return [sep.join(toks)]
-    return [sep.join(toks[i:i + n]) for i in range(len(toks) - n + 1)]
+    mode = _mode(cjk)
+    if mode != MIXED:
+        sep = "" if mode == CHARS else " "
+        if len(toks) < n:
+            return [sep.join(toks)]
+        return [sep.join(toks[i:i + n]) for i in range(len(toks) - n + 1)]
+    if is_c is None:
+        raise ValueError("mixed shingles need the character-token flags of token_stream")
+
+    def join(a: int, b: int) -> str:
+        return "".join(t if i == a or (is_c[i] and is_c[i - 1]) else " " + t
+                       for i, t in zip(range(a, b), toks[a:b]))
+    spans = sorted((int(i), int(i) + n_) for n_, starts in _window_starts(is_c, n, n_char or n) for i in starts)
+    return [join(a, b) for a, b in spans] or [join(0, len(toks))]
 
 
 def sha1_hash32(data: bytes) -> int:
@@ -87,10 +175,14 @@ def _fmix64(h: np.ndarray) -> np.ndarray:
     return h ^ (h >> _S33)
 
 
-def _element_hashes(toks: list[str], cjk: bool) -> np.ndarray:
-    if cjk:
+def _element_hashes(toks: list[str], cjk: bool | str, is_c: np.ndarray | None = None) -> np.ndarray:
+    mode = _mode(cjk)
+    if mode == CHARS:
         return np.frombuffer("".join(toks).encode("utf-32-le"), dtype=np.uint32).astype(np.uint64)
     f = xxhash.xxh3_64_intdigest
+    if mode == MIXED:  # a character token is its code point, as in chars mode; a word its xxh3, as in words mode
+        return np.fromiter((ord(w) if c else f(w.encode("utf-8", "surrogatepass")) for w, c in zip(toks, is_c)),
+                           dtype=np.uint64, count=len(toks))
     return np.fromiter((f(w.encode("utf-8", "surrogatepass")) for w in toks), dtype=np.uint64, count=len(toks))
 
 
@@ -121,18 +213,44 @@ def ngram_hashes64(el: np.ndarray, n: int, whole_if_short: bool = True) -> np.nd
     return _fmix64(h)
 
 
-def element_hashes(text: str | None, cjk: bool) -> np.ndarray:
+def element_hashes(text: str | None, cjk: bool | str) -> np.ndarray:
     """One 64-bit value per normalised token (word hash, or CJK code point)."""
-    return _element_hashes(tokens(text, cjk), cjk)
+    toks, is_c = token_stream(text, cjk)
+    return _element_hashes(toks, cjk, is_c)
 
 
-def token_hashes(text: str | None, n: int, cjk: bool, hash: str = "xxh3") -> np.ndarray:
-    """32-bit hashes of every shingle of the text (with repeats), uint32."""
-    toks = tokens(text, cjk)
+def mixed_ngram_hashes(el: np.ndarray, is_c: np.ndarray, n_word: int, n_char: int, fold,
+                       whole_if_short: bool = True) -> np.ndarray:
+    """Hashes of the shingles of a mixed stream (see ``_window_starts``); ``fold(el, n)``
+    hashes the windows of n elements at every start (``_combine`` or ``ngram_hashes64``)."""
+    parts = [fold(el, n)[starts] for n, starts in _window_starts(is_c, n_word, n_char) if len(starts)]
+    if parts:
+        return np.concatenate(parts)
+    if whole_if_short and len(el):
+        return fold(el, len(el))
+    return fold(el[:0], 1)
+
+
+def token_hashes(text: str | None, n: int, cjk: bool | str, hash: str = "xxh3",
+                 n_char: int | None = None) -> np.ndarray:
+    """32-bit hashes of every shingle of the text (with repeats), uint32. For
+    ``mixed`` text, n applies to shingles starting at a word, n_char (default n)
+    to those starting at a CJK character."""
+    toks, is_c = token_stream(text, cjk)
     if hash == "sha1":
-        return np.fromiter((sha1_hash32(s.encode("utf-8")) for s in shingle_strings(toks, n, cjk)),
+        return np.fromiter((sha1_hash32(s.encode("utf-8")) for s in shingle_strings(toks, n, cjk, n_char, is_c)),
                            dtype=np.uint32)
-    return _combine(_element_hashes(toks, cjk), n)
+    el = _element_hashes(toks, cjk, is_c)
+    if _mode(cjk) == MIXED:
+        return mixed_ngram_hashes(el, is_c, n, n_char or n, _combine)
+    return _combine(el, n)
+
+
+def text_shingle_hashes(text: str | None, lang: str | None, script: str, ngram: int, char_ngram: int,
+                        hash: str = "xxh3") -> np.ndarray:
+    """Shingle hashes of a document under a ``script`` setting (what the near-dup stage signs)."""
+    mode = token_mode(text, lang, script)
+    return token_hashes(text, char_ngram if mode == CHARS else ngram, mode, hash, char_ngram)
 
 
 def token_hash_xxh3(shingle: bytes | str, cjk: bool = False) -> int:
@@ -251,6 +369,7 @@ def shingle_set(text: str | None, n: int, cjk: bool, hash: str = "xxh3") -> np.n
     return np.unique(token_hashes(text, n, cjk, hash))
 
 
-__all__ = ["is_cjk", "tokens", "shingle_strings", "token_hashes", "token_hash_xxh3", "sha1_hash32",
+__all__ = ["is_cjk", "token_mode", "tokens", "token_stream", "text_shingle_hashes", "mixed_ngram_hashes",
+           "shingle_strings", "token_hashes", "token_hash_xxh3", "sha1_hash32",
            "permutations", "signatures", "band_keys", "lsh_threshold", "optimal_bands_rows",
            "exact_jaccard", "shingle_set"]

@@ -20,11 +20,23 @@ import re
 import unicodedata
 from typing import Iterator
 
-from ..core import storage
-from .formats import Quarantine, Record, reader, snippet
+from pydantic import Field
 
-DEFAULTS = {"max_chars": 200_000, "max_bytes": 256 << 20, "strip_gutenberg": True, "join_lines": True,
-            "min_chars": 1}
+from ..core import storage
+from .formats import Quarantine, ReaderOptions, Record, reader, snippet, spec_options
+
+
+class BookOptions(ReaderOptions):
+    """``inputs[].options`` of the gutenberg (book) and epub formats."""
+    max_chars: int = Field(200_000, ge=1, description="a longer book is split on paragraph boundaries")
+    max_bytes: int = Field(256 << 20, ge=1, description="a larger file is quarantined as too_large")
+    strip_gutenberg: bool = Field(True, description="remove the Project Gutenberg header and footer")
+    join_lines: bool = Field(True, description="join hard-wrapped lines into paragraphs")
+    min_chars: int = Field(1, ge=0, description="a shorter book: empty_text")
+    lang: str | None = Field(None, description="language of the books (else from the header)")
+
+
+DEFAULTS = BookOptions().model_dump()
 
 _START = re.compile(r"^\s*\*{3}\s*START OF (THIS|THE) PROJECT GUTENBERG E-?BOOK.*$|"
                     r"^\s*\*END\*THE SMALL PRINT!.*$", re.I | re.M)
@@ -35,9 +47,7 @@ _PRODUCED = re.compile(r"^\s*(Produced by|This e-?book was produced by|E-?text p
 
 
 def _opts(spec: dict) -> dict:
-    o = dict(DEFAULTS)
-    o.update(spec.get("options") or {})
-    return o
+    return spec_options(spec, BookOptions).model_dump()
 
 
 def book_key(rel: str) -> str:
@@ -174,7 +184,7 @@ def _read_capped(spec: dict, cap: int) -> bytes | Quarantine:
     return data
 
 
-@reader("gutenberg", "book")
+@reader("gutenberg", "book", options=BookOptions)
 def read_book(spec: dict):
     """Plain-text book (Gutenberg header/footer removed, wraps joined), split into parts."""
     o = _opts(spec)
@@ -192,7 +202,7 @@ def read_book(spec: dict):
     yield from _emit(spec, o, text, info, lang)
 
 
-@reader("epub")
+@reader("epub", options=BookOptions)
 def read_epub(spec: dict):
     """EPUB book (EbookLib, spine order), split into parts."""
     import io

@@ -19,12 +19,16 @@ def cmd_ledger(a) -> int:
 
 def cmd_formats(a) -> int:
     from . import _load_formats
-    from .formats import READERS
+    from .formats import OPTIONS, READERS
 
     _load_formats()
     for name in sorted(READERS):
         doc = (READERS[name].__doc__ or "").strip().splitlines()
         print(f"{name:18s} {doc[0] if doc else ''}")
+        if getattr(a, "options", False):
+            for key, f in OPTIONS[name].model_fields.items():
+                default = f.default if f.default_factory is None else f.default_factory()
+                print(f"    options.{key} = {json.dumps(default)}{' - ' + f.description if f.description else ''}")
     return 0
 
 
@@ -37,4 +41,5 @@ def register(sub) -> None:
     p.set_defaults(fn=cmd_ledger)
 
     p = sub.add_parser("formats", help="list the input formats the read stage knows")
+    p.add_argument("--options", action="store_true", help="also list each format's options and defaults")
     p.set_defaults(fn=cmd_formats)

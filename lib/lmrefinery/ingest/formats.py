@@ -8,7 +8,9 @@ import io
 import json
 import zlib
 from dataclasses import dataclass, field
-from typing import Callable, Iterator
+from typing import Any, Callable, Iterator
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from ..core import storage
 
@@ -38,16 +40,81 @@ class Skip:
     n: int = 1
 
 
+class ReaderOptions(BaseModel):
+    """``inputs[].options`` of a format. Each reader declares its own subclass;
+    an unknown key is an error (at recipe load, naming the file and the key),
+    exactly as for stage parameters."""
+    model_config = ConfigDict(extra="forbid")
+
+    split_bytes: int = Field(256 << 20, ge=0, description="byte range per read task for splittable "
+                             "files (JSON Lines, text, multistream bz2 dumps); 0 = whole files")
+
+
+class LineOptions(ReaderOptions):
+    max_doc_bytes: int = Field(64 << 20, ge=1, description="a longer line is quarantined as too_large")
+
+
+class JsonArrayOptions(ReaderOptions):
+    records_key: str | None = Field(None, description="key of the record array inside a JSON object")
+
+
+class CsvOptions(ReaderOptions):
+    delimiter: str | None = Field(None, min_length=1, max_length=1,
+                                  description="field delimiter (default: tab for .tsv / format tsv, else comma)")
+
+
 Reader = Callable[[dict], Iterator["Record | Quarantine | Skip"]]
 READERS: dict[str, Reader] = {}
+OPTIONS: dict[str, type[ReaderOptions]] = {}
 
 
-def reader(*names: str):
+def reader(*names: str, options: type[ReaderOptions] = ReaderOptions):
     def deco(fn: Reader) -> Reader:
         for n in names:
             READERS[n] = fn
+            OPTIONS[n] = options
         return fn
     return deco
+
+
+def options_model(fmt: str) -> type[ReaderOptions]:
+    get_reader(fmt)
+    return OPTIONS[fmt]
+
+
+class OptionsError(ValueError):
+    """Reader options that do not fit the format's options model."""
+
+    def __init__(self, problems: list[tuple[str, str]]):
+        self.problems = problems       # (key, message)
+        super().__init__("; ".join(f"options.{k}: {m}" if k else m for k, m in problems))
+
+
+def check_options(fmt: str, options: dict[str, Any] | None) -> ReaderOptions:
+    """The typed options of format `fmt`; OptionsError lists every bad key."""
+    model = options_model(fmt)
+    try:
+        return model(**(options or {}))
+    except ValidationError as e:
+        problems = []
+        for err in e.errors():
+            key = ".".join(str(x) for x in err["loc"])
+            if err["type"] == "extra_forbidden":
+                known = ", ".join(sorted(model.model_fields))
+                problems.append((key, f"unknown option for format {fmt!r} (known: {known})"))
+            else:
+                problems.append((key, f"{err['msg']} (got {err.get('input')!r})"))
+        raise OptionsError(problems) from None
+
+
+def spec_options(spec: dict, model: type[ReaderOptions] | None = None) -> Any:
+    """The typed options of a read task (its format's model unless `model` is given)."""
+    if model is None:
+        return check_options(spec.get("format") or "jsonl", spec.get("options"))
+    try:
+        return model(**(spec.get("options") or {}))
+    except ValidationError as e:
+        raise OptionsError([(".".join(str(x) for x in err["loc"]), err["msg"]) for err in e.errors()]) from None
 
 
 def get_reader(fmt: str) -> Reader:
@@ -137,12 +204,12 @@ def _check_text(doc: dict, pos: str, raw) -> "Record | Quarantine":
     return Record(doc, pos)
 
 
-@reader("jsonl", "ndjson")
+@reader("jsonl", "ndjson", options=LineOptions)
 def read_jsonl(spec: dict) -> Iterator["Record | Quarantine"]:
     """JSON Lines, one record per line, fields mapped to columns."""
     from .split import iter_line_range  # whole file, or one byte range of a split file
 
-    max_bytes = int(spec.get("options", {}).get("max_doc_bytes", 64 << 20))
+    max_bytes = spec_options(spec, LineOptions).max_doc_bytes
     for pos, off, line, err in iter_line_range(spec, max_bytes):
         n = pos.split(":", 1)[1]
         if err:
@@ -169,7 +236,7 @@ def read_jsonl(spec: dict) -> Iterator["Record | Quarantine"]:
         yield _check_text(map_fields(obj, spec.get("fields")), pos, s)
 
 
-@reader("json")
+@reader("json", options=JsonArrayOptions)
 def read_json_array(spec: dict) -> Iterator["Record | Quarantine"]:
     """A JSON array of records (options.records_key for a wrapped array)."""
     try:
@@ -186,7 +253,7 @@ def read_json_array(spec: dict) -> Iterator["Record | Quarantine"]:
     except ValueError as e:
         yield Quarantine("malformed_json", "file", f"{spec['rel']}: {e}", snippet(data))
         return
-    key = spec.get("options", {}).get("records_key")
+    key = spec_options(spec, JsonArrayOptions).records_key
     if isinstance(obj, dict) and key:
         obj = obj.get(key)
     if not isinstance(obj, list):
@@ -218,11 +285,11 @@ def read_parquet(spec: dict) -> Iterator["Record | Quarantine"]:
             i += 1
 
 
-@reader("csv", "tsv")
+@reader("csv", "tsv", options=CsvOptions)
 def read_csv(spec: dict) -> Iterator["Record | Quarantine"]:
     """CSV/TSV rows with a header line, fields mapped to columns."""
-    opts = spec.get("options", {})
-    delim = opts.get("delimiter", "\t" if spec.get("format") == "tsv" or spec["path"].endswith(".tsv") else ",")
+    tab = spec.get("format") == "tsv" or spec["path"].endswith(".tsv")
+    delim = spec_options(spec, CsvOptions).delimiter or ("\t" if tab else ",")
     with storage.open_read(spec["path"]) as f:
         text = io.TextIOWrapper(f, encoding="utf-8", errors="strict", newline="")
         rows = csv.DictReader(text, delimiter=delim)
@@ -242,12 +309,12 @@ def read_csv(spec: dict) -> Iterator["Record | Quarantine"]:
             i += 1
 
 
-@reader("text", "txt")
+@reader("text", "txt", options=LineOptions)
 def read_text_lines(spec: dict) -> Iterator["Record | Quarantine"]:
     """One document per line (e.g. already-extracted Wikipedia plain text)."""
     from .split import iter_line_range
 
-    max_bytes = int(spec.get("options", {}).get("max_doc_bytes", 64 << 20))
+    max_bytes = spec_options(spec, LineOptions).max_doc_bytes
     for pos, off, line, err in iter_line_range(spec, max_bytes):
         kind, n = pos.split(":", 1)
         if err:

@@ -16,9 +16,11 @@ from __future__ import annotations
 import json
 from typing import Any, Callable, Iterator
 
+from pydantic import Field
+
 from ..core import storage
 from ..core.schema import conversation_doc, doc_id
-from .formats import Quarantine, Record, _lines, reader, snippet
+from .formats import LineOptions, Quarantine, Record, _lines, reader, snippet
 
 SHAREGPT_ROLES = {"human": "user", "user": "user", "gpt": "assistant", "assistant": "assistant",
                   "chatgpt": "assistant", "bard": "assistant", "bing": "assistant", "model": "assistant",
@@ -301,6 +303,18 @@ def conv_mapped(rec: dict, o: dict, fields: dict) -> list[Conv]:
     return [("", msgs, meta)]
 
 
+class InstructionOptions(LineOptions):
+    """``inputs[].options`` of the instruction formats (each applies where it says)."""
+    records_key: str | None = Field(None, description="key of the record array inside a JSON object")
+    lang: str | None = Field(None, description="language of the records when they do not say")
+    messages_key: str | None = Field(None, description="sharegpt/conversation: key of the turn list")
+    role_map: dict[str, str] = Field(default_factory=dict, description="extra source role -> our role")
+    role_key: str = Field("role", description="conversation: role key of a turn")
+    content_key: str = Field("content", description="conversation: content key of a turn")
+    en_prefix: str = Field("en_", description="alpaca_bilingual: prefix of the English fields")
+    other_lang: str = Field("zh", description="alpaca_bilingual: language of the unprefixed fields")
+
+
 FORMATS: dict[str, Callable] = {
     "alpaca": conv_alpaca, "self_instruct": conv_self_instruct, "dolly": conv_dolly, "sharegpt": conv_sharegpt,
     "openai_messages": conv_openai, "belle": conv_belle, "alpaca_bilingual": conv_bilingual,
@@ -356,4 +370,4 @@ def _make(fmt: str):
 
 
 for _fmt in list(FORMATS) + ["conversation"]:
-    reader(_fmt)(_make(_fmt))
+    reader(_fmt, options=InstructionOptions)(_make(_fmt))

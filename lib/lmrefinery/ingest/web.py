@@ -11,8 +11,8 @@
 * HTML charset: HTTP header, then ``<meta>``, then detection (uchardet through
   Resiliparse); labels map to their WHATWG supersets (gb2312 -> gb18030,
   iso-8859-1 -> cp1252).
-* Main content: Trafilatura (default, F1 0.957 against the gold bodies) or
-  Resiliparse (F1 0.899, ~8x faster); see docs/ingest.md.
+* Main content: Trafilatura (default, tables kept: F1 0.969 against the gold
+  bodies, 0.957 without tables) or Resiliparse (F1 0.899, ~5x faster); see docs/ingest.md.
 * Per-document extraction timeout: ``signal.setitimer`` when the worker runs the
   task on its main thread (Ray and Spark Python workers and the local engine
   do), which interrupts the extractor at the next Python bytecode; elsewhere
@@ -27,26 +27,36 @@ import signal
 import threading
 import zlib
 from contextlib import contextmanager
-from typing import BinaryIO, Iterator
+from typing import BinaryIO, Iterator, Literal
+
+from pydantic import Field
 
 from ..core import storage
-from .formats import Quarantine, Record, Skip, reader, snippet
+from .formats import Quarantine, ReaderOptions, Record, Skip, reader, snippet, spec_options
+from .urls import clean_uri, uri_key
 
-DEFAULTS = {
-    "extractor": "trafilatura",      # trafilatura | resiliparse
-    "favor_precision": True,         # trafilatura option (measured best F1 on the gold set)
-    "timeout_s": 10.0,               # per-document extraction timeout
-    "max_doc_bytes": 16 << 20,       # WARC record block larger than this: quarantined unread
-    "max_html_bytes": 4 << 20,       # HTML larger than this is cut before extraction
-    "min_chars": 1,                  # extracted text shorter than this: empty_text
-    "keep_html": False,              # keep the raw HTML in meta (large!)
-}
+
+class WebOptions(ReaderOptions):
+    """``inputs[].options`` of the warc, wet and html formats."""
+    extractor: Literal["trafilatura", "resiliparse"] = Field("trafilatura", description="main-content extractor")
+    include_tables: bool = Field(True, description="trafilatura: keep table text (measured on the gold "
+                                 "pages by bench/ingest.py; resiliparse always keeps tables)")
+    include_comments: bool = Field(False, description="trafilatura: keep the comment section")
+    favor_precision: bool = Field(True, description="trafilatura: prefer less boilerplate (best F1 measured)")
+    favor_recall: bool = Field(False, description="trafilatura: prefer more text")
+    deduplicate: bool = Field(False, description="trafilatura: drop repeated segments")
+    main_content: bool = Field(True, description="resiliparse: main content only (false: the whole page)")
+    timeout_s: float = Field(10.0, ge=0, description="per-document extraction timeout (0 = none)")
+    max_doc_bytes: int = Field(16 << 20, ge=1, description="WARC record block larger than this: quarantined unread")
+    max_html_bytes: int = Field(4 << 20, ge=1, description="HTML larger than this is cut before extraction")
+    min_chars: int = Field(1, ge=0, description="extracted text shorter than this: empty_text")
+    keep_html: bool = Field(False, description="keep the raw HTML in meta (large!)")
+    urls: dict[str, str] = Field(default_factory=dict, description="html: relative path -> URL")
+    charset: str | None = Field(None, description="html: charset when the file does not declare one")
 
 
 def _opts(spec: dict) -> dict:
-    o = dict(DEFAULTS)
-    o.update(spec.get("options") or {})
-    return o
+    return spec_options(spec, WebOptions).model_dump()
 
 
 # ----------------------------------------------------------------- gzip members
@@ -235,13 +245,16 @@ def extract_main_text(html: str, opts: dict) -> tuple[str, str | None]:
 
         tree = HTMLTree.parse(html)
         title = tree.title or None
-        return extract_plain_text(tree, main_content=True), title
+        return extract_plain_text(tree, main_content=bool(opts["main_content"])), title
     if opts["extractor"] != "trafilatura":
         raise ValueError(f"unknown extractor {opts['extractor']!r}: trafilatura or resiliparse")
     import trafilatura
 
-    text = trafilatura.extract(html, include_comments=False, include_tables=False,
-                               favor_precision=bool(opts["favor_precision"]), deduplicate=False) or ""
+    text = trafilatura.extract(html, include_comments=bool(opts["include_comments"]),
+                               include_tables=bool(opts["include_tables"]),
+                               favor_precision=bool(opts["favor_precision"]),
+                               favor_recall=bool(opts["favor_recall"]),
+                               deduplicate=bool(opts["deduplicate"])) or ""
     m = re.search(r"<title[^>]*>(.*?)</title>", html[:65536], re.I | re.S)
     title = re.sub(r"\s+", " ", m.group(1)).strip() if m else None
     import html as _html
@@ -482,9 +495,12 @@ def _record_items(rec, off: int, upos: int | None, rel: str, o: dict, only_conve
     pos = f"offset:{off}"
     rtype = rec.record_type
     h = rec.headers
-    url = h.get("WARC-Target-URI")
+    raw_uri = h.get("WARC-Target-URI")
+    url = clean_uri(raw_uri)
     meta = {"warc_file": rel, "warc_offset": off, "warc_record_id": h.get("WARC-Record-ID"),
-            "crawl_date": h.get("WARC-Date"), "warc_type": str(rtype)}
+            "crawl_date": h.get("WARC-Date"), "warc_type": str(rtype), "url_key": uri_key(url)}
+    if raw_uri is not None and raw_uri != url:
+        meta["warc_target_uri"] = raw_uri     # as written, e.g. in <angle brackets>
     if upos is not None:
         meta["uncompressed_offset"] = upos
     if rtype in (WarcRecordType.unknown, WarcRecordType.no_type):
@@ -540,19 +556,19 @@ def _record_items(rec, off: int, upos: int | None, rel: str, o: dict, only_conve
     yield html_to_record(body, charset_from_content_type(ctype), o, pos, where, {"url": url, "meta": meta})
 
 
-@reader("warc")
+@reader("warc", options=WebOptions)
 def read_warc(spec: dict):
     """WARC (and WET): HTML responses are extracted, conversion records taken as text."""
     yield from iter_warc(spec)
 
 
-@reader("wet")
+@reader("wet", options=WebOptions)
 def read_wet(spec: dict):
     """WET files: only conversion records are documents."""
     yield from iter_warc(spec, only_conversion=True)
 
 
-@reader("html")
+@reader("html", options=WebOptions)
 def read_html(spec: dict):
     """One HTML file (``.html``, ``.htm``, ``.html.gz``) = one document."""
     o = _opts(spec)
@@ -566,5 +582,6 @@ def read_html(spec: dict):
     if len(body) > int(o["max_doc_bytes"]):
         yield Quarantine("too_large", "file", f"{rel}: larger than max_doc_bytes={o['max_doc_bytes']}")
         return
-    url = (o.get("urls") or {}).get(rel)
-    yield html_to_record(body, o.get("charset"), o, "file", rel, {"url": url, "meta": {}})
+    url = clean_uri((o.get("urls") or {}).get(rel))
+    yield html_to_record(body, o.get("charset"), o, "file", rel,
+                         {"url": url, "meta": {"url_key": uri_key(url)} if url else {}})

@@ -22,10 +22,15 @@ import bz2
 import codecs
 import re
 import xml.etree.ElementTree as ET
+from dataclasses import dataclass
+from dataclasses import field as dataclass_field
+from functools import cached_property
 from typing import Iterator
 
+from pydantic import Field
+
 from ..core import storage
-from .formats import Quarantine, Record, Skip, reader, snippet
+from .formats import Quarantine, ReaderOptions, Record, Skip, reader, snippet, spec_options
 from .web import ExtractTimeout, time_limit
 
 DISAMBIG_TEMPLATES = {
@@ -40,6 +45,8 @@ DISAMBIG_TEMPLATES = {
     # de / fr / es / ru
     "begriffsklärung", "homonymie", "desambiguación", "неоднозначность", "значения",
 }
+# used when a dump has no <siteinfo> (or in addition to it): the canonical names,
+# which every wiki accepts, and a few local ones
 FILE_PREFIXES = ("file", "image", "media", "ファイル", "画像", "文件", "檔案", "图像", "圖像", "datei", "fichier",
                  "archivo", "файл", "bild")
 CATEGORY_PREFIXES = ("category", "カテゴリ", "分类", "分類", "kategorie", "catégorie", "categoría", "категория")
@@ -47,15 +54,78 @@ _INTERLANG = re.compile(r"^:?[a-z]{2,3}(-[a-z]{2,8})*(-[a-z0-9]+)?$")
 _REDIRECT_TEXT = re.compile(r"^\s*#\s*(redirect|転送|重定向|weiterleitung|redirection|перенаправление)\b", re.I)
 _ENC_DECL = re.compile(rb"""<\?xml[^>]*encoding\s*=\s*["']([A-Za-z0-9._\-]+)["']""")
 
-DEFAULTS = {"namespaces": [0], "min_chars": 1, "keep_wikitext": False,
-            "disambiguation_templates": [], "chunk_bytes": 1 << 20, "max_page_chars": 64 << 20,
-            "timeout_s": 60.0}
+FILE_NS, CATEGORY_NS = 6, 14
+
+
+class WikiOptions(ReaderOptions):
+    """``inputs[].options`` of the mediawiki (wiki) format."""
+    namespaces: list[int] = Field(default_factory=lambda: [0], description="namespaces that become documents")
+    min_chars: int = Field(1, ge=0, description="text shorter than this after markup removal: empty_text")
+    keep_wikitext: bool = Field(False, description="keep the wikitext in meta")
+    disambiguation_templates: list[str] = Field(default_factory=list, description="extra disambiguation "
+                                                "template names")
+    chunk_bytes: int = Field(1 << 20, ge=1, description="decompressed bytes read per step")
+    max_page_chars: int = Field(64 << 20, ge=1, description="a larger page is quarantined as too_large")
+    timeout_s: float = Field(60.0, ge=0, description="per-page markup removal timeout (0 = none)")
 
 
 def _opts(spec):
-    o = dict(DEFAULTS)
-    o.update(spec.get("options") or {})
-    return o
+    return spec_options(spec, WikiOptions).model_dump()
+
+
+def _ns_name(name: str) -> str:
+    """Namespace names compare case-insensitively, with '_' and ' ' equal."""
+    return re.sub(r"[\s_]+", " ", name).strip().lower()
+
+
+@dataclass(frozen=True)
+class SiteInfo:
+    """What a dump's ``<siteinfo>`` says about its namespaces: every local name and
+    alias (lower-cased) -> namespace number, plus the canonical names."""
+    namespaces: dict[str, int] = dataclass_field(default_factory=dict)
+
+    def prefixes(self, key: int) -> frozenset[str]:
+        return frozenset(n for n, k in self.namespaces.items() if k == key)
+
+    @cached_property
+    def file_prefixes(self) -> frozenset[str]:
+        return self.prefixes(FILE_NS) | {_ns_name(p) for p in FILE_PREFIXES}
+
+    @cached_property
+    def category_prefixes(self) -> frozenset[str]:
+        return self.prefixes(CATEGORY_NS) | {_ns_name(p) for p in CATEGORY_PREFIXES}
+
+    def namespace_of(self, title: str) -> int:
+        pre = title.split(":", 1)[0] if ":" in title else ""
+        return self.namespaces.get(_ns_name(pre), 0) if pre else 0
+
+
+_CANONICAL_NS = {"media": -2, "special": -1, "talk": 1, "user": 2, "user talk": 3, "project": 4,
+                 "project talk": 5, "file": 6, "image": 6, "file talk": 7, "image talk": 7, "mediawiki": 8,
+                 "mediawiki talk": 9, "template": 10, "template talk": 11, "help": 12, "help talk": 13,
+                 "category": 14, "category talk": 15}
+_NS_ENTRY = re.compile(r'<namespace\s+key="(-?\d+)"[^>]*?>([^<]*)</namespace>')
+_NS_ALIAS = re.compile(r'<(namespacealias|alias|ns)\s+(?:key|id)="(-?\d+)"[^>]*?>([^<]*)</\1>')
+
+
+def parse_siteinfo(head: str) -> SiteInfo:
+    """Namespace names from ``<siteinfo>``: ``<namespace key=..>`` entries (the local
+    names), aliases (``<namespacealiases><ns id=..>`` as the API's siteinfo writes them,
+    or ``<namespacealias key=..>``), and the canonical English names every wiki accepts."""
+    m = re.search(r"<siteinfo>(.*?)</siteinfo>", head, re.S)
+    names = dict(_CANONICAL_NS)
+    if m:
+        info = m.group(1)
+        for key, name in _NS_ENTRY.findall(info):
+            if name.strip():
+                names[_ns_name(name)] = int(key)
+        for _, key, name in _NS_ALIAS.findall(info):
+            if name.strip():
+                names[_ns_name(name)] = int(key)
+    return SiteInfo(names)
+
+
+DEFAULT_SITE = SiteInfo(dict(_CANONICAL_NS))
 
 
 def sniff_encoding(head: bytes) -> str:
@@ -120,7 +190,18 @@ def _node_types():
     return _NODES
 
 
-def _render(code) -> str:
+_IMAGE_PARAM = re.compile(r"^\s*(\d+px|\d*x\d+px|upright(\s*=\s*[\d.]+)?|frameless|thumb(nail)?)\s*$", re.I)
+
+
+def _is_image_link(params: str) -> bool:
+    """Image parameters (`200px`, `x120px`, `upright`, `thumb`) among a link's `|` parts:
+    the size keywords are the same in every language (only `thumb`/`left` get local
+    names), so they identify file links whose namespace alias the dump does not list."""
+    parts = params.split("|")
+    return len(parts) >= 2 and any(_IMAGE_PARAM.match(p) for p in parts[:-1])
+
+
+def _render(code, site: SiteInfo = DEFAULT_SITE) -> str:
     """Plain text of a parsed wikicode: one pass, dropping what we do not keep
     (far faster than Wikicode.remove(), which searches the tree per node)."""
     ExternalLink, Heading, HTMLEntity, Tag, Text, Wikilink = _node_types()
@@ -133,13 +214,15 @@ def _render(code) -> str:
             target = str(node.title).strip()
             if ":" in target:
                 prefix = target.split(":", 1)[0].strip().lower()
-                p = prefix.lstrip(":")
-                if p in FILE_PREFIXES or (p in CATEGORY_PREFIXES and not target.startswith(":")):
+                p = _ns_name(prefix.lstrip(":"))
+                if p in site.file_prefixes or (p in site.category_prefixes and not target.startswith(":")):
                     continue
                 if _INTERLANG.match(prefix) and not target.startswith(":"):
                     continue
             if node.text is not None:
-                out.append(_render(node.text))
+                if _is_image_link(str(node.text)):
+                    continue  # a file link under a namespace name the dump does not declare
+                out.append(_render(node.text, site))
             else:
                 out.append(target.lstrip(":").split("#", 1)[0] or target)
         elif isinstance(node, Tag):
@@ -149,12 +232,12 @@ def _render(code) -> str:
             if tag == "br":
                 out.append("\n")
             elif node.contents is not None and tag not in ("li", "dt", "dd", "hr"):
-                out.append(_render(node.contents))
+                out.append(_render(node.contents, site))
         elif isinstance(node, Heading):
-            out.append(_render(node.title).strip())
+            out.append(_render(node.title, site).strip())
         elif isinstance(node, ExternalLink):
             if node.title is not None:
-                out.append(_render(node.title))
+                out.append(_render(node.title, site))
         elif isinstance(node, HTMLEntity):
             try:
                 out.append(node.normalize())
@@ -168,14 +251,23 @@ _PRE_STRIP = re.compile(r"<!--.*?-->|<ref[^>/]*/>|<ref(\s[^>]*)?>.*?</ref\s*>", 
 _POST_STRIP = re.compile(r"</?ref[^>]*>|</?(span|div|small|big|center|sup|sub|blockquote|poem)[^>]*>", re.I)
 
 
-def wikitext_to_text(wikitext: str) -> str:
+_MAGIC_WORD = re.compile(r"__([^\W_]+(?:_[^\W_]+)*)__")
+
+
+def strip_magic_words(text: str) -> str:
+    """Behaviour switches (``__NOTOC__``, ``__KHÔNG_MỤC_LỤC__``, ``__目次非表示__``...) in
+    any language: ``__WORD__`` with no lower-case letter (``__init__`` stays)."""
+    return _MAGIC_WORD.sub(lambda m: m.group(0) if any(c.islower() for c in m.group(1)) else "", text)
+
+
+def wikitext_to_text(wikitext: str, site: SiteInfo = DEFAULT_SITE) -> str:
     import mwparserfromhell as mw
 
     # references and comments go before parsing: cheaper, and the parser leaves
     # some <ref> unparsed (e.g. inside unbalanced quotes)
     wikitext = strip_templates(_PRE_STRIP.sub("", wikitext))
-    wikitext = _STYLE.sub("", wikitext)  # bold/italic quotes: text only, and far fewer nodes to build
-    text = _render(mw.parse(wikitext, skip_style_tags=True))
+    wikitext = strip_magic_words(_STYLE.sub("", wikitext))  # bold/italic quotes: text only, fewer nodes
+    text = _render(mw.parse(wikitext, skip_style_tags=True), site)
     text = _POST_STRIP.sub("", text)
     lines: list[str] = []
     # leftovers the parser leaves as text: table rows of unparsed tables, magic words, stray brackets
@@ -186,8 +278,6 @@ def wikitext_to_text(wikitext: str) -> str:
                 lines.append("")
             continue
         if s.startswith(("{|", "|}", "|-", "!")) or (s.startswith("|") and not s.startswith("||")):
-            continue
-        if re.fullmatch(r"__[A-Z]+__", s):
             continue
         s = re.sub(r"^[*#:;]+\s*", "", s)          # list / indent markers
         s = re.sub(r"^=+\s*(.*?)\s*=+$", r"\1", s)  # headings that strip_code kept
@@ -295,14 +385,6 @@ def _file_head(spec: dict) -> bytes:
         f.close()
 
 
-def _namespaces(head: str) -> dict[str, int]:
-    out = {}
-    for key, name in re.findall(r'<namespace key="(-?\d+)"[^>]*?>([^<]*)</namespace>', head):
-        if name:
-            out[name] = int(key)
-    return out
-
-
 def iter_pages(spec: dict, problems: list) -> Iterator[tuple[str, bool]]:
     o = _opts(spec)
     rng = spec.get("range")
@@ -359,13 +441,13 @@ def _text_of(el, name):
     return None
 
 
-@reader("mediawiki", "wiki")
+@reader("mediawiki", "wiki", options=WikiOptions)
 def read_mediawiki(spec: dict):
     """MediaWiki XML dump (.xml, .xml.bz2, multistream): one document per main-namespace article."""
     o = _opts(spec)
     rel = spec["rel"]
     head_text = _file_head(spec).decode(sniff_encoding(_file_head(spec)).replace("-sig", ""), "replace")
-    nsmap = _namespaces(head_text)
+    site = parse_siteinfo(head_text)
     base_url = None
     m = re.search(r"<base>(https?://[^<]+?)/wiki/", head_text)
     if m:
@@ -394,8 +476,7 @@ def read_mediawiki(spec: dict):
         if ns_s is not None and ns_s.strip().lstrip("-").isdigit():
             ns = int(ns_s)
         else:
-            pre = title.split(":", 1)[0] if ":" in title else ""
-            ns = nsmap.get(pre, 0) if pre else 0
+            ns = site.namespace_of(title)
         if ns not in wanted:
             yield Skip(f"namespace_{ns}")
             continue
@@ -412,7 +493,7 @@ def read_mediawiki(spec: dict):
             meta["revision_id"] = _text_of(rev, "id")
         try:
             with time_limit(float(o["timeout_s"])):
-                plain = wikitext_to_text(text)
+                plain = wikitext_to_text(text, site)
         except ExtractTimeout as e:
             yield Quarantine("extract_timeout", pos, f"{rel} page {title!r}: {e}", snippet(text), meta)
             continue
