@@ -71,3 +71,16 @@ def test_quality_rules_env_folder_that_does_not_exist_is_exit_2(samples_dir, tmp
     assert r.returncode == 2, r.stderr
     assert "$LMR_QUALITY_CONF" in r.stderr and "gone does not exist" in r.stderr, r.stderr
     assert not os.path.exists(tmp_path / "out" / "stages")
+
+
+def test_ray_train_workers_are_given_the_drivers_cluster_address(ray_cluster, tmp_path):
+    """Ray Train workers must join the driver's cluster, not guess among several
+    on the machine ("multiple active Ray instances")."""
+    from lmrefinery.train.config import TrainRecipe
+    from lmrefinery.train.trainer import build_trainer
+
+    recipe = TrainRecipe(name="addr", kind="pretrain", output=str(tmp_path / "train"), tokenizer=str(tmp_path),
+                         data={"train": str(tmp_path)}, trainer={"workers": 1, "max_steps": 1})
+    trainer = build_trainer(recipe)
+    env = trainer.run_config.worker_runtime_env["env_vars"]
+    assert env["RAY_ADDRESS"] == ray_cluster.get_runtime_context().gcs_address
