@@ -14,7 +14,9 @@ import tempfile
 import time
 
 import psutil
+import yaml
 
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BIN = os.path.dirname(sys.executable)
 RAY = os.path.join(BIN, "ray")
 
@@ -103,29 +105,25 @@ class RayNode:
     def kill(self) -> int:
         """SIGKILL every process of this node at once (a node lost to a crash); returns how many."""
         procs = self.processes()
-        for p in procs:
-            try:
-                p.kill()
-            except psutil.Error:
-                pass
+        _signal_all(procs, signal.SIGKILL)
         psutil.wait_procs(procs, timeout=10)
         return len(procs)
 
     def stop(self) -> None:
         procs = self.processes()
-        for p in procs:
-            try:
-                p.send_signal(signal.SIGTERM)
-            except psutil.Error:
-                pass
+        _signal_all(procs, signal.SIGTERM)
         _, alive = psutil.wait_procs(procs, timeout=5)
-        for p in alive:
-            try:
-                p.kill()
-            except psutil.Error:
-                pass
+        _signal_all(alive, signal.SIGKILL)
         psutil.wait_procs(alive, timeout=5)
         shutil.rmtree(self.tmp, ignore_errors=True)
+
+
+def _signal_all(procs: list[psutil.Process], sig: int) -> None:
+    for p in procs:
+        try:
+            p.send_signal(sig)
+        except psutil.Error:
+            pass
 
 
 def wait_for_nodes(head: RayNode, n: int, timeout: float = 60) -> None:
@@ -140,3 +138,13 @@ def wait_for_nodes(head: RayNode, n: int, timeout: float = 60) -> None:
             return
         time.sleep(1)
     raise RuntimeError(f"cluster did not reach {n} alive nodes:\n{out[-2000:]}")
+
+
+def runtime_env_file(tmp_path, **env_vars) -> str:
+    """deploy/ray/runtime_env.yaml as shipped, plus where a test's data lives."""
+    with open(os.path.join(ROOT, "deploy", "ray", "runtime_env.yaml")) as f:
+        rt = yaml.safe_load(f)
+    rt.setdefault("env_vars", {}).update(env_vars)
+    p = tmp_path / "runtime_env.yaml"
+    p.write_text(yaml.safe_dump(rt))
+    return str(p)

@@ -21,7 +21,7 @@ RECIPE = "deploy/airflow/daily.yaml"
 
 sys.path.insert(0, ROOT)
 from jobs._common import parse_tagged  # noqa: E402
-from ray_nodes import RAY, RayNode  # noqa: E402
+from ray_nodes import RAY, RayNode, runtime_env_file as _runtime_env  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -32,16 +32,6 @@ def ray_head():
     finally:
         head.stop()
         assert not head.processes(), "Ray head processes survived the stop"
-
-
-def _runtime_env(tmp_path, **env_vars) -> str:
-    """deploy/ray/runtime_env.yaml as shipped, plus where this test's data lives."""
-    with open(os.path.join(ROOT, "deploy", "ray", "runtime_env.yaml")) as f:
-        rt = yaml.safe_load(f)
-    rt.setdefault("env_vars", {}).update(env_vars)
-    p = tmp_path / "runtime_env.yaml"
-    p.write_text(yaml.safe_dump(rt))
-    return str(p)
 
 
 def _submit(head: RayNode, sub_id: str, runtime_env: str, *entrypoint: str) -> subprocess.CompletedProcess:

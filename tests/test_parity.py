@@ -21,10 +21,9 @@ import time
 
 import pyarrow.parquet as pq
 import pytest
-import yaml
 
 from lmrefinery.core import storage
-from ray_nodes import RAY, RayNode, wait_for_nodes
+from ray_nodes import RAY, RayNode, runtime_env_file, wait_for_nodes
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BIN = os.path.dirname(sys.executable)
@@ -176,20 +175,11 @@ def test_missing_package_data_is_an_error_before_any_stage(wheel_venv, samples, 
 
 
 # ------------------------------------------------------------------ ray job submit
-def _runtime_env(tmp_path, **env_vars) -> str:
-    with open(os.path.join(ROOT, "deploy", "ray", "runtime_env.yaml")) as f:
-        rt = yaml.safe_load(f)
-    rt.setdefault("env_vars", {}).update(env_vars)
-    p = tmp_path / "runtime_env.yaml"
-    p.write_text(yaml.safe_dump(rt))
-    return str(p)
-
-
 def test_ray_job_submit_matches(reference, samples, tmp_path):
     head = RayNode(num_cpus=2)
     try:
         runs = tmp_path / "runs"
-        rt = _runtime_env(tmp_path, LMR_SAMPLES=samples, LMR_RUNS=str(runs))
+        rt = runtime_env_file(tmp_path, LMR_SAMPLES=samples, LMR_RUNS=str(runs))
         r = subprocess.run([RAY, "job", "submit", "--address", head.address, "--submission-id", "lmr-parity",
                             "--working-dir", ".", "--runtime-env", rt, "--",
                             "python", "jobs/run_recipe.py", "conf/pipelines/mini.yaml", "--quiet"],
