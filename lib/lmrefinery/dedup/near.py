@@ -574,7 +574,7 @@ class NearDedup(Stage):
         t_start = time.time()
         params = self.params.model_dump()
         K = params["buckets"]
-        work = storage.join(job.stage_dir, "_work")
+        work = job.work_dir
         index = storage.join(job.stage_dir, "index")
         storage.delete_prefix(index)
         n = len(job.inputs)
