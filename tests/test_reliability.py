@@ -60,3 +60,87 @@ def test_prepare_stage_dir_keeps_same_fingerprint_scratch_and_drops_foreign(tmp_
     storage.write_bytes(os.path.join(legacy, "_work", "keys", "b0.parquet"), b"who wrote me?")
     prepare_stage_dir(legacy, "ccc")  # no attempt marker: provenance unknown, not reused
     assert storage.list_files(legacy) == [os.path.join(legacy, "_attempt.json")]
+
+
+# ------------------------------------------------------------------ run lock
+from lmrefinery.core.lock import LOCK_NAME, RunLock, RunLocked  # noqa: E402
+
+
+def _roots(tmp_path, s3_bucket):
+    return [str(tmp_path / "out"), f"s3://{s3_bucket}/runs/r1"]
+
+
+def test_second_run_on_one_output_is_refused_naming_the_holder(tmp_path, s3_bucket):
+    for root in _roots(tmp_path, s3_bucket):
+        with RunLock(root, "first") as first:
+            with pytest.raises(RunLocked) as e:
+                RunLock(root, "second").acquire()
+            msg = str(e.value)
+            assert first.info.run_id in msg and "first" in msg and f"pid {os.getpid()}" in msg
+            assert "--break-lock" in msg
+        assert not storage.exists(storage.join(root, LOCK_NAME))  # released
+        with RunLock(root, "third"):  # free again
+            pass
+
+
+def test_stale_or_broken_lock_is_taken_over_and_the_old_holder_stops(tmp_path, s3_bucket, monkeypatch):
+    for root in _roots(tmp_path, s3_bucket):
+        old = RunLock(root, "slow").acquire()
+        monkeypatch.setenv("LMR_LOCK_STALE_S", "0")  # its heartbeat is now too old
+        new = RunLock(root, "retry").acquire()
+        monkeypatch.delenv("LMR_LOCK_STALE_S")
+        with pytest.raises(RunLocked, match="taken over by run .*retry"):
+            old.check()  # the old holder refuses to commit
+        new.check()
+        forced = RunLock(root, "forced", break_lock=True).acquire()
+        with pytest.raises(RunLocked):
+            new.check()
+        forced.release()
+        assert not storage.exists(storage.join(root, LOCK_NAME))
+
+
+def test_lock_of_a_dead_process_on_this_host_is_stale_at_once(tmp_path):
+    import subprocess
+    import sys
+
+    root = str(tmp_path / "out")
+    code = ("import os,sys; from lmrefinery.core.lock import RunLock; RunLock(sys.argv[1], 'killed').acquire(); "
+            "os._exit(0)")  # exits holding the lock, as a SIGKILLed run does
+    subprocess.run([sys.executable, "-c", code, root], check=True, env=dict(os.environ))
+    assert storage.exists(storage.join(root, LOCK_NAME))
+    with RunLock(root, "resume") as lk:
+        assert lk.info.run_name == "resume"
+
+
+def test_cli_run_exits_2_when_the_output_is_locked(samples_dir, tmp_path, capsys):
+    import yaml
+
+    from lmrefinery.cli import main
+
+    out = str(tmp_path / "o")
+    rec = tmp_path / "r.yaml"
+    rec.write_text(yaml.safe_dump({**_recipe(out, samples_dir, 0.9), "stages": [{"stage": "read"}]}))
+    with RunLock(out, "airflow-try-1") as holder:
+        assert main(["run", str(rec), "--quiet"]) == 2
+        err = capsys.readouterr().err
+        assert "in use by run " + holder.info.run_id in err and "Traceback" not in err
+        assert not os.path.exists(os.path.join(out, "stages"))  # nothing ran
+    assert main(["run", str(rec), "--quiet"]) == 0
+
+
+def test_a_missing_dedup_index_file_is_an_error_not_empty_data(tmp_path):
+    import pyarrow as pa
+
+    root = str(tmp_path / "index")
+    tb = pa.table({"key": pa.array([1], pa.uint64()), "node": pa.array([7], pa.int64())})
+    for part in range(3):
+        storage.write_parquet(tb, os.path.join(root, "bands", "b0000", f"p{part:05d}.parquet"))
+    ix = {"root": root, "n_parts": 3}
+    assert near._read_index_dir(ix, "bands/b0000").num_rows == 3
+    os.remove(os.path.join(root, "bands", "b0000", "p00001.parquet"))  # deleted by a concurrent run
+    storage.write_bytes(os.path.join(root, "bands", "b0000", "p00001.parquet.tmp-0badc0de"), b"half")
+    with pytest.raises(storage.StorageError, match="b0000: dedup index has 2 of 3 part files"):
+        near._read_index_dir(ix, "bands/b0000")
+    storage.delete_prefix(root)
+    with pytest.raises(storage.StorageError, match="0 of 3"):
+        near._read_index_dir(ix, "bands/b0000")

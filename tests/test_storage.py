@@ -163,6 +163,6 @@ def test_unfinished_tmp_files_are_never_listed(tmp_path, s3_bucket):
     (d / "p00001.parquet.tmp-1a2b3c4d").write_bytes(b"half")
     assert storage.list_files(str(d)) == [str(d / "p00000.parquet")]
     assert storage.list_files(str(d / "*.parquet*")) == [str(d / "p00000.parquet")]
-    storage.write_bytes(f"{s3_bucket}/idx/p00000.parquet", b"x")
-    storage.write_bytes(f"{s3_bucket}/idx/p00001.parquet.tmp-1a2b3c4d", b"half")
-    assert storage.list_files(f"{s3_bucket}/idx/") == [f"{s3_bucket}/idx/p00000.parquet"]
+    storage.write_bytes(f"s3://{s3_bucket}/idx/p00000.parquet", b"x")
+    storage.write_bytes(f"s3://{s3_bucket}/idx/p00001.parquet.tmp-1a2b3c4d", b"half")
+    assert storage.list_files(f"s3://{s3_bucket}/idx/") == [f"s3://{s3_bucket}/idx/p00000.parquet"]

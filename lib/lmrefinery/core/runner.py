@@ -201,7 +201,7 @@ class GlobalJob:
 class Runner:
     def __init__(self, recipe: Recipe, engine: str | None = None, only: list[str] | None = None,
                  workers: int | None = None, quiet: bool = False, new_only: bool = False,
-                 ledger: str | None = None):
+                 ledger: str | None = None, break_lock: bool = False):
         from ..engines import get_engine
 
         self.recipe = recipe
@@ -221,6 +221,8 @@ class Runner:
         self.new_only = new_only
         self.ledger_uri = ledger
         self.read_files: list[dict] = []
+        self.break_lock = break_lock
+        self.lock = None
 
     def log(self, msg: str) -> None:
         if not self.quiet:
@@ -252,6 +254,18 @@ class Runner:
         return files
 
     def run(self) -> dict:
+        """The whole run holds the output root's lock (core/lock.py): a second run on the
+        same output stops with RunLocked naming the holder instead of corrupting it."""
+        from .lock import RunLock
+
+        with RunLock(self.out, self.recipe.name, break_lock=self.break_lock) as lock:
+            self.lock = lock
+            try:
+                return self._run_locked()
+            finally:
+                self.lock = None
+
+    def _run_locked(self) -> dict:
         t_run = time.time()
         # the chain starts from what is read and the seed; each stage then adds its own
         # name, params and code, so a change re-runs that stage and those after it only
@@ -351,6 +365,8 @@ class Runner:
         return stats
 
     def _commit(self, k, name, sdir, fp, params, inputs_desc, parts, seconds) -> dict:
+        if self.lock is not None:
+            self.lock.check()  # never commit over a run that took the output root over
         n_in = sum(p["in"] for p in parts)
         kept = sum(p["kept"] for p in parts)
         rej: Counter = Counter()

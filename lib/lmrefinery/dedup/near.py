@@ -117,6 +117,20 @@ def _read_dir(prefix: str, columns=None) -> pa.Table | None:
     return pa.concat_tables([storage.read_parquet(f, columns=columns) for f in files])
 
 
+def _read_index_dir(ix: dict, sub: str) -> pa.Table | None:
+    """An index folder written by every part of the sign round (one file per part, empty
+    or not): a missing file means the index was damaged or deleted under this stage
+    (e.g. by another run on the same output), which is an error, never "no data"."""
+    prefix = storage.join(ix["root"], sub)
+    files = storage.list_files(prefix)
+    if len(files) != ix["n_parts"]:
+        raise storage.StorageError(f"{prefix}: dedup index has {len(files)} of {ix['n_parts']} part files; "
+                                   "it was damaged or deleted while the stage ran (another run on this output?)")
+    if not files:
+        return None
+    return pa.concat_tables([storage.read_parquet(f) for f in files])
+
+
 def _mix2(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     p = np.uint64(0x9E3779B97F4A7C15)
     h = (a.view(np.uint64) * p) ^ b.view(np.uint64)
@@ -216,7 +230,7 @@ def _band_task(t: dict) -> dict:
     b, K = t["bucket"], t["params"]["buckets"]
     tabs = []
     for ix in t["indexes"]:
-        tb = _read_dir(storage.join(ix["root"], "bands", f"b{b:04d}"))
+        tb = _read_index_dir(ix, f"bands/b{b:04d}")
         if tb is not None and tb.num_rows:
             slot = tb.column("part").to_numpy().astype(np.int64) + ix["offset"]
             tabs.append((tb.column("key").to_numpy(), tb.column("node").to_numpy(), slot))
@@ -459,7 +473,7 @@ def _label_task(t: dict) -> dict:
     node_root = dict(zip(lab.column("node").to_pylist(), lab.column("root").to_pylist()))
     tabs = []
     for ix in t["indexes"]:
-        tb = _read_dir(storage.join(ix["root"], "docs", f"k{k:04d}"))
+        tb = _read_index_dir(ix, f"docs/k{k:04d}")
         if tb is None or tb.num_rows == 0:
             continue
         nodes = tb.column("node").to_numpy()
