@@ -197,3 +197,19 @@ def test_sample_warc_urls_and_planted_non_documents(samples_dir):
     gbk = [d for d in docs if d.doc["meta"]["charset"] == "gb18030"]
     assert gbk and all(re.search(r"[\u4e00-\u9fff]", d.doc["text"]) for d in gbk)
     assert all("All rights reserved" not in d.doc["text"] for d in docs)  # footer boilerplate removed
+
+
+def test_extraction_time_limit_counts_cpu_time_not_wall_time():
+    """Whether a page is an extract_timeout must not depend on machine load: waiting
+    (descheduled, I/O, a busy node) does not count, computing does."""
+    import time
+
+    from lmrefinery.ingest.web import ExtractTimeout, time_limit
+
+    with time_limit(0.2):
+        time.sleep(0.6)  # 0.6 s of wall time, almost no CPU time: not a timeout
+    with pytest.raises(ExtractTimeout):
+        with time_limit(0.05):
+            t0 = time.process_time()
+            while time.process_time() - t0 < 5:
+                pass

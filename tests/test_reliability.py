@@ -144,3 +144,47 @@ def test_a_missing_dedup_index_file_is_an_error_not_empty_data(tmp_path):
     storage.delete_prefix(root)
     with pytest.raises(storage.StorageError, match="0 of 3"):
         near._read_index_dir(ix, "bands/b0000")
+
+
+# ------------------------------------------------------------------ file modes, checkpoints
+def test_token_shards_get_the_same_mode_as_every_other_output(tmp_path):
+    import numpy as np
+    import stat
+
+    from lmrefinery.tokenize.indexed import IndexedWriter
+
+    w = IndexedWriter(str(tmp_path / "train-00000"), np.uint16)
+    w.add(np.arange(10, dtype=np.uint16))
+    w.close()
+    storage.write_bytes(str(tmp_path / "other.json"), b"{}")
+    want = stat.S_IMODE(os.stat(tmp_path / "other.json").st_mode)
+    files = [p for p in tmp_path.iterdir() if p.name.startswith("train-00000")]
+    assert files and {stat.S_IMODE(os.stat(p).st_mode) for p in files} == {want}
+
+
+class _Payload:
+    def __reduce__(self):
+        return (os.mkdir, (os.environ["LMR_PWNED_DIR"],))
+
+
+def test_checkpoints_load_weights_only(tmp_path, monkeypatch):
+    import torch
+
+    from lmrefinery.train.loop import STATE_FILE, read_state_file
+
+    model = torch.nn.Linear(4, 3)
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    model(torch.ones(2, 4)).sum().backward()
+    opt.step()
+    good = tmp_path / "good"
+    good.mkdir()
+    torch.save({"model": model.state_dict(), "optim": opt.state_dict()}, good / STATE_FILE)
+    blob = read_state_file(str(good))  # a real model + AdamW state loads with weights_only
+    assert torch.equal(blob["model"]["weight"], model.weight.detach())
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    monkeypatch.setenv("LMR_PWNED_DIR", str(tmp_path / "pwned"))
+    torch.save({"model": _Payload()}, bad / STATE_FILE)
+    with pytest.raises(RuntimeError, match="refusing to load"):
+        read_state_file(str(bad))
+    assert not (tmp_path / "pwned").exists()

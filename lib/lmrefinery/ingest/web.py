@@ -13,7 +13,8 @@
   iso-8859-1 -> cp1252).
 * Main content: Trafilatura (default, F1 0.957 against the gold bodies) or
   Resiliparse (F1 0.899, ~8x faster); see docs/ingest.md.
-* Per-document extraction timeout: ``signal.setitimer`` when the worker runs the
+* Per-document extraction timeout on CPU time (``ITIMER_PROF``, so machine load does
+  not change what is kept): ``signal.setitimer`` when the worker runs the
   task on its main thread (Ray and Spark Python workers and the local engine
   do), which interrupts the extractor at the next Python bytecode; elsewhere
   only the size cap (``max_html_bytes``) applies.
@@ -202,7 +203,10 @@ class ExtractTimeout(BaseException):
 
 @contextmanager
 def time_limit(seconds: float):
-    """Interrupts the block after `seconds` on the main thread; a no-op elsewhere."""
+    """Interrupts the block after `seconds` of this process's CPU time (``ITIMER_PROF``:
+    user + system, all threads) on the main thread; a no-op elsewhere. CPU time, not
+    wall time: a page is not rejected because the node was busy or the worker was
+    descheduled, so what is kept depends on the input and the config, not on load."""
     if not seconds or threading.current_thread() is not threading.main_thread():
         yield
         return
@@ -212,17 +216,17 @@ def time_limit(seconds: float):
 
     import time
 
-    old = signal.signal(signal.SIGALRM, on_alarm)
-    old_delay, old_interval = signal.setitimer(signal.ITIMER_REAL, seconds)
-    t0 = time.monotonic()
+    old = signal.signal(signal.SIGPROF, on_alarm)
+    old_delay, old_interval = signal.setitimer(signal.ITIMER_PROF, seconds)
+    t0 = time.process_time()
     try:
         yield
     finally:
-        signal.setitimer(signal.ITIMER_REAL, 0)
-        signal.signal(signal.SIGALRM, old)
-        if old_delay:  # someone else's alarm (e.g. pytest-timeout) was pending: re-arm what is left of it
-            left = old_delay - (time.monotonic() - t0)
-            signal.setitimer(signal.ITIMER_REAL, max(left, 0.001), old_interval)
+        signal.setitimer(signal.ITIMER_PROF, 0)
+        signal.signal(signal.SIGPROF, old)
+        if old_delay:  # someone else's CPU timer (a profiler) was pending: re-arm what is left of it
+            left = old_delay - (time.process_time() - t0)
+            signal.setitimer(signal.ITIMER_PROF, max(left, 0.001), old_interval)
 
 
 def extract_main_text(html: str, opts: dict) -> tuple[str, str | None]:
