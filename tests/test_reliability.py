@@ -188,3 +188,45 @@ def test_checkpoints_load_weights_only(tmp_path, monkeypatch):
     with pytest.raises(RuntimeError, match="refusing to load"):
         read_state_file(str(bad))
     assert not (tmp_path / "pwned").exists()
+
+
+# ------------------------------------------------------------------ early, named errors (exit 2, nothing runs)
+def _run_cli(recipe_path: str, capsys, *extra: str) -> tuple[int, str]:
+    from lmrefinery.cli import main
+
+    rc = main(["run", recipe_path, "--quiet", *extra])
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    return rc, err
+
+
+def test_missing_output_bucket_is_named_before_any_stage(samples_dir, tmp_path, s3_server, capsys):
+    import yaml
+
+    rec = tmp_path / "r.yaml"
+    rec.write_text(yaml.safe_dump({**_recipe("s3://no-such-bucket-lmr/runs/x", samples_dir, 0.9),
+                                   "stages": [{"stage": "read"}, {"stage": "clean"}]}))
+    rc, err = _run_cli(str(rec), capsys)
+    assert rc == 2 and "bucket 'no-such-bucket-lmr' does not exist" in err
+
+
+def test_recipe_errors_name_the_file_and_exit_2(samples_dir, tmp_path, capsys):
+    import yaml
+
+    good = yaml.safe_dump({**_recipe(str(tmp_path / "o"), samples_dir, 0.9), "stages": [{"stage": "read"}]})
+    latin1 = tmp_path / "latin1.yaml"
+    latin1.write_bytes(("name: caf\xe9\n" + good.split("\n", 1)[1]).encode("latin-1"))
+    rc, err = _run_cli(str(latin1), capsys)
+    assert rc == 2 and "latin1.yaml: not UTF-8 text (byte 0xe9 at offset 9)" in err
+
+    dup = tmp_path / "dup.yaml"
+    dup.write_text(good + "seed: 1\nseed: 2\n")
+    rc, err = _run_cli(str(dup), capsys)
+    assert rc == 2 and "dup.yaml" in err and "duplicate key 'seed'" in err
+
+    bad_len = tmp_path / "len.yaml"
+    bad_len.write_text(good.replace("- stage: read", "- stage: read\n- stage: length_filter\n"
+                                                     "  min_chars: 500\n  max_chars: 100"))
+    rc, err = _run_cli(str(bad_len), capsys)
+    assert rc == 2 and "len.yaml" in err and "min_chars (500) > max_chars (100)" in err
+    assert not os.path.exists(tmp_path / "o")  # nothing ran

@@ -89,9 +89,13 @@ class _Store:
                 storage.s3_client().put_object(Bucket=b, Key=k, Body=data, IfNoneMatch="*")
                 return True
             except ClientError as e:
-                if e.response.get("Error", {}).get("Code") in ("PreconditionFailed", "ConditionalRequestConflict",
-                                                               "412", "409"):
+                code = e.response.get("Error", {}).get("Code")
+                if code in ("PreconditionFailed", "ConditionalRequestConflict", "412", "409"):
                     return False
+                if code == "NoSuchBucket":  # found before any stage runs, not after the read stage
+                    raise storage.StorageError(
+                        f"output {self.uri.rsplit('/', 1)[0]}: bucket '{b}' does not exist (or these credentials "
+                        "cannot see it); create it or fix 'output'") from None
                 raise storage._s3_errors(self.uri, e) from e
             except Exception as e:
                 raise storage._s3_errors(self.uri, e) from e
