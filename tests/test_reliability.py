@@ -230,3 +230,43 @@ def test_recipe_errors_name_the_file_and_exit_2(samples_dir, tmp_path, capsys):
     rc, err = _run_cli(str(bad_len), capsys)
     assert rc == 2 and "len.yaml" in err and "min_chars (500) > max_chars (100)" in err
     assert not os.path.exists(tmp_path / "o")  # nothing ran
+
+
+# ------------------------------------------------------------------ the OpenAI-compatible server
+def test_serve_refuses_to_start_when_the_named_key_variable_is_unset(tmp_path, capsys, monkeypatch):
+    from lmrefinery.cli import main
+
+    monkeypatch.delenv("LMR_UNSET_SERVER_KEY", raising=False)
+    rc = main(["instruct", "serve", str(tmp_path / "no-model"), "--port", "0", "--api-key-env", "LMR_UNSET_SERVER_KEY"])
+    err = capsys.readouterr().err
+    assert rc == 2 and "LMR_UNSET_SERVER_KEY: the variable is unset or empty" in err and "Traceback" not in err
+    monkeypatch.setenv("LMR_UNSET_SERVER_KEY", "  ")
+    assert main(["instruct", "serve", str(tmp_path / "no-model"), "--api-key-env", "LMR_UNSET_SERVER_KEY"]) == 2
+
+
+@pytest.mark.parametrize("body", [b"[1, 2]", b'["messages"]', b"{not json", b"\xff\xfe{}", b'"text"', b"null",
+                                  b'{"messages": "hi"}', b'{"messages": []}', b'{"messages": [1]}',
+                                  b'{"messages": [{"role": "user", "content": 5}]}'])
+def test_server_answers_400_json_for_any_malformed_body(body):
+    import http.client
+    import json
+    import threading
+    from http.server import ThreadingHTTPServer
+
+    from lmrefinery.instruct.server import make_handler
+
+    # malformed bodies are answered before the model is touched: no backend is needed
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), make_handler(None, "m", {"requests": 0, "errors": 0},
+                                                               threading.Lock(), "k"))
+    t = threading.Thread(target=httpd.serve_forever, daemon=True)
+    t.start()
+    try:
+        c = http.client.HTTPConnection("127.0.0.1", httpd.server_address[1], timeout=10)
+        c.request("POST", "/v1/chat/completions", body=body,
+                  headers={"Authorization": "Bearer k", "Content-Type": "application/json"})
+        r = c.getresponse()
+        assert r.status == 400
+        assert "bad request" in json.loads(r.read())["error"]["message"]
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
