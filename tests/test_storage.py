@@ -166,3 +166,52 @@ def test_unfinished_tmp_files_are_never_listed(tmp_path, s3_bucket):
     storage.write_bytes(f"s3://{s3_bucket}/idx/p00000.parquet", b"x")
     storage.write_bytes(f"s3://{s3_bucket}/idx/p00001.parquet.tmp-1a2b3c4d", b"half")
     assert storage.list_files(f"s3://{s3_bucket}/idx/") == [f"s3://{s3_bucket}/idx/p00000.parquet"]
+
+
+# ------------------------------------------------ S3 faults: a fault-injecting proxy in front of moto (issue 19)
+@pytest.fixture
+def faulty_s3(s3_server, s3_bucket, monkeypatch):
+    from faultproxy import FaultPlan, FaultProxy
+
+    plan = FaultPlan(seed=19)
+    with FaultProxy(s3_server, plan) as proxy:
+        monkeypatch.setenv("AWS_ENDPOINT_URL", proxy.url)  # storage.s3_client() is keyed by endpoint
+        yield plan, f"s3://{s3_bucket}"
+
+
+def test_s3_read_survives_cut_off_bodies_errors_and_dropped_connections(faulty_s3):
+    plan, root = faulty_s3
+    data = os.urandom(3 << 20)
+    storage.write_bytes(f"{root}/obj.bin", data)
+    plan.queue = ["truncate", "503", "drop", "truncate", "500", "slow"]
+    assert storage.read_bytes(f"{root}/obj.bin") == data
+    assert plan.injected["truncate"] == 2 and not plan.queue
+    plan.queue = ["truncate"] * 20  # more cut-offs than attempts: a clear error naming the object
+    with pytest.raises(storage.StorageError, match="obj.bin: could not read the whole object"):
+        storage.read_bytes(f"{root}/obj.bin")
+
+
+def test_s3_parquet_and_streams_under_random_faults(faulty_s3):
+    plan, root = faulty_s3
+    tb = pa.table({"id": [f"d{i}" for i in range(5000)], "text": ["some text " * (i % 9) for i in range(5000)]})
+    lines = b"".join(f"line {i}\n".encode() for i in range(20000))
+    storage.write_parquet(tb, f"{root}/t.parquet")
+    storage.write_bytes(f"{root}/l.txt.zst", zstandard.ZstdCompressor().compress(lines))
+    plan.rate = 0.4
+    for _ in range(8):
+        assert storage.read_parquet(f"{root}/t.parquet").equals(tb)
+        with storage.open_read(f"{root}/l.txt.zst") as f:
+            assert f.read() == lines
+    assert sum(plan.injected.values()) >= 3
+
+
+def test_s3_large_writes_go_multipart_and_survive_faults(faulty_s3, monkeypatch):
+    plan, root = faulty_s3
+    monkeypatch.setenv("LMR_S3_MULTIPART_BYTES", str(5 << 20))
+    data = os.urandom(11 << 20)
+    plan.methods = {"PUT", "POST"}
+    plan.queue = ["500", "ok", "503", "drop"]
+    storage.write_bytes(f"{root}/big.bin", data)
+    plan.methods = set()
+    assert storage.stat(f"{root}/big.bin").etag.endswith("-3")  # three parts
+    assert storage.read_bytes(f"{root}/big.bin") == data

@@ -18,6 +18,7 @@ import lzma
 import os
 import posixpath
 import threading
+import time
 import uuid
 import zlib
 from dataclasses import dataclass
@@ -330,11 +331,74 @@ def open_read(uri: str, decompress: bool = True) -> BinaryIO:
     return decompressing(raw, compression_of(uri), uri) if decompress else raw
 
 
+class _ShortBody(Exception):
+    """The body ended before its length, or its bytes do not match the object's MD5 ETag."""
+
+
+def _max_attempts() -> int:
+    return int(os.environ.get("LMR_S3_MAX_ATTEMPTS", "8"))
+
+
+def _transient_read_errors() -> tuple[type[BaseException], ...]:
+    from botocore.exceptions import BotoCoreError
+    from urllib3.exceptions import HTTPError
+
+    return (BotoCoreError, HTTPError, ConnectionError, TimeoutError, _ShortBody)
+
+
+def _check_md5(data: bytearray, etag: str) -> None:
+    """A single-part object's ETag is the MD5 of its bytes: check it (multipart ETags have a '-')."""
+    tag = etag.strip('"')
+    if len(tag) == 32 and "-" not in tag and hashlib.md5(data).hexdigest() != tag:  # noqa: S324 - S3's checksum
+        raise _ShortBody(f"bytes do not match the ETag {tag}")
+
+
+def _s3_read_object(uri: str) -> bytes:
+    """The whole object. botocore retries failed requests but not a body cut off mid-way:
+    here a short or damaged body is re-read from where it stopped (a ranged GET,
+    If-Match the first response's ETag so the pieces are of one version), up to
+    LMR_S3_MAX_ATTEMPTS times, then checked against the length and the MD5 ETag."""
+    from botocore.exceptions import ClientError
+
+    b, k = split_s3(uri)
+    buf, etag, total, last = bytearray(), None, None, None
+    for attempt in range(_max_attempts()):
+        try:
+            kw = {"Range": f"bytes={len(buf)}-", "IfMatch": etag} if buf else {}
+            r = s3_client().get_object(Bucket=b, Key=k, **kw)
+            if etag is None:
+                etag, total = r.get("ETag", ""), int(r["ContentLength"])
+            body = r["Body"]
+            while True:
+                chunk = body.read(1 << 20)
+                if not chunk:
+                    break
+                buf += chunk
+            if len(buf) != total:
+                raise _ShortBody(f"{len(buf)} of {total} bytes")
+            try:
+                _check_md5(buf, etag)
+            except _ShortBody:
+                buf.clear()  # damaged somewhere: read it all again
+                raise
+            return bytes(buf)
+        except _transient_read_errors() as e:
+            last = e
+        except ClientError as e:
+            if e.response.get("Error", {}).get("Code") not in ("PreconditionFailed", "412"):
+                raise
+            buf, etag, total, last = bytearray(), None, None, e  # the object changed: start over
+        time.sleep(min(0.05 * 2 ** attempt, 2.0))
+    raise StorageError(f"{uri}: could not read the whole object in {_max_attempts()} attempts "
+                       f"({len(buf)} of {total} bytes; last error {type(last).__name__}: {last})")
+
+
 def read_bytes(uri: str) -> bytes:
     if is_s3(uri):
-        b, k = split_s3(uri)
         try:
-            return s3_client().get_object(Bucket=b, Key=k)["Body"].read()
+            return _s3_read_object(uri)
+        except StorageError:
+            raise
         except Exception as e:
             raise _s3_errors(uri, e) from e
     try:
@@ -344,12 +408,30 @@ def read_bytes(uri: str) -> bytes:
         raise StorageError(f"{uri}: {e.strerror}") from e
 
 
+def multipart_threshold() -> int:
+    return int(os.environ.get("LMR_S3_MULTIPART_BYTES", str(64 << 20)))
+
+
+def _s3_multipart_put(bucket: str, key: str, data: bytes) -> None:
+    """A large object in parts (each retried on its own by boto3's transfer manager); the
+    object appears whole when the upload completes, never in part."""
+    from boto3.s3.transfer import TransferConfig
+
+    part = max(5 << 20, multipart_threshold() // 4)
+    cfg = TransferConfig(multipart_threshold=multipart_threshold(), multipart_chunksize=part, max_concurrency=4,
+                         use_threads=True)
+    s3_client().upload_fileobj(io.BytesIO(data), bucket, key, Config=cfg)
+
+
 def write_bytes(uri: str, data: bytes) -> None:
     """Atomic: readers see the old object or the whole new one, never a part."""
     if is_s3(uri):
         b, k = split_s3(uri)
         try:
-            s3_client().put_object(Bucket=b, Key=k, Body=data)
+            if len(data) >= multipart_threshold():
+                _s3_multipart_put(b, k, data)
+            else:
+                s3_client().put_object(Bucket=b, Key=k, Body=data)
         except Exception as e:
             raise _s3_errors(uri, e) from e
         return
