@@ -270,3 +270,14 @@ def test_server_answers_400_json_for_any_malformed_body(body):
     finally:
         httpd.shutdown()
         httpd.server_close()
+
+
+def test_lost_drop_decisions_fail_the_apply_round(tmp_path):
+    import pyarrow as pa
+
+    work = str(tmp_path / "_work" / "fp")
+    drops = pa.table({"row": pa.array([1, 4], pa.int64()), "reason": ["near_duplicate"] * 2,
+                      "duplicate_of": ["a", "b"]})
+    storage.write_parquet(drops, os.path.join(work, "drops", "p00000", "c0001.parquet"))
+    with pytest.raises(storage.StorageError, match="2 drop decisions found, the choose round wrote 5"):
+        near._apply_task({"work": work, "part": 0, "expected_drops": 5})

@@ -567,11 +567,18 @@ def _choose_task(t: dict) -> dict:
     _write(pa.table({f.name: pa.array(list(col), f.type) for f, col in zip(cl_schema, cols)}, schema=cl_schema),
            storage.join(t["clusters"], f"c{c:04d}.parquet"))
     return {"bucket": c, "clusters": int(sum(hist.values())), "hist": {str(k): v for k, v in hist.items()},
-            "removed": dict(removed), "rss_mb": _rss_mb()}
+            "removed": dict(removed), "drops": {str(pt): len(rs) for pt, rs in drops.items()}, "rss_mb": _rss_mb()}
 
 
 def _apply_task(t: dict) -> dict:
-    files = storage.list_files(storage.join(t["work"], "drops", f"p{t['part']:05d}"))
+    prefix = storage.join(t["work"], "drops", f"p{t['part']:05d}")
+    files = storage.list_files(prefix)
+    want = t.get("expected_drops")
+    if want is not None:  # the choose round said how many rows of this part go: a lost file is an error
+        got = sum(storage.read_parquet(f, columns=["row"]).num_rows for f in files)
+        if got != want:
+            raise storage.StorageError(f"{prefix}: {got} drop decisions found, the choose round wrote {want}; "
+                                       "scratch was damaged or deleted while the stage ran")
     return apply_drops(t, files, t["stage"], t.get("counters"), {"rss_mb": _rss_mb()})
 
 
@@ -682,8 +689,12 @@ class NearDedup(Stage):
         counters = {"clusters": report["clusters"], "candidate_pairs": n_cand,
                     **({"verified_pairs": n_verified} if n_verified is not None else {}),
                     **{f"cluster_size_{k}": v for k, v in report["cluster_size_hist"].items()}}
+        expected: Counter = Counter()
+        for x in ch:
+            expected.update({int(k): v for k, v in x.get("drops", {}).items()})
         tasks = [dict(base, input=p, part=i, input_desc=storage.relpath(p, job.ctx["output_root"]),
-                      counters=counters if i == 0 else None) for i, p in enumerate(job.inputs)]
+                      counters=counters if i == 0 else None, expected_drops=expected[i])
+                 for i, p in enumerate(job.inputs)]
         parts = job.map(_apply_task, tasks, "apply")
         lap("apply")
         report["phase_seconds"] = phases
