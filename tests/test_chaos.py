@@ -3,7 +3,8 @@ moments, sometimes with a second run started on the same output while the first 
 alive, then resumes. Every outcome must be byte-identical output to a clean run or a
 clear refusal (exit 2 naming the holder of the run lock) — never a third thing.
 
-LMR_CHAOS_ITERATIONS (default 6) and LMR_CHAOS_SEED (default 19) size it; a summary
+Then LMR_CHAOS_RAY_ITERATIONS (default 1) runs on Ray with a busy Ray worker SIGKILLed.
+LMR_CHAOS_ITERATIONS (default 5) and LMR_CHAOS_SEED (default 19) size it; a summary
 (faults tried / survived / rows lost) is written to $LMR_CHAOS_REPORT when set."""
 from __future__ import annotations
 
@@ -36,10 +37,33 @@ def _recipe(samples_dir: str) -> dict:
                        {"stage": "exact_dedup", "by_url": True}, {"stage": "dedup", "buckets": 3}]}
 
 
-def _start(recipe: str, out: str) -> subprocess.Popen:
+def _start(recipe: str, out: str, *extra: str) -> subprocess.Popen:
     env = dict(os.environ, LMR_CHAOS_OUT=out, PYTHONPATH=os.path.join(ROOT, "lib"))
-    return subprocess.Popen([sys.executable, "-m", "lmrefinery.cli", "run", recipe, "--quiet"], env=env,
+    env.pop("RAY_ADDRESS", None)  # a private local Ray per run (ensure_ray), never a shared one
+    return subprocess.Popen([sys.executable, "-m", "lmrefinery.cli", "run", recipe, "--quiet", *extra], env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def _kill_a_ray_worker(run: subprocess.Popen, rng: random.Random, deadline: float) -> bool:
+    """SIGKILL one Ray worker process (``ray::...``) started by this run, once one is busy."""
+    import psutil
+
+    while time.time() < deadline and run.poll() is None:
+        try:
+            kids = psutil.Process(run.pid).children(recursive=True)
+            workers = [k for k in kids if k.name().startswith("ray::") or
+                       any(a.startswith("ray::") and "IDLE" not in a for a in k.cmdline()[:1])]
+        except psutil.Error:
+            workers = []
+        busy = [w for w in workers if "IDLE" not in " ".join(w.cmdline()[:1])]
+        if busy:
+            try:
+                rng.choice(busy).send_signal(signal.SIGKILL)
+                return True
+            except psutil.Error:
+                pass
+        time.sleep(0.2)
+    return False
 
 
 def _outputs(out: str) -> dict[str, str]:
@@ -58,7 +82,7 @@ def _rows(out: str) -> int:
 
 
 def test_killed_and_concurrent_runs_end_identical_or_refused(samples_dir, tmp_path):
-    n_iter = int(os.environ.get("LMR_CHAOS_ITERATIONS", "6"))
+    n_iter = int(os.environ.get("LMR_CHAOS_ITERATIONS", "5"))
     rng = random.Random(int(os.environ.get("LMR_CHAOS_SEED", "19")))
     recipe = tmp_path / "chaos.yaml"
     recipe.write_text(yaml.safe_dump(_recipe(samples_dir)))
@@ -100,9 +124,31 @@ def test_killed_and_concurrent_runs_end_identical_or_refused(samples_dir, tmp_pa
         else:
             summary["unexpected"].append(f"iteration {i}: output differs from the clean run")
         summary["rows_lost"] += want_rows - _rows(out)
+    summary["ray_worker_kills"] = 0
+    for i in range(int(os.environ.get("LMR_CHAOS_RAY_ITERATIONS", "1"))):
+        # Ray: a worker SIGKILLed mid-stage; Ray retries its task or the run fails, and the resume
+        # must equal the clean local run byte for byte (outputs do not depend on the engine)
+        out = str(tmp_path / f"ray{i}")
+        run = _start(str(recipe), out, "--engine", "ray")
+        time.sleep(rng.uniform(0, 0.3 * clean_seconds))
+        summary["ray_worker_kills"] += _kill_a_ray_worker(run, rng, time.time() + 120)
+        run.wait(300)
+        err = run.stderr.read()
+        summary.setdefault("ray_killed_run_exits", []).append(run.returncode)
+        if run.returncode not in (0, 1):
+            summary["unexpected"].append(f"ray {i}: exit {run.returncode}: {err[-1500:]}")
+        final = _start(str(recipe), out, "--engine", "ray")
+        if final.wait(300) != 0:
+            summary["unexpected"].append(f"ray {i}: resume failed: {final.stderr.read()[-1500:]}")
+        elif _outputs(out) != want:
+            summary["unexpected"].append(f"ray {i}: output differs from the clean run")
+        else:
+            summary["resumed_identical"] += 1
+            summary["rows_lost"] += want_rows - _rows(out)
     if os.environ.get("LMR_CHAOS_REPORT"):
         with open(os.environ["LMR_CHAOS_REPORT"], "w") as f:
             json.dump(summary, f, indent=1)
     print(json.dumps(summary))
     assert summary["unexpected"] == [] and summary["rows_lost"] == 0
-    assert summary["resumed_identical"] == n_iter and summary["sigkills"] + summary["refused"] > 0
+    n_ray = int(os.environ.get("LMR_CHAOS_RAY_ITERATIONS", "1"))
+    assert summary["resumed_identical"] == n_iter + n_ray and summary["sigkills"] + summary["refused"] > 0
