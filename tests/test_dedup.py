@@ -515,6 +515,7 @@ def test_keeper_by_quality_signal(shared_corpora, tmp_path):
         def __init__(self, sdir):
             super().__init__(LocalEngine())
             self.stage_dir, self.inputs, self.fingerprint = sdir, [part], "fp"
+            self.work_dir = os.path.join(sdir, "_work", "fp")
             self.ctx = {"output_root": str(tmp_path)}
 
     for keep, want in ((["quality"], "d1"), (["longest"], "d2"), (["shortest"], "d0")):

@@ -248,3 +248,17 @@ def test_table_layout_article_is_kept_with_tables_on_by_default():
     assert docs[0].doc["title"].startswith("Tide tables and harbour notes")
     docs, q, _, _ = read_all("html", path, {"include_tables": False})
     assert not docs and q == {"empty_text": 1}
+def test_extraction_time_limit_counts_cpu_time_not_wall_time():
+    """Whether a page is an extract_timeout must not depend on machine load: waiting
+    (descheduled, I/O, a busy node) does not count, computing does."""
+    import time
+
+    from lmrefinery.ingest.web import ExtractTimeout, time_limit
+
+    with time_limit(0.2):
+        time.sleep(0.6)  # 0.6 s of wall time, almost no CPU time: not a timeout
+    with pytest.raises(ExtractTimeout):
+        with time_limit(0.05):
+            t0 = time.process_time()
+            while time.process_time() - t0 < 5:
+                pass

@@ -420,3 +420,35 @@ def test_balance_upsampling_reaches_exports_and_shards(tok_run, tmp_path):
     assert st["counters"]["tokenize:instances"] == 20 and st["counters"]["tokenize:upsampled_copies"] == 5
     seqs = Counter(tuple(t.tolist()) for t, _ in _docs(os.path.join(out, "stages", "03-tokenize"), "train"))
     assert sum(seqs.values()) == 20 and sorted(seqs.values()) == [1] * 12 + [2, 3, 3]
+
+
+def test_crash_then_valid_fraction_zero_writes_no_validation_shard(tok_run, tmp_path, monkeypatch):
+    """Issue 19: a crashed tokenize attempt's scratch and shards belong to its fingerprint;
+    the re-run with valid_fraction 0 must not find a validation shard of the old split."""
+    import glob
+
+    from lmrefinery.tokenize import stage as tstage
+
+    inp = str(tok_run["base"] / "in")
+    tok = {"tokenizer": os.path.join(tok_run["sdir"], "tokenizer")}
+    out = str(tmp_path / "o")
+    real_write = tstage._write_task
+
+    def write_then_crash(t):
+        r = real_write(t)
+        if t["split"] == "valid":
+            raise KeyboardInterrupt("killed right after writing a validation shard")
+        return r
+
+    monkeypatch.setattr(tstage, "_write_task", write_then_crash)
+    rec = _recipe(inp, out, "local", 1, tok)
+    with pytest.raises(KeyboardInterrupt):
+        Runner(load_recipe(rec), quiet=True).run()
+    monkeypatch.undo()
+    sdir = os.path.join(out, "stages", "01-tokenize")
+    assert glob.glob(os.path.join(sdir, "shards", "valid", "*"))  # the crash left one behind
+    rec["stages"][1]["params"]["valid_fraction"] = 0.0
+    Runner(load_recipe(rec), quiet=True).run()
+    m, _ = load_dataset_manifest(sdir)
+    assert m["splits"]["valid"]["documents"] == 0
+    assert not glob.glob(os.path.join(sdir, "shards", "valid", "*"))

@@ -426,3 +426,67 @@ def test_recipe_paths_made_absolute_for_workers(tmp_path, monkeypatch):
     assert r.model.init == "scratch" and r.chat_template is None
     with pytest.raises(FileNotFoundError, match="tokenizer: .* does not exist"):
         load_tokenizer(r.tokenizer)
+
+
+# ---------------------------------------------------------------- secrets never leave the process
+_SCAN = r'''
+import json, os, sys
+from lmrefinery.train.config import load_train_recipe
+from lmrefinery.train.trainer import run_training
+import ray
+rep = run_training(load_train_recipe(json.load(open(sys.argv[1]))))
+print("LMR_SESSION_DIR " + ray._private.worker._global_node.get_session_dir_path(), flush=True)
+print("LMR_REPORT " + json.dumps(rep, default=str), flush=True)
+'''
+
+
+def _files_containing(root: str, needles: list[bytes]) -> list[str]:
+    hits = []
+    for d, _, fs in os.walk(root):
+        for f in fs:
+            p = os.path.join(d, f)
+            try:
+                with open(p, "rb") as fh:
+                    data = fh.read()
+            except OSError:
+                continue
+            hits += [f"{p}: {n[:4]!r}..." for n in needles if n in data]
+    return hits
+
+
+def test_credentials_never_reach_run_files_reports_or_ray_logs(corpus, tmp_path, monkeypatch):
+    """A training run with planted credential values in its environment: every file of the
+    run folder, the report, the job's own output and every file of Ray's session folder
+    (runtime_env_agent.log and the worker logs included) is scanned for them."""
+    import secrets
+    import subprocess
+    import sys
+
+    from lmrefinery.train.trainer import worker_env
+
+    planted = {"AWS_ACCESS_KEY_ID": "AKIA" + secrets.token_hex(8).upper(),
+               "AWS_SECRET_ACCESS_KEY": secrets.token_urlsafe(30), "AWS_SESSION_TOKEN": secrets.token_urlsafe(40),
+               "HF_TOKEN": "hf_" + secrets.token_hex(16), "LMR_DB_PASSWORD": secrets.token_hex(12)}
+    env = {k: v for k, v in os.environ.items() if k not in ("RAY_ADDRESS", "AWS_ENDPOINT_URL")} | planted
+    env["AWS_DEFAULT_REGION"] = "us-east-1"
+    out = tmp_path / "run"
+    rec = {"name": "scan", "kind": "pretrain", "output": str(out), "tokenizer": corpus["tokenizer"],
+           "model": {"preset": "tiny"}, "data": {"train": corpus["pretrain"], "seq_len": SEQ},
+           "trainer": {"workers": 1, "micro_batch_size": 8, "max_steps": 4, "warmup_steps": 1, "log_every": 2,
+                       "eval_every": 2, "eval_batches": 1, "checkpoint_every": 2, "keep_last": 1}}
+    (tmp_path / "r.json").write_text(json.dumps(rec))
+    proc = subprocess.run([sys.executable, "-c", _SCAN, str(tmp_path / "r.json")], env=env, capture_output=True,
+                          text=True, timeout=600)
+    log = proc.stdout + proc.stderr
+    assert proc.returncode == 0, log[-3000:]
+    session = next(line.split(" ", 1)[1] for line in proc.stdout.splitlines() if line.startswith("LMR_SESSION_DIR "))
+    needles = [v.encode() for v in planted.values()]
+    assert os.path.isfile(os.path.join(session, "logs", "runtime_env_agent.log")) or os.listdir(session)
+    leaks = (_files_containing(str(out), needles) + _files_containing(session, needles)
+             + [f"job output: {n[:4]!r}" for n in needles if n.decode() in log])
+    assert leaks == [], leaks
+    # settings still travel; the planted secrets never do
+    for k, v in planted.items():
+        monkeypatch.setenv(k, v)
+    w = worker_env()
+    assert not set(planted) & set(w) and w["RAY_TRAIN_ENABLE_PRINT_PATCH"] == "0"

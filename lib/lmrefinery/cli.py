@@ -21,7 +21,8 @@ def cmd_run(a) -> int:
     recipe = load_recipe(a.recipe, a.overrides)
     only = [s for s in a.stages.split(",")] if a.stages else None
     stats = Runner(recipe, engine=a.engine, only=only, workers=a.workers, quiet=a.quiet,
-                   new_only=getattr(a, "new_only", False), ledger=getattr(a, "ledger", None)).run()
+                   new_only=getattr(a, "new_only", False), ledger=getattr(a, "ledger", None),
+                   break_lock=getattr(a, "break_lock", False)).run()
     print(format_summary(stats))
     print(f"output: {stats['output']}")
     if stats.get("report"):
@@ -134,6 +135,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--new-only", action="store_true",
                    help="read only input objects not in the input ledger yet (or changed since)")
     p.add_argument("--ledger", help="input ledger URI (default: <output>/_ledger/inputs.json)")
+    p.add_argument("--break-lock", action="store_true",
+                   help="take over the output root's run lock although its holder looks alive "
+                        "(only when you know that run is dead)")
     _add_common(p)
     p.set_defaults(fn=cmd_run)
 

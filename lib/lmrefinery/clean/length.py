@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pyarrow as pa
 import pyarrow.compute as pc
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from ..core.stage import BatchResult, Stage, StageParams, register
 
@@ -12,6 +12,13 @@ from ..core.stage import BatchResult, Stage, StageParams, register
 class LengthParams(StageParams):
     min_chars: int = Field(50, ge=0)
     max_chars: int = Field(1_000_000, ge=1)
+
+    @model_validator(mode="after")
+    def _range_not_empty(self) -> "LengthParams":
+        if self.min_chars > self.max_chars:
+            raise ValueError(f"min_chars ({self.min_chars}) > max_chars ({self.max_chars}) would reject every "
+                             "document")
+        return self
 
 
 @register

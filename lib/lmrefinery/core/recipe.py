@@ -195,6 +195,36 @@ def validate_input_options(spec: InputSpec, src: str, where: str):
     except OptionsError as e:
         raise RecipeError("\n".join(f"{src}: {'unknown key' if 'unknown option' in m else 'key'} "
                                      f"'{where}.options.{k}': {m}" for k, m in e.problems)) from None
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """SafeLoader that refuses a key given twice in one mapping (YAML would keep the last
+    silently, so a recipe could say two things and mean one)."""
+
+    def construct_mapping(self, node, deep=False):
+        seen: dict = {}
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            try:
+                first = seen.get(key)
+            except TypeError:  # unhashable key: let SafeLoader report it
+                break
+            if first is not None:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"duplicate key {key!r} (first given on line {first + 1})", key_node.start_mark)
+            seen[key] = key_node.start_mark.line
+        return super().construct_mapping(node, deep=deep)
+
+
+def load_yaml_text(data: bytes, src: str):
+    """YAML from bytes: UTF-8 (BOM allowed), no duplicate keys; errors name the file."""
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        raise RecipeError(f"{src}: not UTF-8 text (byte 0x{data[e.start]:02x} at offset {e.start}); "
+                          "save the recipe as UTF-8") from None
+    try:
+        return yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 - a SafeLoader subclass
+    except yaml.YAMLError as e:
+        raise RecipeError(f"{src}: not valid YAML: {e}") from None
 
 
 def read_mapping(path_or_dict: str | dict, label: str = "<recipe>") -> tuple[str, dict]:
@@ -204,13 +234,14 @@ def read_mapping(path_or_dict: str | dict, label: str = "<recipe>") -> tuple[str
     else:
         src = path_or_dict
         try:
-            with open(path_or_dict, encoding="utf-8") as f:
-                raw = yaml.safe_load(f)
+            with open(path_or_dict, "rb") as f:
+                data = f.read()
         except FileNotFoundError:
             raise RecipeError(f"{src}: recipe file not found (resolved to {os.path.abspath(src)}; "
                               f"the working directory is {os.getcwd()})") from None
-        except yaml.YAMLError as e:
-            raise RecipeError(f"{src}: not valid YAML: {e}") from None
+        except OSError as e:
+            raise RecipeError(f"{src}: cannot read the recipe: {e.strerror}") from None
+        raw = load_yaml_text(data, src)
     if not isinstance(raw, dict):
         raise RecipeError(f"{src}: expected a mapping at the top level")
     return src, raw

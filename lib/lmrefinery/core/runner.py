@@ -130,6 +130,38 @@ def run_part(task: dict) -> dict:
 
 
 # ---------------------------------------------------------------- driver side
+ATTEMPT = "_attempt.json"
+
+
+def work_dir(stage_dir: str, fingerprint: str) -> str:
+    return storage.join(stage_dir, "_work", fingerprint)
+
+
+def prepare_stage_dir(sdir: str, fp: str) -> None:
+    """Make a stage folder safe to (re)start for fingerprint ``fp``: what an older
+    recipe/input/code left there — a committed result, or the scratch, index and
+    markers of a crashed attempt — is deleted; a crashed attempt of the same
+    fingerprint is kept, so it resumes. Leftover ``.tmp-`` files go in every case."""
+    old = mf.read_manifest(sdir)
+    attempt = mf.read_json(storage.join(sdir, ATTEMPT))
+    owner = (attempt or old or {}).get("fingerprint")
+    if owner is None and storage.list_files(sdir.rstrip("/") + "/"):
+        owner = "unknown"  # files of unknown provenance (an older release): not reusable
+    if owner is not None and owner != fp:
+        storage.delete_prefix(sdir)
+    _clean_tmp(sdir)
+    mf.write_json(storage.join(sdir, ATTEMPT), {"fingerprint": fp, "started": round(time.time(), 3)})
+
+
+def _clean_tmp(sdir: str) -> None:
+    if storage.is_s3(sdir) or not os.path.isdir(sdir):
+        return
+    for root, _, fs in os.walk(sdir):
+        for f in fs:
+            if storage.is_tmp_name(f):
+                os.remove(os.path.join(root, f))
+
+
 class Progress:
     def __init__(self, stage: str, total: int, quiet: bool = False):
         self.stage, self.total, self.done, self.docs = stage, total, 0, 0
@@ -155,6 +187,12 @@ class GlobalJob:
         self.ctx, self.params, self.name = ctx, params, name
         self.batch_size = runner.recipe.resources.batch_size
 
+    @property
+    def work_dir(self) -> str:
+        """Scratch of this attempt: under the fingerprint, so nothing written for another
+        recipe, input or code version can be read by this one."""
+        return work_dir(self.stage_dir, self.fingerprint)
+
     def map(self, fn, tasks, desc=""):
         return self.engine.map(fn, tasks, desc=desc, on_result=Progress(f"{self.name}:{desc}", len(tasks),
                                                                           self.runner.quiet))
@@ -163,7 +201,7 @@ class GlobalJob:
 class Runner:
     def __init__(self, recipe: Recipe, engine: str | None = None, only: list[str] | None = None,
                  workers: int | None = None, quiet: bool = False, new_only: bool = False,
-                 ledger: str | None = None):
+                 ledger: str | None = None, break_lock: bool = False):
         from ..engines import get_engine
 
         self.recipe = recipe
@@ -183,6 +221,8 @@ class Runner:
         self.new_only = new_only
         self.ledger_uri = ledger
         self.read_files: list[dict] = []
+        self.break_lock = break_lock
+        self.lock = None
 
     def log(self, msg: str) -> None:
         if not self.quiet:
@@ -214,6 +254,18 @@ class Runner:
         return files
 
     def run(self) -> dict:
+        """The whole run holds the output root's lock (core/lock.py): a second run on the
+        same output stops with RunLocked naming the holder instead of corrupting it."""
+        from .lock import RunLock
+
+        with RunLock(self.out, self.recipe.name, break_lock=self.break_lock) as lock:
+            self.lock = lock
+            try:
+                return self._run_locked()
+            finally:
+                self.lock = None
+
+    def _run_locked(self) -> dict:
         t_run = time.time()
         # the chain starts from what is read and the seed; each stage then adds its own
         # name, params and code, so a change re-runs that stage and those after it only
@@ -259,10 +311,7 @@ class Runner:
                 prev_fp = fp
                 continue
             did_work = True
-            old = mf.read_manifest(sdir)
-            if old is not None and old.get("fingerprint") != fp:
-                storage.delete_prefix(sdir)  # stale result of an older recipe/input/code
-            self._clean_tmp(sdir)
+            prepare_stage_dir(sdir, fp)  # nothing of another recipe/input/code survives
             self.log(f"[{k:02d} {spec.stage}] running on {self.engine.name} ({self.recipe.resources.workers} workers)")
             if cls.kind in ("map", "read"):
                 if cls.kind == "read":
@@ -317,15 +366,9 @@ class Runner:
         mf.write_json(storage.join(self.out, "stats.json"), stats)
         return stats
 
-    def _clean_tmp(self, sdir: str) -> None:
-        if storage.is_s3(sdir) or not os.path.isdir(sdir):
-            return
-        for root, _, fs in os.walk(sdir):
-            for f in fs:
-                if ".tmp-" in f:
-                    os.remove(os.path.join(root, f))
-
     def _commit(self, k, name, sdir, fp, params, inputs_desc, parts, seconds) -> dict:
+        if self.lock is not None:
+            self.lock.check()  # never commit over a run that took the output root over
         n_in = sum(p["in"] for p in parts)
         kept = sum(p["kept"] for p in parts)
         rej: Counter = Counter()

@@ -5,19 +5,22 @@ endpoint come from the standard AWS chain: environment variables, profiles,
 instance roles, and ``AWS_ENDPOINT_URL`` / ``AWS_ENDPOINT_URL_S3`` for
 S3-compatible servers (MinIO, moto, Ceph). Transient errors are retried with
 exponential backoff by botocore's ``adaptive`` retry mode. Compressed inputs
-(``.gz``, ``.bz2``, ``.zst``) are decompressed transparently on read.
+(``.gz``, ``.bz2``, ``.zst``, ``.xz``) are decompressed transparently on read, as streams
+(every member/stream/frame, with line iteration and seeks); damage is a ``CompressionError``.
 """
 from __future__ import annotations
 
 import bz2
 import fnmatch
-import gzip
 import hashlib
 import io
+import lzma
 import os
 import posixpath
 import threading
+import time
 import uuid
+import zlib
 from dataclasses import dataclass
 from typing import BinaryIO, Iterator
 
@@ -124,8 +127,17 @@ def stat(uri: str) -> ObjectInfo:
     return ObjectInfo(uri, st.st_size, f"{st.st_size:x}-{st.st_mtime_ns:x}")
 
 
+TMP_MARK = ".tmp-"
+
+
+def is_tmp_name(path: str) -> bool:
+    """An unfinished atomic write (``<name>.tmp-<hex>``): never data, whoever left it."""
+    return TMP_MARK in path.rsplit("/", 1)[-1]
+
+
 def list_files(pattern: str) -> list[str]:
-    """Expand a path, folder or glob (``*``, ``?``, ``**``) into sorted files."""
+    """Expand a path, folder or glob (``*``, ``?``, ``**``) into sorted files.
+    Unfinished writes (``*.tmp-*``, e.g. left by a killed worker) are never listed."""
     if is_s3(pattern):
         b, k = split_s3(pattern)
         scheme = pattern.split("://", 1)[0]
@@ -137,7 +149,7 @@ def list_files(pattern: str) -> list[str]:
             for page in pages:
                 for obj in page.get("Contents", []):
                     key = obj["Key"]
-                    if key.endswith("/"):
+                    if key.endswith("/") or is_tmp_name(key):
                         continue
                     if wild:
                         if fnmatch.fnmatchcase(key, k):
@@ -152,9 +164,9 @@ def list_files(pattern: str) -> list[str]:
     if os.path.isdir(pattern):
         out = []
         for root, _, files in os.walk(pattern):
-            out.extend(os.path.join(root, f) for f in files if not f.startswith("."))
+            out.extend(os.path.join(root, f) for f in files if not f.startswith(".") and not is_tmp_name(f))
         return sorted(out)
-    return sorted(p for p in glob.glob(pattern, recursive=True) if os.path.isfile(p))
+    return sorted(p for p in glob.glob(pattern, recursive=True) if os.path.isfile(p) and not is_tmp_name(p))
 
 
 def glob_base(pattern: str) -> str:
@@ -191,36 +203,202 @@ def open_raw(uri: str) -> BinaryIO:
         raise StorageError(f"{uri}: {e.strerror}") from e
 
 
+_COMPRESSION_SUFFIXES = ((".gz", "gzip"), (".bz2", "bz2"), (".zst", "zstd"), (".zstd", "zstd"),
+                         (".xz", "xz"))
+
+
 def compression_of(uri: str) -> str | None:
     low = uri.lower()
-    for ext, name in ((".gz", "gzip"), (".bz2", "bz2"), (".zst", "zstd"), (".zstd", "zstd")):
+    for ext, name in _COMPRESSION_SUFFIXES:
         if low.endswith(ext):
             return name
     return None
 
 
-def decompressing(raw: BinaryIO, kind: str | None) -> BinaryIO:
+class CompressionError(OSError):
+    """Corrupt or truncated compressed data; the message names the object and the offset.
+    An ``OSError`` so that every reader's existing I/O error handling catches it."""
+
+
+def _new_decoder(kind: str):
+    """A one-frame incremental decoder with ``decompress``, ``eof`` and ``unused_data``."""
     if kind == "gzip":
-        return gzip.GzipFile(fileobj=raw)  # reads concatenated members (Common Crawl style)
+        return zlib.decompressobj(wbits=31)
     if kind == "bz2":
-        return bz2.BZ2File(raw)  # multistream dumps too
+        return bz2.BZ2Decompressor()
+    if kind == "xz":
+        return lzma.LZMADecompressor()
     if kind == "zstd":
         import zstandard
 
-        return zstandard.ZstdDecompressor().stream_reader(raw, read_across_frames=True)
-    return raw
+        return zstandard.ZstdDecompressor().decompressobj()
+    raise ValueError(f"unknown compression {kind!r}")
+
+
+class DecompressingReader(io.RawIOBase):
+    """Streams the decompressed bytes of ``raw``: every gzip member, bzip2 stream, zstd
+    frame and xz stream in turn. A stream that ends inside a member/frame, or bytes that
+    do not decode, raise ``CompressionError`` (never a silent short read). Seeks work
+    in both directions (backwards re-decodes from the start when ``raw`` can seek)."""
+
+    CHUNK = 1 << 16
+
+    def __init__(self, raw: BinaryIO, kind: str, name: str = ""):
+        super().__init__()
+        self._raw, self.kind, self.name = raw, kind, name or getattr(raw, "name", "") or "<stream>"
+        self._restart()
+
+    def _restart(self) -> None:
+        self._dec, self._in_member, self._pending, self._pos, self._done = _new_decoder(self.kind), False, b"", 0, False
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def tell(self) -> int:
+        return self._pos
+
+    def _fail(self, what: str, exc: Exception | None = None) -> CompressionError:
+        detail = f": {type(exc).__name__}: {exc}" if exc else ""
+        return CompressionError(f"{self.name}: {what} {self.kind} data after {self._pos} decompressed bytes{detail}")
+
+    def _feed(self, data: bytes) -> bytes:
+        out = []
+        while data:
+            self._in_member = True
+            try:
+                out.append(self._dec.decompress(data))
+            except Exception as e:  # zlib.error, OSError, LZMAError, ZstdError
+                raise self._fail("corrupt", e) from e
+            if not self._dec.eof:
+                break
+            data, self._in_member = self._dec.unused_data, False
+            self._dec = _new_decoder(self.kind)
+            if self.kind == "gzip" and not data.strip(b"\0"):
+                data = b""  # zero padding after the last member, as gzip(1) allows
+        return b"".join(out)
+
+    def _fill(self) -> None:
+        while not self._pending and not self._done:
+            data = self._raw.read(self.CHUNK)
+            if not data:
+                self._done = True
+                if self._in_member:
+                    raise self._fail("truncated")
+                return
+            self._pending = self._feed(data)
+
+    def readinto(self, b) -> int:
+        self._fill()
+        n = min(len(b), len(self._pending))
+        b[:n] = self._pending[:n]
+        self._pending = self._pending[n:]
+        self._pos += n
+        return n
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        if whence == io.SEEK_CUR:
+            offset += self._pos
+        elif whence == io.SEEK_END:
+            while self.read(self.CHUNK):
+                pass
+            offset += self._pos
+        if offset < 0:
+            raise ValueError(f"{self.name}: negative seek position {offset}")
+        if offset < self._pos:
+            self._raw.seek(0)
+            self._restart()
+        while self._pos < offset and self.read(min(self.CHUNK, offset - self._pos)):
+            pass
+        return self._pos
+
+    def close(self) -> None:
+        if not self.closed:
+            self._raw.close()
+        super().close()
+
+
+def decompressing(raw: BinaryIO, kind: str | None, name: str = "") -> BinaryIO:
+    if kind is None:
+        return raw
+    return io.BufferedReader(DecompressingReader(raw, kind, name), buffer_size=1 << 16)
 
 
 def open_read(uri: str, decompress: bool = True) -> BinaryIO:
     raw = open_raw(uri)
-    return decompressing(raw, compression_of(uri)) if decompress else raw
+    return decompressing(raw, compression_of(uri), uri) if decompress else raw
+
+
+class _ShortBody(Exception):
+    """The body ended before its length, or its bytes do not match the object's MD5 ETag."""
+
+
+def _max_attempts() -> int:
+    return int(os.environ.get("LMR_S3_MAX_ATTEMPTS", "8"))
+
+
+def _transient_read_errors() -> tuple[type[BaseException], ...]:
+    from botocore.exceptions import BotoCoreError
+    from urllib3.exceptions import HTTPError
+
+    return (BotoCoreError, HTTPError, ConnectionError, TimeoutError, _ShortBody)
+
+
+def _check_md5(data: bytearray, etag: str) -> None:
+    """A single-part object's ETag is the MD5 of its bytes: check it (multipart ETags have a '-')."""
+    tag = etag.strip('"')
+    if len(tag) == 32 and "-" not in tag and hashlib.md5(data).hexdigest() != tag:  # noqa: S324 - S3's checksum
+        raise _ShortBody(f"bytes do not match the ETag {tag}")
+
+
+def _s3_read_object(uri: str) -> bytes:
+    """The whole object. botocore retries failed requests but not a body cut off mid-way:
+    here a short or damaged body is re-read from where it stopped (a ranged GET,
+    If-Match the first response's ETag so the pieces are of one version), up to
+    LMR_S3_MAX_ATTEMPTS times, then checked against the length and the MD5 ETag."""
+    from botocore.exceptions import ClientError
+
+    b, k = split_s3(uri)
+    buf, etag, total, last = bytearray(), None, None, None
+    for attempt in range(_max_attempts()):
+        try:
+            kw = {"Range": f"bytes={len(buf)}-", "IfMatch": etag} if buf else {}
+            r = s3_client().get_object(Bucket=b, Key=k, **kw)
+            if etag is None:
+                etag, total = r.get("ETag", ""), int(r["ContentLength"])
+            body = r["Body"]
+            while True:
+                chunk = body.read(1 << 20)
+                if not chunk:
+                    break
+                buf += chunk
+            if len(buf) != total:
+                raise _ShortBody(f"{len(buf)} of {total} bytes")
+            try:
+                _check_md5(buf, etag)
+            except _ShortBody:
+                buf.clear()  # damaged somewhere: read it all again
+                raise
+            return bytes(buf)
+        except _transient_read_errors() as e:
+            last = e
+        except ClientError as e:
+            if e.response.get("Error", {}).get("Code") not in ("PreconditionFailed", "412"):
+                raise
+            buf, etag, total, last = bytearray(), None, None, e  # the object changed: start over
+        time.sleep(min(0.05 * 2 ** attempt, 2.0))
+    raise StorageError(f"{uri}: could not read the whole object in {_max_attempts()} attempts "
+                       f"({len(buf)} of {total} bytes; last error {type(last).__name__}: {last})")
 
 
 def read_bytes(uri: str) -> bytes:
     if is_s3(uri):
-        b, k = split_s3(uri)
         try:
-            return s3_client().get_object(Bucket=b, Key=k)["Body"].read()
+            return _s3_read_object(uri)
+        except StorageError:
+            raise
         except Exception as e:
             raise _s3_errors(uri, e) from e
     try:
@@ -230,19 +408,37 @@ def read_bytes(uri: str) -> bytes:
         raise StorageError(f"{uri}: {e.strerror}") from e
 
 
+def multipart_threshold() -> int:
+    return int(os.environ.get("LMR_S3_MULTIPART_BYTES", str(64 << 20)))
+
+
+def _s3_multipart_put(bucket: str, key: str, data: bytes) -> None:
+    """A large object in parts (each retried on its own by boto3's transfer manager); the
+    object appears whole when the upload completes, never in part."""
+    from boto3.s3.transfer import TransferConfig
+
+    part = max(5 << 20, multipart_threshold() // 4)
+    cfg = TransferConfig(multipart_threshold=multipart_threshold(), multipart_chunksize=part, max_concurrency=4,
+                         use_threads=True)
+    s3_client().upload_fileobj(io.BytesIO(data), bucket, key, Config=cfg)
+
+
 def write_bytes(uri: str, data: bytes) -> None:
     """Atomic: readers see the old object or the whole new one, never a part."""
     if is_s3(uri):
         b, k = split_s3(uri)
         try:
-            s3_client().put_object(Bucket=b, Key=k, Body=data)
+            if len(data) >= multipart_threshold():
+                _s3_multipart_put(b, k, data)
+            else:
+                s3_client().put_object(Bucket=b, Key=k, Body=data)
         except Exception as e:
             raise _s3_errors(uri, e) from e
         return
     d = os.path.dirname(uri)
     if d:
         os.makedirs(d, exist_ok=True)
-    tmp = f"{uri}.tmp-{uuid.uuid4().hex[:8]}"
+    tmp = f"{uri}{TMP_MARK}{uuid.uuid4().hex[:8]}"
     with open(tmp, "wb") as f:
         f.write(data)
         f.flush()

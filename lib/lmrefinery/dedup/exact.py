@@ -164,7 +164,7 @@ class ExactDedup(Stage):
 
 def run_exact_rounds(job, stage_name: str, params: dict, hash_task) -> list[dict]:
     """hash (stage-specific keys) -> choose -> apply; shared by every exact-key dedup."""
-    work = storage.join(job.stage_dir, "_work")
+    work = job.work_dir
     n = len(job.inputs)
     base = dict(params=params, work=work, stage=stage_name, stage_dir=job.stage_dir, fingerprint=job.fingerprint)
     job.map(hash_task, [dict(base, input=p, part=i) for i, p in enumerate(job.inputs)], "hash")

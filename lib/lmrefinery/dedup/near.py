@@ -126,6 +126,20 @@ def _read_dir(prefix: str, columns=None) -> pa.Table | None:
     return pa.concat_tables([storage.read_parquet(f, columns=columns) for f in files])
 
 
+def _read_index_dir(ix: dict, sub: str) -> pa.Table | None:
+    """An index folder written by every part of the sign round (one file per part, empty
+    or not): a missing file means the index was damaged or deleted under this stage
+    (e.g. by another run on the same output), which is an error, never "no data"."""
+    prefix = storage.join(ix["root"], sub)
+    files = storage.list_files(prefix)
+    if len(files) != ix["n_parts"]:
+        raise storage.StorageError(f"{prefix}: dedup index has {len(files)} of {ix['n_parts']} part files; "
+                                   "it was damaged or deleted while the stage ran (another run on this output?)")
+    if not files:
+        return None
+    return pa.concat_tables([storage.read_parquet(f) for f in files])
+
+
 def _mix2(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     p = np.uint64(0x9E3779B97F4A7C15)
     h = (a.view(np.uint64) * p) ^ b.view(np.uint64)
@@ -224,7 +238,7 @@ def _band_task(t: dict) -> dict:
     b, K = t["bucket"], t["params"]["buckets"]
     tabs = []
     for ix in t["indexes"]:
-        tb = _read_dir(storage.join(ix["root"], "bands", f"b{b:04d}"))
+        tb = _read_index_dir(ix, f"bands/b{b:04d}")
         if tb is not None and tb.num_rows:
             slot = tb.column("part").to_numpy().astype(np.int64) + ix["offset"]
             tabs.append((tb.column("key").to_numpy(), tb.column("node").to_numpy(), slot))
@@ -467,7 +481,7 @@ def _label_task(t: dict) -> dict:
     node_root = dict(zip(lab.column("node").to_pylist(), lab.column("root").to_pylist()))
     tabs = []
     for ix in t["indexes"]:
-        tb = _read_dir(storage.join(ix["root"], "docs", f"k{k:04d}"))
+        tb = _read_index_dir(ix, f"docs/k{k:04d}")
         if tb is None or tb.num_rows == 0:
             continue
         nodes = tb.column("node").to_numpy()
@@ -561,11 +575,18 @@ def _choose_task(t: dict) -> dict:
     _write(pa.table({f.name: pa.array(list(col), f.type) for f, col in zip(cl_schema, cols)}, schema=cl_schema),
            storage.join(t["clusters"], f"c{c:04d}.parquet"))
     return {"bucket": c, "clusters": int(sum(hist.values())), "hist": {str(k): v for k, v in hist.items()},
-            "removed": dict(removed), "rss_mb": _rss_mb()}
+            "removed": dict(removed), "drops": {str(pt): len(rs) for pt, rs in drops.items()}, "rss_mb": _rss_mb()}
 
 
 def _apply_task(t: dict) -> dict:
-    files = storage.list_files(storage.join(t["work"], "drops", f"p{t['part']:05d}"))
+    prefix = storage.join(t["work"], "drops", f"p{t['part']:05d}")
+    files = storage.list_files(prefix)
+    want = t.get("expected_drops")
+    if want is not None:  # the choose round said how many rows of this part go: a lost file is an error
+        got = sum(storage.read_parquet(f, columns=["row"]).num_rows for f in files)
+        if got != want:
+            raise storage.StorageError(f"{prefix}: {got} drop decisions found, the choose round wrote {want}; "
+                                       "scratch was damaged or deleted while the stage ran")
     return apply_drops(t, files, t["stage"], t.get("counters"), {"rss_mb": _rss_mb()})
 
 
@@ -582,7 +603,7 @@ class NearDedup(Stage):
         t_start = time.time()
         params = self.params.model_dump()
         K = params["buckets"]
-        work = storage.join(job.stage_dir, "_work")
+        work = job.work_dir
         index = storage.join(job.stage_dir, "index")
         storage.delete_prefix(index)
         n = len(job.inputs)
@@ -676,8 +697,12 @@ class NearDedup(Stage):
         counters = {"clusters": report["clusters"], "candidate_pairs": n_cand,
                     **({"verified_pairs": n_verified} if n_verified is not None else {}),
                     **{f"cluster_size_{k}": v for k, v in report["cluster_size_hist"].items()}}
+        expected: Counter = Counter()
+        for x in ch:
+            expected.update({int(k): v for k, v in x.get("drops", {}).items()})
         tasks = [dict(base, input=p, part=i, input_desc=storage.relpath(p, job.ctx["output_root"]),
-                      counters=counters if i == 0 else None) for i, p in enumerate(job.inputs)]
+                      counters=counters if i == 0 else None, expected_drops=expected[i])
+                 for i, p in enumerate(job.inputs)]
         parts = job.map(_apply_task, tasks, "apply")
         lap("apply")
         report["phase_seconds"] = phases

@@ -199,9 +199,15 @@ def _check_text(doc: dict, pos: str, raw) -> "Record | Quarantine":
     if t is None:
         return Quarantine("missing_field:text", pos, "record has no text field (see the input's `fields` mapping)",
                           snippet(raw if isinstance(raw, (bytes, str)) else json.dumps(raw, ensure_ascii=False)))
-    if not isinstance(t, str):
-        doc["text"] = json.dumps(t, ensure_ascii=False) if not isinstance(t, (int, float)) else str(t)
+    if not isinstance(t, str):  # a number or an object is not a document: reject, never rewrite
+        return Quarantine("text_not_a_string", pos, f"record's text is a JSON {_json_type(t)}, not a string",
+                          snippet(raw if isinstance(raw, (bytes, str)) else json.dumps(raw, ensure_ascii=False)))
     return Record(doc, pos)
+
+
+def _json_type(v) -> str:
+    return {bool: "boolean", int: "number", float: "number", dict: "object", list: "array"}.get(type(v),
+                                                                                             type(v).__name__)
 
 
 @reader("jsonl", "ndjson", options=LineOptions)
@@ -291,7 +297,9 @@ def read_csv(spec: dict) -> Iterator["Record | Quarantine"]:
     tab = spec.get("format") == "tsv" or spec["path"].endswith(".tsv")
     delim = spec_options(spec, CsvOptions).delimiter or ("\t" if tab else ",")
     with storage.open_read(spec["path"]) as f:
-        text = io.TextIOWrapper(f, encoding="utf-8", errors="strict", newline="")
+        # surrogateescape: a bad byte stays inside its own row (as a lone surrogate), so
+        # exactly that row is quarantined and every other row is read
+        text = io.TextIOWrapper(f, encoding="utf-8", errors="surrogateescape", newline="")
         rows = csv.DictReader(text, delimiter=delim)
         i = 0
         while True:
@@ -299,14 +307,29 @@ def read_csv(spec: dict) -> Iterator["Record | Quarantine"]:
                 rec = next(rows)
             except StopIteration:
                 return
-            except UnicodeDecodeError as e:
-                yield Quarantine("invalid_utf8", f"row:{i}", f"{spec['rel']} row {i}: {e}")
-                return
             except (csv.Error, EOFError, OSError, zlib.error) as e:
                 yield Quarantine("malformed_csv", f"row:{i}", f"{spec['rel']} row {i}: {e}")
                 return
-            yield _check_text(map_fields(dict(rec), spec.get("fields")), f"row:{i}", json.dumps(rec))
+            bad = _undecodable(rec)
+            if bad:
+                yield Quarantine("invalid_utf8", f"row:{i}", f"{spec['rel']} row {i} (line {rows.line_num}): "
+                                 f"invalid UTF-8 in column {bad!r}", snippet(_escaped_json(rec)))
+            else:
+                yield _check_text(map_fields(dict(rec), spec.get("fields")), f"row:{i}", json.dumps(rec))
             i += 1
+
+
+def _undecodable(rec: dict) -> str | None:
+    """The first column whose value holds a byte that was not UTF-8 (a lone surrogate)."""
+    for k, v in rec.items():
+        for x in (k, *(v if isinstance(v, list) else [v])):
+            if isinstance(x, str) and any("\udc80" <= c <= "\udcff" for c in x):
+                return str(k)
+    return None
+
+
+def _escaped_json(rec: dict) -> str:
+    return json.dumps(rec, ensure_ascii=True, default=str)
 
 
 @reader("text", "txt", options=LineOptions)

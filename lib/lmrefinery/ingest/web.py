@@ -13,7 +13,8 @@
   iso-8859-1 -> cp1252).
 * Main content: Trafilatura (default, tables kept: F1 0.969 against the gold
   bodies, 0.957 without tables) or Resiliparse (F1 0.899, ~5x faster); see docs/ingest.md.
-* Per-document extraction timeout: ``signal.setitimer`` when the worker runs the
+* Per-document extraction timeout on CPU time (``ITIMER_PROF``, so machine load does
+  not change what is kept): ``signal.setitimer`` when the worker runs the
   task on its main thread (Ray and Spark Python workers and the local engine
   do), which interrupts the extractor at the next Python bytecode; elsewhere
   only the size cap (``max_html_bytes``) applies.
@@ -212,7 +213,10 @@ class ExtractTimeout(BaseException):
 
 @contextmanager
 def time_limit(seconds: float):
-    """Interrupts the block after `seconds` on the main thread; a no-op elsewhere."""
+    """Interrupts the block after `seconds` of this process's CPU time (``ITIMER_PROF``:
+    user + system, all threads) on the main thread; a no-op elsewhere. CPU time, not
+    wall time: a page is not rejected because the node was busy or the worker was
+    descheduled, so what is kept depends on the input and the config, not on load."""
     if not seconds or threading.current_thread() is not threading.main_thread():
         yield
         return
@@ -222,17 +226,17 @@ def time_limit(seconds: float):
 
     import time
 
-    old = signal.signal(signal.SIGALRM, on_alarm)
-    old_delay, old_interval = signal.setitimer(signal.ITIMER_REAL, seconds)
-    t0 = time.monotonic()
+    old = signal.signal(signal.SIGPROF, on_alarm)
+    old_delay, old_interval = signal.setitimer(signal.ITIMER_PROF, seconds)
+    t0 = time.process_time()
     try:
         yield
     finally:
-        signal.setitimer(signal.ITIMER_REAL, 0)
-        signal.signal(signal.SIGALRM, old)
-        if old_delay:  # someone else's alarm (e.g. pytest-timeout) was pending: re-arm what is left of it
-            left = old_delay - (time.monotonic() - t0)
-            signal.setitimer(signal.ITIMER_REAL, max(left, 0.001), old_interval)
+        signal.setitimer(signal.ITIMER_PROF, 0)
+        signal.signal(signal.SIGPROF, old)
+        if old_delay:  # someone else's CPU timer (a profiler) was pending: re-arm what is left of it
+            left = old_delay - (time.process_time() - t0)
+            signal.setitimer(signal.ITIMER_PROF, max(left, 0.001), old_interval)
 
 
 def extract_main_text(html: str, opts: dict) -> tuple[str, str | None]:
@@ -395,6 +399,57 @@ def _next_unit(spec: dict, gz: bool, boundary: int, after: int) -> int | None:
         raw.close()
 
 
+def _swallowing_record(spec: dict, gz, last: tuple[int, int] | None, size: int) -> tuple[int, int] | None:
+    """``last`` (offset, length) when the gzip stream ended inside the last record although
+    good members follow it: its length ran past its member and ate the records after it."""
+    if gz is None or last is None or gz.error:
+        return None
+    nxt = _next_unit(spec, True, last[0], last[0])
+    return last if nxt is not None and nxt < size else None
+
+
+GZIP_MAGIC = b"\x1f\x8b\x08"
+
+
+def _member_decodes(raw: BinaryIO, at: int) -> bool:
+    """True when a whole gzip member starts at compressed offset ``at``."""
+    raw.seek(at)
+    d = zlib.decompressobj(wbits=31)
+    while not d.eof:
+        chunk = raw.read(1 << 16)
+        if not chunk:
+            return False
+        try:
+            d.decompress(chunk, 0)
+        except zlib.error:
+            return False
+    return True
+
+
+def _next_good_member(spec: dict, after: int) -> int | None:
+    """Offset of the first gzip member after ``after`` that decodes on its own."""
+    raw = storage.open_raw(spec["path"])
+    try:
+        pos, carry = after + 1, b""
+        raw.seek(pos)
+        while True:
+            chunk = raw.read(1 << 16)
+            if not chunk:
+                return None
+            buf = carry + chunk
+            base = pos - len(carry)
+            i = buf.find(GZIP_MAGIC)
+            while i >= 0:
+                if _member_decodes(raw, base + i):
+                    return base + i
+                i = buf.find(GZIP_MAGIC, i + 1)
+            pos += len(chunk)
+            carry = buf[-(len(GZIP_MAGIC) - 1):]
+            raw.seek(pos)
+    finally:
+        raw.close()
+
+
 class _PrefixReader:
     def __init__(self, first: bytes, f: BinaryIO):
         self.first, self.f = first, f
@@ -436,34 +491,62 @@ def iter_warc(spec: dict, only_conversion: bool = False) -> Iterator["Record | Q
     rel = spec["rel"]
     start, n = 0, 0
     retried: set[int] = set()
+    size = int(spec.get("size") or storage.stat(spec["path"]).size)
     while True:
         f, gz, comp = _open_archive(spec, start)
-        last_good, error = None, None
+        last_good, last_rec, error, liar = None, None, None, None
+        held: list = []  # the last record's items: released once the stream goes on past it
         try:
             it = iter(ArchiveIterator(f, parse_http=False, strict_mode=False))
             while True:
                 try:
                     rec = next(it)
                 except StopIteration:
+                    liar = _swallowing_record(spec, gz, last_rec, size)
                     break
                 except Exception as e:  # noqa: BLE001 - FastWARC: "Invalid WARC header" etc.
                     error = e
                     break
+                yield from held
                 n += 1
                 upos = rec.stream_pos
                 off = gz.member_offset(upos) if gz else start + upos
-                last_good = off
-                yield from _record_items(rec, off, upos if gz else None, rel, o, only_conversion)
+                last_good, last_rec = off, (off, rec.content_length)
+                if not gz and rec.content_length > size - off:
+                    liar = (off, rec.content_length)
+                    break
+                held = list(_record_items(rec, off, upos if gz else None, rel, o, only_conversion))
+            if liar is None:
+                yield from held
         finally:
             try:
                 f.close()
             except Exception:
                 pass
+        if liar is not None:
+            # a record whose length runs past the end of the file would swallow every
+            # record after it: quarantine it and go on at the next record / gzip member
+            nxt = _next_unit(spec, comp == "gzip", liar[0], liar[0])
+            yield Quarantine("bad_record_length", f"offset:{liar[0]}",
+                             f"{rel}: WARC record at offset {liar[0]} claims Content-Length {liar[1]}, past the end "
+                             f"of the file ({size} bytes); "
+                             + (f"reading resumes at byte {nxt}" if nxt is not None else "no record follows it"),
+                             None, {"offset": liar[0]})
+            if nxt is None or nxt <= start:
+                return
+            start = nxt
+            continue
         if gz and gz.error:
+            bad_member = gz.members[-1][1] if gz.members else start
+            # each member decodes alone: go on at the next one that does (nothing after is lost)
+            nxt = _next_good_member(spec, bad_member)
+            more = f"; reading resumes at the next good gzip member at byte {nxt}" if nxt is not None else ""
             yield Quarantine("corrupt_compression", f"offset:{gz.cin}",
-                             f"{rel}: {gz.error}; {n} records read before it", None,
-                             {"offset": gz.members[-1][1] if gz.members else 0})
-            return
+                             f"{rel}: {gz.error}; {n} records read before it{more}", None, {"offset": bad_member})
+            if nxt is None:
+                return
+            start = nxt
+            continue
         if error is None:
             return
         resync = comp in (None, "gzip")

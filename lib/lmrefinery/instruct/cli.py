@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 
 
 def _backend_args(p) -> None:
@@ -77,10 +78,14 @@ def _write_outputs(out: str, records: list[dict], rejects: list[dict], stats: di
 
 
 def cmd_serve(a) -> int:
-    from .server import serve
+    from .server import ServeError, serve
 
-    serve(a.model_dir, host=a.host, port=a.port, model_name=a.model_name, api_key_env=a.api_key_env,
-          ready_file=a.ready_file)
+    try:
+        serve(a.model_dir, host=a.host, port=a.port, model_name=a.model_name, api_key_env=a.api_key_env,
+              ready_file=a.ready_file)
+    except ServeError as e:
+        print(f"lmrefinery: error: {e}", file=sys.stderr)
+        return 2
     return 0
 
 

@@ -19,6 +19,43 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from .backends import ChatRequest, TransformersBackend
 
 
+class ServeError(RuntimeError):
+    """A server setting that must stop it before it serves anything (CLI exit 2)."""
+
+
+def resolve_api_key(api_key_env: str | None) -> str | None:
+    """The bearer token named by ``--api-key-env``. A named variable that is unset or empty
+    is an error: serving without authentication is never the silent fallback."""
+    import os
+
+    if not api_key_env:
+        return None
+    key = os.environ.get(api_key_env, "")
+    if not key.strip():
+        raise ServeError(f"--api-key-env {api_key_env}: the variable is unset or empty; refusing to serve "
+                         "without authentication (set it, or leave out --api-key-env to serve with no key)")
+    return key
+
+
+def parse_chat_body(raw: bytes) -> dict:
+    """The JSON object of a chat-completions request; ValueError says what is wrong."""
+    try:
+        body = json.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError as e:
+        raise ValueError(f"body is not UTF-8 ({e.reason} at byte {e.start})") from None
+    except ValueError as e:
+        raise ValueError(f"body is not JSON ({e})") from None
+    if not isinstance(body, dict):
+        raise ValueError(f"body must be a JSON object, got {type(body).__name__}")
+    msgs = body.get("messages")
+    if not isinstance(msgs, list) or not msgs:
+        raise ValueError("messages must be a non-empty list")
+    for i, m in enumerate(msgs):
+        if not isinstance(m, dict) or not isinstance(m.get("role"), str) or not isinstance(m.get("content"), str):
+            raise ValueError(f"messages[{i}] must be an object with string 'role' and 'content'")
+    return body
+
+
 def make_handler(backend: TransformersBackend, model_name: str, stats: dict, lock: threading.Lock,
                  api_key: str | None = None):
     class Handler(BaseHTTPRequestHandler):
@@ -57,12 +94,12 @@ def make_handler(backend: TransformersBackend, model_name: str, stats: dict, loc
                 return self._send(401, {"error": {"message": "invalid api key"}})
             try:
                 n = int(self.headers.get("Content-Length") or 0)
-                body = json.loads(self.rfile.read(n).decode("utf-8"))
+                if n < 0:
+                    raise ValueError(f"bad Content-Length {n}")
+                body = parse_chat_body(self.rfile.read(n))
                 msgs = body["messages"]
-                if not isinstance(msgs, list) or not msgs:
-                    raise ValueError("messages must be a non-empty list")
-            except (ValueError, KeyError) as e:
-                return self._send(400, {"error": {"message": f"bad request: {e}"}})
+            except ValueError as e:
+                return self._send(400, {"error": {"message": f"bad request: {e}", "type": "invalid_request_error"}})
             params = {k: body.get(k) for k in ("temperature", "top_p", "max_tokens", "stop", "seed")}
             if isinstance(params.get("stop"), str):
                 params["stop"] = [params["stop"]]
@@ -87,11 +124,11 @@ def serve(model_dir: str, host: str = "127.0.0.1", port: int = 8000, model_name:
           api_key_env: str | None = None, ready_file: str | None = None) -> None:
     import os
 
+    api_key = resolve_api_key(api_key_env)  # before the (slow) model load
     backend = TransformersBackend(model_dir)
     backend.load()
     name = model_name or os.path.basename(os.path.normpath(model_dir))
     stats = {"requests": 0, "errors": 0}
-    api_key = os.environ.get(api_key_env) if api_key_env else None
     httpd = ThreadingHTTPServer((host, port), make_handler(backend, name, stats, threading.Lock(), api_key))
     httpd.daemon_threads = True
     print(f"serving {name} on http://{host}:{httpd.server_address[1]}/v1", file=sys.stderr, flush=True)

@@ -278,7 +278,7 @@ def _decide_and_apply(job, with_prompt: bool, decide, report_name: str) -> list[
     (decisions, report)`` on the driver, per-part application, the report, cleanup."""
     from ..core.manifest import write_json
 
-    work = storage.join(job.stage_dir, "_work")
+    work = job.work_dir
     light = _summaries(job, work, with_prompt=with_prompt)
     decisions, report = decide(light)
     parts = _apply_decisions(job, work, decisions, light)

@@ -105,6 +105,18 @@ def decode_index(data: bytes | memoryview) -> dict:
     return {"dtype": dtype, "lengths": lengths, "pointers": pointers, "document_indices": docs}
 
 
+def _umask() -> int:
+    """The process umask, read without changing it (os.umask would race other threads)."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except OSError:
+        pass
+    return 0o022
+
+
 class _Sink:
     """A local file written in place (tmp + rename on close), or an in-memory
     buffer PUT to S3 on close. Hashes as it goes."""
@@ -121,6 +133,7 @@ class _Sink:
             if d:
                 os.makedirs(d, exist_ok=True)
             fd, self.tmp = tempfile.mkstemp(prefix=os.path.basename(uri) + ".tmp-", dir=d or ".")
+            os.fchmod(fd, 0o666 & ~_umask())  # mkstemp makes 0600; shards are read like every other output
             self.f = os.fdopen(fd, "wb", buffering=1 << 20)
 
     def write(self, b: bytes | memoryview) -> None:

@@ -526,7 +526,7 @@ class TokenizeStage(Stage):
 
         params = self.params.model_dump()
         sdir = job.stage_dir
-        work = storage.join(sdir, "_work")
+        work = job.work_dir
         tok_dir = storage.join(sdir, "tokenizer")
         seed = int(job.ctx.get("seed", 0))
         n = len(job.inputs)

@@ -133,16 +133,14 @@ def export_model(model, tok, out: str, extra: dict | None = None) -> str:
 
 def model_from_checkpoint(recipe, ckpt_dir: str):
     """Rebuild the model of a recipe and load a checkpoint's weights into it (CPU, fp32)."""
-    import torch
-
-    from .loop import STATE_FILE
+    from .loop import read_state_file
     from .model import build_model
 
     tok = load_tokenizer(recipe.tokenizer, recipe.chat_template)
     model = build_model(recipe.model.init, recipe.model.preset, len(tok), recipe.model.overrides,
                         special=special_ids(tok), attn_implementation=recipe.model.attn_implementation,
                         seed=recipe.trainer.seed)
-    blob = torch.load(os.path.join(ckpt_dir, STATE_FILE), map_location="cpu", weights_only=False)
+    blob = read_state_file(ckpt_dir)
     missing, unexpected = model.load_state_dict(blob["model"], strict=False)
     missing = [m for m in missing if not m.endswith("lm_head.weight")]
     if missing or unexpected:

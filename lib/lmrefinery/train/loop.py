@@ -341,10 +341,22 @@ class _null:
         return False
 
 
-def _load_state(d: str, model, opt, strategy: str) -> None:
+def read_state_file(d: str) -> dict:
+    """A checkpoint's state.pt with ``weights_only=True``: tensors and plain containers
+    only, so a tampered checkpoint cannot run code when it is loaded."""
     import torch
+
+    path = os.path.join(d, STATE_FILE)
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # torch raises UnpicklingError (and friends) for anything else
+        raise RuntimeError(f"{path}: not a plain tensor checkpoint, refusing to load it "
+                           f"({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})") from e
+
+
+def _load_state(d: str, model, opt, strategy: str) -> None:
     from torch.distributed.checkpoint.state_dict import StateDictOptions, set_state_dict
 
-    blob = torch.load(os.path.join(d, STATE_FILE), map_location="cpu", weights_only=False)
+    blob = read_state_file(d)
     set_state_dict(model, opt, model_state_dict=blob["model"], optim_state_dict=blob["optim"],
                    options=StateDictOptions(full_state_dict=True))

@@ -43,6 +43,25 @@ def _ray_address_env() -> dict:
     return {"RAY_ADDRESS": ray.get_runtime_context().gcs_address} if ray.is_initialized() else {}
 
 
+# Settings (never credentials) the workers need to reach the same storage and caches.
+# Credentials reach workers through the cluster's own chain — the environment the Ray
+# nodes were started with, instance roles, AWS_PROFILE files, a secret reference —
+# because a runtime_env is logged by Ray (runtime_env_agent.log, world-readable).
+WORKER_ENV_PREFIXES = ("AWS_", "HF_", "TRANSFORMERS_", "LMR_")
+_SECRET_WORDS = ("SECRET", "TOKEN", "PASSWORD", "PASSWD", "CREDENTIAL", "ACCESS_KEY", "API_KEY", "PRIVATE")
+
+
+def is_secret_name(name: str) -> bool:
+    up = name.upper()
+    return any(w in up for w in _SECRET_WORDS) or up in ("AWS_ACCESS_KEY_ID", "AWS_SESSION_TOKEN")
+
+
+def worker_env() -> dict[str, str]:
+    """The runtime_env env_vars for Ray Train workers: settings only, no secrets."""
+    env = {k: v for k, v in os.environ.items() if k.startswith(WORKER_ENV_PREFIXES) and not is_secret_name(k)}
+    return env | {"RAY_TRAIN_ENABLE_PRINT_PATCH": "0"} | _ray_address_env()
+
+
 def build_trainer(recipe: TrainRecipe):
     from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
     from ray.train.torch import TorchTrainer
@@ -54,10 +73,7 @@ def build_trainer(recipe: TrainRecipe):
     scaling = ScalingConfig(num_workers=t.workers, use_gpu=t.use_gpu, resources_per_worker=res)
     run = RunConfig(name=recipe.name, failure_config=FailureConfig(max_failures=t.max_failures),
                     checkpoint_config=CheckpointConfig(num_to_keep=t.keep_last),
-                    worker_runtime_env={"env_vars": {k: v for k, v in os.environ.items()
-                                                     if k.startswith(("AWS_", "HF_", "TRANSFORMERS_", "LMR_"))}
-                                                  | {"RAY_TRAIN_ENABLE_PRINT_PATCH": "0"}
-                                                  | _ray_address_env()},
+                    worker_runtime_env={"env_vars": worker_env()},
                     **_storage_args(recipe.output))
     return TorchTrainer(train_loop, train_loop_config={"recipe": recipe.model_dump(mode="json")},
                         scaling_config=scaling, run_config=run)
