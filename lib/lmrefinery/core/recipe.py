@@ -203,8 +203,10 @@ def read_mapping(path_or_dict: str | dict, label: str = "<recipe>") -> tuple[str
     return src, raw
 
 
-def load_recipe(path_or_dict: str | dict, overrides: list[str] | None = None) -> Recipe:
-    src, raw = read_mapping(path_or_dict)
+def load_recipe(path_or_dict: str | dict, overrides: list[str] | None = None,
+                label: str = "<recipe>") -> Recipe:
+    """``label`` names a recipe given as a dict in messages (e.g. the command that built it)."""
+    src, raw = read_mapping(path_or_dict, label)
     _normalise_stages(raw, src)
     raw = apply_overrides(raw, overrides or [], src)
     raw = _interpolate(raw, "", src)

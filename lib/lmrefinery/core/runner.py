@@ -163,9 +163,12 @@ class GlobalJob:
 class Runner:
     def __init__(self, recipe: Recipe, engine: str | None = None, only: list[str] | None = None,
                  workers: int | None = None, quiet: bool = False, new_only: bool = False,
-                 ledger: str | None = None):
+                 ledger: str | None = None, force: list[str] | None = None):
         from ..engines import get_engine
+        from .preflight import Preflight
 
+        # typos, unknown formats, missing tokenizers, unwritable outputs: fail before any work
+        Preflight(recipe, only=only, force=force).run()
         self.recipe = recipe
         if engine:
             recipe.engine = engine  # type: ignore[assignment]
@@ -175,6 +178,7 @@ class Runner:
         self.engine = get_engine(recipe.engine, workers=r.workers, ray_address=r.ray_address,
                                  spark_master=r.spark_master, cpus_per_task=r.cpus_per_task)
         self.only = set(only) if only else None
+        self.force = set(force or [])  # re-run these committed stages and every stage after them
         self.quiet = quiet
         self.out = recipe.output.rstrip("/")
         self.stats: list[dict] = []
@@ -221,7 +225,7 @@ class Runner:
         prev_outputs: list[str] = []
         ctx_base = dict(output_root=self.out, seed=self.recipe.seed,
                         inputs=[i.model_dump() for i in self.recipe.inputs], run_name=self.recipe.name)
-        did_work = False
+        did_work = forcing = False
         for k, spec in enumerate(self.recipe.stages):
             cls = get_stage(spec.stage)
             params = cls.Params(**spec.params).model_dump(mode="json")
@@ -247,13 +251,17 @@ class Runner:
                 files = None
                 inputs_desc = [{"path": storage.relpath(p, self.out)} for p in prev_outputs]
                 fp = _h([prev_fp, spec.stage, params, cls.code_hash()])
-            done = mf.committed(sdir, fp)
-            selected = self.only is None or spec.stage in self.only
+            forcing = forcing or spec.stage in self.force
+            if forcing:
+                storage.delete_prefix(sdir)  # parts would otherwise be reused by fingerprint
+            done = None if forcing else mf.committed(sdir, fp)
+            selected = forcing or self.only is None or spec.stage in self.only
             if done or not selected:
                 if not done:
                     raise RuntimeError(f"stage {spec.stage} is not selected with --stages but has no committed "
                                        f"output matching the recipe; run it too")
-                self.log(f"[{k:02d} {spec.stage}] up to date (manifest {done['fingerprint']}), skipped")
+                hint = f"; --force {spec.stage} re-runs it" if self.only and spec.stage in self.only else ""
+                self.log(f"[{k:02d} {spec.stage}] up to date (manifest {done['fingerprint']}), skipped{hint}")
                 prev_outputs = [storage.join(sdir, o["path"]) for o in done["outputs"]]
                 self.stats.append(self._stat_row(done, skipped=True))
                 prev_fp = fp
