@@ -111,3 +111,34 @@ def test_force_reruns_a_committed_stage_and_everything_after_it(tmp_path):
     skipped = {s["stage"]: s["skipped"] for s in stats["stages"]}
     assert skipped == {"read": True, "clean": True, "length_filter": False, "exact_dedup": False}
     assert stats["stages"][3]["rejected"] == {"exact_duplicate": 1}
+
+
+def test_noop_rerun_keeps_the_last_real_timings_and_appends_history(tmp_path):
+    r, out = _recipe(tmp_path)
+    assert cli("run", str(r), "--quiet").returncode == 0
+    first = json.loads((out / "stats.json").read_text())
+    assert [h["did_work"] for h in first["history"]] == [True]
+    p = cli("run", str(r), "--quiet")
+    assert p.returncode == 0 and "Nothing to do" in p.stdout
+    again = json.loads((out / "stats.json").read_text())
+    assert again["wall_seconds"] == first["wall_seconds"]
+    assert [s["seconds"] for s in again["stages"]] == [s["seconds"] for s in first["stages"]]
+    assert not any(s["skipped"] for s in again["stages"])
+    assert [h["did_work"] for h in again["history"]] == [True, False]
+    assert again["history"][1]["stages_run"] == [] and again["last_run_did_work"] is False
+
+
+def test_progress_log_mode_has_rounds_as_steps_and_no_zero_doc_lines(tmp_path):
+    r, out = _recipe(tmp_path)
+    env = dict(os.environ, LMR_PROGRESS="log")
+    p = cli("run", str(r), env=env)
+    assert p.returncode == 0, p.stderr
+    err = p.stderr
+    assert "[local] engine started in" in err
+    assert "[03 exact_dedup] step hash:" in err and "[03 exact_dedup] done: 2 docs in" in err
+    assert "[00 read] done: 3 docs in" in err and "MB read" in err
+    assert " 0 docs" not in err
+    stats = json.loads((out / "stats.json").read_text())
+    assert stats["engine_startup_seconds"] is not None
+    quiet = cli("run", str(r), "--force", "read", "--quiet", env=env)
+    assert quiet.returncode == 0 and quiet.stderr.strip() == "", quiet.stderr

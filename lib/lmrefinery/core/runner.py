@@ -18,6 +18,7 @@ from . import manifest as mf
 from . import storage
 from .recipe import Recipe
 from .schema import conform, concat
+from .progress import RunProgress, StageProgress
 from .stage import BatchResult, Stage, StageContext, get_stage
 
 
@@ -130,34 +131,21 @@ def run_part(task: dict) -> dict:
 
 
 # ---------------------------------------------------------------- driver side
-class Progress:
-    def __init__(self, stage: str, total: int, quiet: bool = False):
-        self.stage, self.total, self.done, self.docs = stage, total, 0, 0
-        self.t0 = time.time()
-        self.quiet = quiet
-
-    def __call__(self, i: int, r: dict) -> None:
-        self.done += 1
-        self.docs += int(r.get("in", 0))
-        if not self.quiet:
-            dt = max(time.time() - self.t0, 1e-6)
-            print(f"  [{self.stage}] {self.done}/{self.total} parts, {self.docs} docs, "
-                  f"{self.docs / dt:,.0f} docs/s", file=sys.stderr, flush=True)
-
-
 class GlobalJob:
     """What a global stage gets: the engine, its input parts, where to write."""
 
     def __init__(self, runner: "Runner", stage_dir: str, inputs: list[str], fingerprint: str, ctx: dict,
-                 params: dict, name: str):
-        self.runner, self.engine = runner, runner.engine
+                 params: dict, name: str, progress: StageProgress):
+        self.runner, self.engine, self.progress = runner, runner.engine, progress
         self.stage_dir, self.inputs, self.fingerprint = stage_dir, inputs, fingerprint
         self.ctx, self.params, self.name = ctx, params, name
         self.batch_size = runner.recipe.resources.batch_size
 
     def map(self, fn, tasks, desc=""):
-        return self.engine.map(fn, tasks, desc=desc, on_result=Progress(f"{self.name}:{desc}", len(tasks),
-                                                                          self.runner.quiet))
+        on_result = self.progress.start_step(desc or "tasks", len(tasks))
+        out = self.engine.map(fn, tasks, desc=desc, on_result=on_result)
+        self.progress.finish_step()
+        return out
 
 
 class Runner:
@@ -180,6 +168,8 @@ class Runner:
         self.only = set(only) if only else None
         self.force = set(force or [])  # re-run these committed stages and every stage after them
         self.quiet = quiet
+        self.progress = RunProgress(quiet)
+        self.engine_startup_seconds: float | None = None
         self.out = recipe.output.rstrip("/")
         self.stats: list[dict] = []
         # input ledger (ingest/ledger.py): every successful run records the objects it read;
@@ -223,6 +213,7 @@ class Runner:
         # name, params and code, so a change re-runs that stage and those after it only
         prev_fp = _h([[i.model_dump() for i in self.recipe.inputs], self.recipe.seed])
         prev_outputs: list[str] = []
+        prev_sizes: list[int] = []
         ctx_base = dict(output_root=self.out, seed=self.recipe.seed,
                         inputs=[i.model_dump() for i in self.recipe.inputs], run_name=self.recipe.name)
         did_work = forcing = False
@@ -263,6 +254,7 @@ class Runner:
                 hint = f"; --force {spec.stage} re-runs it" if self.only and spec.stage in self.only else ""
                 self.log(f"[{k:02d} {spec.stage}] up to date (manifest {done['fingerprint']}), skipped{hint}")
                 prev_outputs = [storage.join(sdir, o["path"]) for o in done["outputs"]]
+                prev_sizes = [int(o.get("bytes", 0)) for o in done["outputs"]]
                 self.stats.append(self._stat_row(done, skipped=True))
                 prev_fp = fp
                 continue
@@ -271,6 +263,7 @@ class Runner:
             if old is not None and old.get("fingerprint") != fp:
                 storage.delete_prefix(sdir)  # stale result of an older recipe/input/code
             self._clean_tmp(sdir)
+            t0 += self._start_engine()  # a stage's seconds exclude the engine's start-up
             self.log(f"[{k:02d} {spec.stage}] running on {self.engine.name} ({self.recipe.resources.workers} workers)")
             if cls.kind in ("map", "read"):
                 if cls.kind == "read":
@@ -280,20 +273,25 @@ class Runner:
                 for i, t in enumerate(tasks):
                     t.update(stage=spec.stage, params=params, ctx=ctx, stage_dir=sdir, part=i, fingerprint=fp,
                              batch_size=self.recipe.resources.batch_size)
-                parts = self.engine.map(run_part, tasks, desc=spec.stage,
-                                        on_result=Progress(spec.stage, len(tasks), self.quiet))
+                sizes = [f["size"] for f in files] if files is not None else prev_sizes
+                bar = self.progress.stage(k, spec.stage, len(tasks), sizes)
+                parts = self.engine.map(run_part, tasks, desc=spec.stage, on_result=bar.on_part)
             else:
-                job = GlobalJob(self, sdir, prev_outputs, fp, ctx, params, spec.stage)
+                bar = self.progress.stage(k, spec.stage, len(prev_outputs))
+                job = GlobalJob(self, sdir, prev_outputs, fp, ctx, params, spec.stage, bar)
                 st = cls(cls.Params(**params), StageContext(**ctx))
                 parts = st.execute(job)
             m = self._commit(k, spec.stage, sdir, fp, params, inputs_desc, parts, time.time() - t0)
+            bar.close(m["counts"]["in"], m["seconds"])
             prev_outputs = [storage.join(sdir, o["path"]) for o in m["outputs"]]
+            prev_sizes = [int(o.get("bytes", 0)) for o in m["outputs"]]
             self.stats.append(self._stat_row(m, skipped=False))
             prev_fp = fp
         wall = time.time() - t_run
         stats = {"run": self.recipe.name, "recipe_fingerprint": self.recipe.fingerprint(),
                  "engine": self.recipe.engine, "workers": self.recipe.resources.workers,
                  "output": self.out, "did_work": did_work, "wall_seconds": round(wall, 2),
+                 "engine_startup_seconds": self.engine_startup_seconds,
                  "stages": self.stats, "final_outputs": [storage.relpath(p, self.out) for p in prev_outputs]}
         if self.recipe.labels:
             from .labels import evaluate_labels
@@ -301,12 +299,27 @@ class Runner:
             stats["planted"] = evaluate_labels(self.recipe.labels, self.out, self.stats)
         if self.read_files:  # every stage committed: these inputs are done
             stats["new_inputs_recorded"] = self._ledger().record(self.read_files, self.recipe.name)
-        mf.write_json(storage.join(self.out, "stats.json"), stats)
+        from .history import with_history
+
+        stored = with_history(mf.read_json(storage.join(self.out, "stats.json")), stats)
+        mf.write_json(storage.join(self.out, "stats.json"), stored)
         if self.recipe.report:
             from ..report.html import write_report
 
-            stats["report"] = write_report(self.out, stats)
+            stats["report"] = write_report(self.out, stored)
         return stats
+
+    def _start_engine(self) -> float:
+        """Start Ray/Spark once, before the first stage that runs, timed on its own;
+        returns the seconds spent now (0 once started)."""
+        if self.engine_startup_seconds is not None:
+            return 0.0
+        t0 = time.time()
+        self.engine.start()
+        spent = time.time() - t0
+        self.engine_startup_seconds = round(spent, 2)
+        self.progress.engine_started(self.engine.name, self.engine_startup_seconds)
+        return spent
 
     def _ledger(self):
         from ..ingest.ledger import Ledger, default_location
@@ -320,7 +333,10 @@ class Runner:
                  "engine": self.recipe.engine, "workers": self.recipe.resources.workers, "output": self.out,
                  "did_work": False, "nothing_new": True, "wall_seconds": round(time.time() - t_run, 2),
                  "stages": [], "final_outputs": []}
-        mf.write_json(storage.join(self.out, "stats.json"), stats)
+        from .history import with_history
+
+        stored = with_history(mf.read_json(storage.join(self.out, "stats.json")), stats)
+        mf.write_json(storage.join(self.out, "stats.json"), stored)
         return stats
 
     def _clean_tmp(self, sdir: str) -> None:
@@ -363,7 +379,7 @@ class Runner:
         c = m["counts"]
         return {"stage": m["stage"], "index": m["index"], "in": c["in"], "kept": c["kept"],
                 "rejected": c["rejected"], "counters": m.get("counters", {}),
-                "seconds": 0.0 if skipped else m["seconds"], "skipped": skipped,
+                "seconds": 0.0 if skipped else m["seconds"], "committed_seconds": m["seconds"], "skipped": skipped,
                 "length_hist": m.get("length_hist", {}), "fingerprint": m["fingerprint"]}
 
 

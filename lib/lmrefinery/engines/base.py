@@ -15,6 +15,9 @@ class Engine:
             on_result: Callable[[int, dict], None] | None = None) -> list[dict]:
         raise NotImplementedError
 
+    def start(self) -> None:
+        """Bring the engine up (Ray/Spark start-up), so it is timed apart from any stage."""
+
     def shutdown(self) -> None:
         pass
 

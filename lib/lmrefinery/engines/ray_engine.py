@@ -68,6 +68,9 @@ class RayEngine(Engine):
         self.address = address
         self.cpus_per_task = cpus_per_task
 
+    def start(self) -> None:
+        ensure_ray(self.address)
+
     def map(self, fn, tasks, desc="", on_result=None):
         if not tasks:
             return []
