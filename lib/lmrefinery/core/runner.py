@@ -45,6 +45,13 @@ def length_hist(table: pa.Table) -> dict[str, int]:
     return dict(out)
 
 
+def text_chars(table: pa.Table) -> int:
+    """Unicode characters of text in a table (for the report's character funnel)."""
+    if table.num_rows == 0 or "text" not in table.column_names:
+        return 0
+    return int(pc.sum(pc.utf8_length(table.column("text").fill_null(""))).as_py() or 0)
+
+
 # ---------------------------------------------------------------- worker side
 _STAGES: dict[str, Stage] = {}
 
@@ -93,7 +100,8 @@ def finish_part(task: dict, results: list[BatchResult], n_in: int | None, t0: fl
     out, ro = write_part(stage_dir, i, kept, rejected)
     marker = {"part": i, "fingerprint": task["fingerprint"], "in": n_in, "kept": kept.num_rows,
               "rejected": dict(reasons), "counters": dict(counters), "output": out, "rejects": ro,
-              "length_hist": length_hist(kept), "seconds": round(time.time() - t0, 3),
+              "length_hist": length_hist(kept), "chars": {"kept": text_chars(kept), "rejected": text_chars(rejected)},
+              "seconds": round(time.time() - t0, 3),
               "input": task.get("input_desc")}
     if extra:
         marker.update(extra)
@@ -353,7 +361,9 @@ class Runner:
         rej: Counter = Counter()
         counters: Counter = Counter()
         hist: Counter = Counter()
+        chars: Counter = Counter()
         for p in parts:
+            chars.update(p.get("chars", {}))
             rej.update(p["rejected"])
             counters.update(p.get("counters", {}))
             hist.update(p.get("length_hist", {}))
@@ -364,7 +374,7 @@ class Runner:
              "code_version": mf.code_version(), "params": params, "inputs": inputs_desc,
              "outputs": [p["output"] for p in parts], "rejects": [p["rejects"] for p in parts],
              "counts": {"in": n_in, "kept": kept, "rejected": dict(sorted(rej.items()))},
-             "counters": dict(sorted(counters.items())), "length_hist": dict(sorted(hist.items(), key=lambda x: int(x[0]))),
+             "counters": dict(sorted(counters.items())), "chars": dict(sorted(chars.items())), "length_hist": dict(sorted(hist.items(), key=lambda x: int(x[0]))),
              "seconds": round(seconds, 3), "engine": self.recipe.engine, "workers": self.recipe.resources.workers,
              "skipped_parts": sum(1 for p in parts if p.get("skipped")), "complete": True}
         for extra in ("artifacts",):
