@@ -82,7 +82,8 @@ class StageProgress:
         dt = max(time.time() - self.t0, 1e-6)
         out = [f"{self.docs:,} docs"] if self.docs else []
         if self.bytes:
-            out.append(f"{self.bytes / 1e6 / dt:,.1f} MB/s")
+            rate = self.bytes / 1e6 / dt
+            out.append(f"{rate:,.1f} MB/s" if rate >= 10 else f"{rate:.2f} MB/s")
         return ", ".join(out)
 
     def _show(self) -> None:
