@@ -32,7 +32,7 @@ class Example:
     reason: str
     id: str
     source: str
-    text: str      # first EXAMPLE_CHARS characters
+    text: str      # whole text (the page shows the first EXAMPLE_CHARS characters)
     n_chars: int
     file: str      # relative to the run root
 
@@ -65,6 +65,21 @@ def funnel(run: RunData) -> list[FunnelRow]:
     return rows
 
 
+def redact_examples(run: RunData, stage: StageInfo, found: list[Example]) -> list[Example]:
+    """Example documents of stages before the run's `pii` stage hold raw text (so do their
+    rejects); the report is meant to be shared, so they are shown with the run's own pii
+    settings applied. Stages from `pii` on, and runs without it, are shown as stored."""
+    pii = run.stage("pii")
+    if pii is None or stage.index >= pii.index:
+        return found
+    from ..pii.stage import PiiParams, Redactor
+
+    red = Redactor(PiiParams(**pii.manifest.get("params", {})))
+    for ex in found:  # whole texts, so nothing is cut in half at the display limit first
+        ex.text = red.redact(ex.text, {})
+    return found
+
+
 def examples(stage: StageInfo) -> list[Example]:
     """Up to EXAMPLES_PER_REASON rejected documents per reason of one stage."""
     want = {r: EXAMPLES_PER_REASON for r in stage.rejected}
@@ -77,7 +92,7 @@ def examples(stage: StageInfo) -> list[Example]:
             want[reason] -= 1
             text = row.get("text") or ""
             out.append(Example(stage.dirname, reason, row.get("id") or "", row.get("source") or "",
-                               text[:EXAMPLE_CHARS], len(text), f"stages/{stage.dirname}/{rel}"))
+                               text, len(text), f"stages/{stage.dirname}/{rel}"))
         if not any(v > 0 for v in want.values()):
             break
     return out

@@ -80,18 +80,20 @@ def planted_section(page: Page, planted: dict) -> None:
 
 def rejects_section(page: Page, run: RunData) -> None:
     page.h2("Rejections by stage and reason, with examples", "rejects")
-    page.add("<p>Up to three rejected documents per reason (first 500 characters). "
+    page.add("<p>Up to three rejected documents per reason (first 500 characters; before the run's "
+             "<code>pii</code> stage, shown with its replacements applied). "
              "<code>lmrefinery rejects OUTPUT --stage S --reason R</code> prints more, with every signal.</p>")
     for s in run.stages:
         if not s.rejected:
             continue
         page.add(f'<h3 id="rej-{esc(s.dirname)}">{esc(s.dirname)}</h3>')
         page.chart(charts.reasons_figure(s.name, s.rejected))
-        for ex in collect.examples(s):
-            more = f" … ({ex.n_chars:,} characters in all)" if ex.n_chars > len(ex.text) else ""
+        for ex in collect.redact_examples(run, s, collect.examples(s)):
+            shown = ex.text[:collect.EXAMPLE_CHARS]
+            more = f" … ({ex.n_chars:,} characters in all)" if len(ex.text) > len(shown) else ""
             page.add(f'<details class="ex"><summary><b>{esc(ex.reason)}</b> · {esc(ex.source)} · '
                      f'<code>{esc(ex.id)}</code> · <a href="../{esc(ex.file)}">{esc(ex.file)}</a></summary>'
-                     f"<pre>{esc(ex.text)}{esc(more)}</pre></details>")
+                     f"<pre>{esc(shown)}{esc(more)}</pre></details>")
 
 
 def signals_section(page: Page, run: RunData) -> None:
