@@ -28,9 +28,11 @@ def with_history(previous: dict | None, current: dict) -> dict:
     history = history[-HISTORY_KEEP:]
     same_recipe = previous is not None and previous.get("recipe_fingerprint") == current.get("recipe_fingerprint")
     if not current.get("did_work") and same_recipe and previous.get("stages"):
-        kept = dict(previous)
+        kept = {k: v for k, v in previous.items() if k != "nothing_new"}
         kept["history"] = history
         kept["last_run_did_work"] = False
+        if current.get("nothing_new"):  # --new-only found no new input object (schedulers read this)
+            kept["nothing_new"] = True
         return kept
     stored = dict(current)
     stored["history"] = history
