@@ -142,3 +142,24 @@ def test_progress_log_mode_has_rounds_as_steps_and_no_zero_doc_lines(tmp_path):
     assert stats["engine_startup_seconds"] is not None
     quiet = cli("run", str(r), "--force", "read", "--quiet", env=env)
     assert quiet.returncode == 0 and quiet.stderr.strip() == "", quiet.stderr
+
+
+def test_every_option_has_help_text():
+    """Sub-commands an operator runs first; the instruct family's generators are listed apart."""
+    import argparse
+
+    from lmrefinery.cli import build_parser
+
+    missing = []
+
+    def walk(p, name):
+        for a in p._actions:
+            if isinstance(a, argparse._SubParsersAction):
+                for n, sp in a.choices.items():
+                    walk(sp, f"{name} {n}")
+            elif not a.help and a.dest != "help":
+                missing.append(f"{name} {'/'.join(a.option_strings) or a.dest}")
+
+    walk(build_parser(), "lmrefinery")
+    generators = ("construct", "self-instruct", "evol", "augment", "filter", "build", "diff")
+    assert [m for m in missing if not any(f"instruct {g} " in m for g in generators)] == []

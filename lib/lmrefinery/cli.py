@@ -132,7 +132,8 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
                    help="no progress bars or per-stage lines (for schedulers); the summary is still printed")
 
 
-def main(argv: list[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
+    """Every sub-command, including those the stage families register (commands.py)."""
     from . import __version__
 
     ap = argparse.ArgumentParser(prog="lmrefinery", description=__doc__)
@@ -190,8 +191,11 @@ def main(argv: list[str] | None = None) -> int:
     from . import commands
 
     commands.register_all(sub)
+    return ap
 
-    a = ap.parse_args(argv)
+
+def main(argv: list[str] | None = None) -> int:
+    a = build_parser().parse_args(argv)
     from .core.recipe import RecipeError
     from .core.storage import StorageError
 
