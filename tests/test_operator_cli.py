@@ -142,6 +142,10 @@ def test_progress_log_mode_has_rounds_as_steps_and_no_zero_doc_lines(tmp_path):
     assert stats["engine_startup_seconds"] is not None
     quiet = cli("run", str(r), "--force", "read", "--quiet", env=env)
     assert quiet.returncode == 0 and quiet.stderr.strip() == "", quiet.stderr
+    bars = cli("run", str(r), "--force", "read", env=dict(os.environ, LMR_PROGRESS="bar"))
+    assert bars.returncode == 0
+    assert "00 read: 100%|" in bars.stderr and "03 exact_dedup > hash:" in bars.stderr
+    assert "03 exact_dedup: 100%|" in bars.stderr and " 0 docs" not in bars.stderr
 
 
 def test_every_option_has_help_text():
