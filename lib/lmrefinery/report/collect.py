@@ -103,14 +103,15 @@ def _columns_of(stage: StageInfo, prefix: str) -> list[str]:
 
 
 def _read_cols(stage: StageInfo, cols: list[str], rejects: bool) -> pa.Table | None:
-    it = stage.reject_tables(cols) if rejects else stage.data_tables(cols)
-    tables = [t for _, t in it]
-    if not tables:
-        return None
-    t = pa.concat_tables(tables, promote_options="default")
-    if t.num_rows > MAX_SIGNAL_ROWS:
-        t = t.take(pa.array(range(0, t.num_rows, math.ceil(t.num_rows / MAX_SIGNAL_ROWS))))
-    return t
+    """The columns of a stage's kept (or rejected) rows, every k-th row of each part so that
+    at most about MAX_SIGNAL_ROWS are read into memory whatever the size of the run."""
+    entries = stage.manifest.get("rejects" if rejects else "outputs", [])
+    total = sum(int(e.get("rows", 0)) for e in entries)
+    step = max(1, math.ceil(total / MAX_SIGNAL_ROWS))
+    tables = []
+    for _, t in (stage.reject_tables(cols) if rejects else stage.data_tables(cols)):
+        tables.append(t.take(pa.array(range(0, t.num_rows, step))) if step > 1 else t)
+    return pa.concat_tables(tables, promote_options="default") if tables else None
 
 
 def _values(t: pa.Table | None, col: str) -> np.ndarray:
@@ -164,29 +165,34 @@ def quality_thresholds(stage: StageInfo, langs: list[str]) -> dict[str, list[tup
 
 
 def langs_of(stage: StageInfo) -> list[str]:
-    seen: Counter = Counter()
+    seen: set[str] = set()
     for _, t in stage.data_tables(["lang"]):
-        seen.update(x for x in t.column("lang").to_pylist() if x)
-    return list(seen)
+        seen.update(x for x in pc.unique(t.column("lang")).to_pylist() if x)
+    return sorted(seen)
+
+
+def _count_pairs(t: pa.Table) -> Counter:
+    g = t.group_by(["source", "lang"]).aggregate([([], "count_all")])
+    return Counter({(s or "?", lang or "unknown"): n for s, lang, n in
+                    zip(g.column("source").to_pylist(), g.column("lang").to_pylist(),
+                        g.column("count_all").to_pylist())})
 
 
 def mix(stage: StageInfo, label: str, with_rejects: bool) -> Mix:
-    m = Mix(label)
-    tables = [t for _, t in stage.data_tables(["source", "lang"])]
-    if with_rejects:
-        tables += [t for _, t in stage.reject_tables(["source", "lang"])]
     c: Counter = Counter()
-    for t in tables:
-        c.update(zip((s or "?" for s in t.column("source").to_pylist()),
-                     (x or "unknown" for x in t.column("lang").to_pylist())))
-    m.counts = dict(c)
-    return m
+    for _, t in stage.data_tables(["source", "lang"]):
+        c.update(_count_pairs(t))
+    if with_rejects:
+        for _, t in stage.reject_tables(["source", "lang"]):
+            c.update(_count_pairs(t))
+    return Mix(label, dict(c))
 
 
 def exact_cluster_sizes(stage: StageInfo) -> dict[int, int]:
     """Cluster size -> clusters, from exact_dedup's rejects (each names the copy it kept)."""
+    if "duplicate_of" not in stage.columns(rejects=True):
+        return {}
     keepers: Counter = Counter()
-    for _, t in stage.reject_tables():
-        if "duplicate_of" in t.column_names:
-            keepers.update(x for x in t.column("duplicate_of").to_pylist() if x)
+    for _, t in stage.reject_tables(["duplicate_of"]):
+        keepers.update(x for x in t.column("duplicate_of").to_pylist() if x)
     return dict(sorted(Counter(n + 1 for n in keepers.values()).items()))

@@ -45,8 +45,12 @@ class StageInfo:
             if o.get("rows"):
                 yield o["path"], storage.read_parquet(storage.join(self.dir, o["path"]), columns=columns)
 
-    def columns(self) -> list[str]:
-        for o in self.manifest.get("outputs", []) + self.manifest.get("rejects", []):
+    def columns(self, rejects: bool | None = None) -> list[str]:
+        """Column names of the stage's kept parts (rejects=False), rejected parts (True) or
+        whichever comes first (None); read from the first part's Parquet schema."""
+        entries = {False: self.manifest.get("outputs", []), True: self.manifest.get("rejects", [])}
+        chosen = entries[rejects] if rejects is not None else entries[False] + entries[True]
+        for o in sorted(chosen, key=lambda e: not e.get("rows")):  # a part with rows has the full schema
             uri = storage.join(self.dir, o["path"])
             try:
                 import pyarrow.parquet as pq
