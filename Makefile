@@ -6,7 +6,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.lmr-installed
 
-.PHONY: setup demo test bench clean airflow-venv
+.PHONY: setup demo test bench clean airflow-venv chromium
 
 setup: $(STAMP)
 
@@ -17,7 +17,15 @@ $(STAMP): pyproject.toml Makefile
 	$(BIN)/pip install -q 'torch==2.13.0'
 	$(BIN)/pip install -q -e '.[spark,train,tracking,dev]'
 	$(BIN)/lmrefinery models fetch
+	$(MAKE) chromium
 	touch $(STAMP)
+
+# The report's browser test (tests/test_report_browser.py) drives Debian's chromium through
+# Playwright; installed once, only when missing (CI runs as root; elsewhere sudo is used if present).
+CHROMIUM ?= /usr/bin/chromium
+chromium:
+	@test -x $(CHROMIUM) || { SUDO=$$(test "$$(id -u)" = 0 || echo sudo); \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium; }
 
 demo: setup
 	$(BIN)/lmrefinery demo

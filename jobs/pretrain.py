@@ -42,7 +42,8 @@ def train_main(kind: str, description: str, argv: list[str] | None = None) -> in
         if not report.get("finished") and not recipe.trainer.stop_at_step:
             raise RuntimeError(f"training did not finish (run folder {report['run_dir']})")
         out = {"phase": kind, "output": report["run_dir"], "report": f"{report['run_dir']}/{REPORT}",
-               "model": report.get("model"), "finished": report.get("finished"), "starts": report.get("starts")}
+               "model": report.get("model"), "model_holds": report.get("model_holds"),
+               "finished": report.get("finished"), "starts": report.get("starts")}
         if report.get("final"):
             out["final_loss"] = report["final"]["loss"]
         if report.get("best_val"):

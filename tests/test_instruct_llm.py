@@ -242,6 +242,59 @@ def test_self_instruct_over_http(server, shared_corpora, tmp_path, monkeypatch):
     assert out.error == "http_401" and nokey.stats["http_calls"] == 1
 
 
+def _post(url, path, body, stream=False):
+    """(status, JSON body) or, for a stream, (status, [parsed SSE data events])."""
+    import urllib.error
+
+    req = urllib.request.Request(url + path, data=json.dumps(body).encode(), method="POST",
+                                 headers={"Content-Type": "application/json", "Authorization": "Bearer sekret-123"})
+    try:
+        with urllib.request.urlopen(req, timeout=120) as r:
+            if not stream:
+                return r.status, json.loads(r.read())
+            assert r.headers["Content-Type"] == "text/event-stream"
+            events = [line[len(b"data: "):].decode() for line in r.read().split(b"\n\n") if line.startswith(b"data: ")]
+            return r.status, [e if e == "[DONE]" else json.loads(e) for e in events]
+    except urllib.error.HTTPError as e:
+        return e.code, json.loads(e.read())
+
+
+def test_server_streams_and_serves_completions(server):
+    chat = {"model": "tiny", "messages": [{"role": "user", "content": "写一首关于秋天的诗"}],
+            "temperature": 0.0, "max_tokens": 24}
+    code, plain = _post(server, "/v1/chat/completions", chat)
+    assert code == 200
+    code, events = _post(server, "/v1/chat/completions", dict(chat, stream=True), stream=True)
+    assert code == 200 and events[-1] == "[DONE]" and len(events) >= 4
+    chunks = events[:-1]
+    assert all(c["object"] == "chat.completion.chunk" for c in chunks)
+    assert chunks[0]["choices"][0]["delta"]["role"] == "assistant"
+    streamed = "".join(c["choices"][0]["delta"].get("content", "") for c in chunks)
+    assert streamed == plain["choices"][0]["message"]["content"] and streamed
+    assert chunks[-1]["choices"][0]["finish_reason"] == plain["choices"][0]["finish_reason"]
+    assert chunks[-1]["usage"]["completion_tokens"] == plain["usage"]["completion_tokens"]
+    # /v1/completions: raw prompt, same text streamed or not; a stop string cuts both alike
+    comp = {"model": "tiny", "prompt": "秋天的", "temperature": 0.0, "max_tokens": 20}
+    code, c1 = _post(server, "/v1/completions", comp)
+    assert code == 200 and c1["object"] == "text_completion" and c1["choices"][0]["text"]
+    code, ev = _post(server, "/v1/completions", dict(comp, stream=True), stream=True)
+    assert code == 200 and ev[-1] == "[DONE]"
+    assert "".join(e["choices"][0]["text"] for e in ev[:-1]) == c1["choices"][0]["text"]
+    stop = c1["choices"][0]["text"][3:5]
+    code, c2 = _post(server, "/v1/completions", dict(comp, stop=stop))
+    code, ev2 = _post(server, "/v1/completions", dict(comp, stop=stop, stream=True), stream=True)
+    cut = c1["choices"][0]["text"].split(stop, 1)[0]
+    assert c2["choices"][0]["text"] == cut == "".join(e["choices"][0]["text"] for e in ev2[:-1])
+    assert c2["choices"][0]["finish_reason"] == "stop"
+    # what the server does not implement is a 400 naming the field
+    for path, body, needle in (("/v1/chat/completions", dict(chat, n=2), "'n'"),
+                               ("/v1/completions", dict(comp, logprobs=5), "'logprobs'"),
+                               ("/v1/completions", dict(comp, prompt=["a", "b"]), "'prompt'"),
+                               ("/v1/completions", {"model": "tiny"}, "'prompt' is required")):
+        code, err = _post(server, path, body)
+        assert code == 400 and needle in err["error"]["message"], (body, err)
+
+
 def test_http_client_retries_and_gives_up():
     import socket
 
@@ -308,3 +361,4 @@ def test_llm_augmentation_protects_code(tiny_model, tmp_path):
         assert pair(m)[1] == "Blue."
     made2, rejects2 = llm_augment(rows, b, "back_translation", params=SMALL)
     assert len(made2) + len(rejects2) == 2 and b.stats["requests"] == 2 + 4
+

@@ -324,6 +324,64 @@ def test_cli_rejects_unknown_recipe_key(tmp_path, capsys):
     assert "unknown key 'trainer.max_stpes'" in capsys.readouterr().err
 
 
+def test_report_says_which_weights_model_holds(reference_run, corpus, tmp_path):
+    """model/ holds the last step's weights by default (the best-by-validation ones in
+    model-best/); trainer.keep=best (--keep best) swaps them, and the report says so."""
+    from lmrefinery.train.cli import format_report
+    from lmrefinery.train.trainer import run_training
+
+    rep, _ = reference_run
+    h = rep["model_holds"]
+    assert h["weights"] == "last" and h["step"] == STEPS and h["keep"] == "last"
+    # best weights are kept at steps that both evaluate (30) and checkpoint (20)
+    assert h["other"]["weights"] == "best" and h["other"]["step"] % 60 == 0
+    assert rep["model_best"].endswith("model-best") and "holds the last step: step 120" in format_report(rep)
+    best = run_training(_pretrain_recipe(corpus, str(tmp_path), "keep-best", max_steps=40, eval_every=10,
+                                         checkpoint_every=10, keep="best"))
+    hb = best["model_holds"]
+    assert hb["weights"] == "best" and hb["step"] == best["best_val"]["step"] == hb["best_step"]
+    assert hb["other"] == {"path": best["model_last"], "weights": "last", "step": 40}
+    with open(os.path.join(best["model"], "lmrefinery.json")) as f:
+        assert json.load(f)["trainer_state"]["step"] == hb["step"]
+    assert "holds the best validation loss" in format_report(best)
+
+
+def test_data_and_path_errors_fail_on_the_driver_before_any_worker(corpus, tmp_path, capsys):
+    """A deterministic data error is raised on the driver (exit 2, naming the key), so
+    Ray Train never starts workers that would fail and be retried max_failures times."""
+    import ray
+
+    from lmrefinery.cli import main
+    from lmrefinery.tokenize.reader import PackedReader
+
+    def n(split):
+        return PackedReader(corpus["pretrain"], seq_len=SEQ, split=split, shuffle_docs=False,
+                            shuffle_samples=False).num_samples
+
+    nval, ntrain = n("valid"), n("train")
+    assert ntrain > nval + 1
+    was_up = ray.is_initialized()
+    out = tmp_path / "out"
+
+    def run(*sets):
+        p = tmp_path / "r.yaml"
+        p.write_text(f"name: x\noutput: {out}\ntokenizer: {corpus['tokenizer']}\n"
+                     f"data: {{train: {corpus['pretrain']}, seq_len: {SEQ}}}\ntrainer: {{workers: 1, max_failures: 3}}\n")
+        code = main(["train", str(p), *[a for s in sets for a in ("--set", s)]])
+        return code, capsys.readouterr().err
+
+    code, err = run(f"trainer.workers={nval + 1}")
+    assert code == 2 and "key 'data.valid'" in err and f"has {nval} packed samples" in err
+    assert f"need at least {nval + 1}" in err and corpus["pretrain"] in err
+    code, err = run("data.seq_len=100000000")
+    assert code == 2 and "key 'data.train'" in err and "only 0 packed samples" in err
+    code, err = run(f"data.train={tmp_path / 'missing'}")
+    assert code == 2 and "key 'data.train'" in err and str(tmp_path / "missing") in err
+    code, err = run("tokenizer=gpt2")
+    assert code == 2 and "key 'tokenizer'" in err and "Hub ids are not supported offline" in err
+    assert ray.is_initialized() == was_up and not out.exists()  # nothing started, nothing written
+
+
 # ---------------------------------------------------------------- experiment tracking sinks
 def _wandb_history(path: str) -> list[dict]:
     """History rows of an offline W&B run file (LevelDB log framing of protobuf records:

@@ -13,16 +13,25 @@ def _add_common(p: argparse.ArgumentParser) -> None:
                    help="override a recipe key, e.g. --set resources.workers=4 --set stages.length_filter.min_chars=100")
 
 
+def _names(csv: list[str] | str | None) -> list[str] | None:
+    """Stage names from a comma-separated option (given once or repeated)."""
+    if not csv:
+        return None
+    items = csv if isinstance(csv, list) else [csv]
+    return [n.strip() for item in items for n in item.split(",") if n.strip()]
+
+
 def cmd_run(a) -> int:
     from .core.recipe import load_recipe
     from .core.runner import Runner, format_summary
 
     t0 = time.time()
     recipe = load_recipe(a.recipe, a.overrides)
-    only = [s for s in a.stages.split(",")] if a.stages else None
+    only = _names(a.stages)
+    force = _names(getattr(a, "force", None))
     stats = Runner(recipe, engine=a.engine, only=only, workers=a.workers, quiet=a.quiet,
                    new_only=getattr(a, "new_only", False), ledger=getattr(a, "ledger", None),
-                   break_lock=getattr(a, "break_lock", False)).run()
+                   break_lock=getattr(a, "break_lock", False), force=force).run()
     print(format_summary(stats))
     print(f"output: {stats['output']}")
     if stats.get("report"):
@@ -61,7 +70,19 @@ def cmd_stage(a) -> int:
     from .core.recipe import load_recipe
     from .core.runner import Runner, format_summary
 
+    from .core.preflight import unknown_name
+    from .core.recipe import RecipeError
+    from .core.stage import all_stages
+
+    if a.name not in all_stages():
+        raise RecipeError(f"lmrefinery stage {a.name}: {unknown_name('stage', a.name, all_stages())}")
     fmt = a.format or ("parquet" if all(p.endswith(".parquet") for p in a.input) else "jsonl")
+    from .ingest.formats import READERS, get_reader
+
+    try:
+        get_reader(fmt)
+    except KeyError:
+        raise RecipeError(f"--format {fmt}: {unknown_name('input format', fmt, sorted(READERS))}") from None
     params, options = _stage_overrides(a.name, a.overrides)
     stages = [{"stage": "read", "params": params if a.name == "read" else {}}]
     if a.name != "read":
@@ -72,7 +93,7 @@ def cmd_stage(a) -> int:
         "inputs": [{"name": "input", "paths": a.input, "format": fmt, "options": options}],
         "stages": stages,
         "report": False,
-    }, source=f"lmrefinery stage {a.name}")
+    }, label=f"lmrefinery stage {a.name}")
     stats = Runner(recipe, quiet=a.quiet).run()
     print(format_summary(stats))
     print(f"output: {stats['output']}/stages/")
@@ -122,16 +143,31 @@ def cmd_demo(a) -> int:
     return cmd_run(a)
 
 
-def main(argv: list[str] | None = None) -> int:
+ENGINES = ["ray", "spark", "local"]
+
+
+def _add_run_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--engine", choices=ENGINES, help="override the recipe's engine (default: the recipe's, else ray)")
+    p.add_argument("--workers", type=int, help="concurrent tasks (Ray) / partitions (Spark); outputs do not depend on it")
+    p.add_argument("--quiet", action="store_true",
+                   help="no progress bars or per-stage lines (for schedulers); the summary is still printed")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """Every sub-command, including those the stage families register (commands.py)."""
+    from . import __version__
+
     ap = argparse.ArgumentParser(prog="lmrefinery", description=__doc__)
+    ap.add_argument("--version", action="version", version=f"lmrefinery {__version__}")
     sub = ap.add_subparsers(dest="cmd", required=True)
 
     p = sub.add_parser("run", help="run a recipe")
-    p.add_argument("recipe")
-    p.add_argument("--engine", choices=["ray", "spark", "local"])
-    p.add_argument("--stages", help="comma-separated stage names to (re)run; others must be committed")
-    p.add_argument("--workers", type=int)
-    p.add_argument("--quiet", action="store_true")
+    p.add_argument("recipe", help="recipe YAML file (see conf/)")
+    _add_run_options(p)
+    p.add_argument("--stages", action="append", metavar="NAMES",
+                   help="comma-separated stage names to run; the others must already be committed")
+    p.add_argument("--force", action="append", metavar="STAGE",
+                   help="re-run this committed stage and every stage after it (comma-separated or repeated)")
     p.add_argument("--new-only", action="store_true",
                    help="read only input objects not in the input ledger yet (or changed since)")
     p.add_argument("--ledger", help="input ledger URI (default: <output>/_ledger/inputs.json)")
@@ -142,44 +178,49 @@ def main(argv: list[str] | None = None) -> int:
     p.set_defaults(fn=cmd_run)
 
     p = sub.add_parser("stage", help="run one stage on JSONL or Parquet input with a text column")
-    p.add_argument("name")
-    p.add_argument("--input", nargs="+", required=True)
-    p.add_argument("--output", required=True)
-    p.add_argument("--format")
-    p.add_argument("--engine", default="local", choices=["ray", "spark", "local"])
-    p.add_argument("--workers", type=int, default=1)
-    p.add_argument("--quiet", action="store_true")
+    p.add_argument("name", help="stage name (`lmrefinery stages` lists them)")
+    p.add_argument("--input", nargs="+", required=True, help="input files (JSONL or Parquet), local or s3://")
+    p.add_argument("--output", required=True, help="output folder (stages/00-read, stages/01-NAME, stats.json)")
+    p.add_argument("--format", help="input format (default: parquet when every input ends in .parquet, else jsonl)")
+    p.add_argument("--engine", default="local", choices=ENGINES, help="engine (default: local)")
+    p.add_argument("--workers", type=int, default=1, help="concurrent tasks (default 1)")
+    p.add_argument("--quiet", action="store_true", help="no progress output")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="PARAM=VALUE",
-                   help="a stage parameter; options.KEY=VALUE (or, for `stage read`, any non-read "
-                        "parameter) sets a reader option of --format")
+                   help="a stage parameter, e.g. --set min_chars=100 (repeatable); options.KEY=VALUE "
+                        "(or, for `stage read`, any non-read parameter) sets a reader option of --format")
     p.set_defaults(fn=cmd_stage)
 
     p = sub.add_parser("stages", help="list stages and their parameters")
     p.set_defaults(fn=cmd_stages)
 
     p = sub.add_parser("samples", help="write the generated sample shards")
-    p.add_argument("out_dir")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--docs", type=int, default=200)
+    p.add_argument("out_dir", help="folder to write the shards and labels.jsonl into")
+    p.add_argument("--seed", type=int, default=0, help="generator seed (default 0)")
+    p.add_argument("--docs", type=int, default=200, help="documents per shard family (default 200)")
     p.set_defaults(fn=cmd_samples)
 
     p = sub.add_parser("demo", help="generate samples and run the mini recipe end to end")
-    p.add_argument("--recipe")
-    p.add_argument("--samples")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--docs", type=int, default=200)
-    p.add_argument("--engine", choices=["ray", "spark", "local"])
-    p.add_argument("--workers", type=int)
-    p.add_argument("--quiet", action="store_true")
+    p.add_argument("--recipe", help="recipe to run instead of the packaged mini recipe")
+    p.add_argument("--samples", help="where to write the sample shards (default ./samples)")
+    p.add_argument("--seed", type=int, default=0, help="sample generator seed (default 0)")
+    p.add_argument("--docs", type=int, default=200, help="documents per shard family (default 200)")
+    _add_run_options(p)
     _add_common(p)
     p.set_defaults(fn=cmd_demo)
+
+    from .report.cli import register as register_report
+
+    register_report(sub)
 
     # commands contributed by later stages (tokenizer, inspect, train, instruct) register here
     from . import commands
 
     commands.register_all(sub)
+    return ap
 
-    a = ap.parse_args(argv)
+
+def main(argv: list[str] | None = None) -> int:
+    a = build_parser().parse_args(argv)
     from .core.recipe import RecipeError
     from .core.storage import StorageError
 

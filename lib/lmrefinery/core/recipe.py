@@ -248,8 +248,9 @@ def read_mapping(path_or_dict: str | dict, label: str = "<recipe>") -> tuple[str
 
 
 def load_recipe(path_or_dict: str | dict, overrides: list[str] | None = None,
-                source: str = "<recipe>") -> Recipe:
-    src, raw = read_mapping(path_or_dict, source)
+                label: str = "<recipe>") -> Recipe:
+    """``label`` names a recipe given as a dict in messages (e.g. the command that built it)."""
+    src, raw = read_mapping(path_or_dict, label)
     _normalise_stages(raw, src)
     raw = apply_overrides(raw, overrides or [], src)
     raw = _interpolate(raw, "", src)

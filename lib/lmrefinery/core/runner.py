@@ -18,6 +18,7 @@ from . import manifest as mf
 from . import storage
 from .recipe import Recipe
 from .schema import conform, concat
+from .progress import RunProgress, StageProgress
 from .stage import BatchResult, Stage, StageContext, get_stage
 
 
@@ -42,6 +43,13 @@ def length_hist(table: pa.Table) -> dict[str, int]:
     for n in lens:
         out[str(int(math.log2(n)) if n > 0 else -1)] += 1
     return dict(out)
+
+
+def text_chars(table: pa.Table) -> int:
+    """Unicode characters of text in a table (for the report's character funnel)."""
+    if table.num_rows == 0 or "text" not in table.column_names:
+        return 0
+    return int(pc.sum(pc.utf8_length(table.column("text").fill_null(""))).as_py() or 0)
 
 
 # ---------------------------------------------------------------- worker side
@@ -92,7 +100,8 @@ def finish_part(task: dict, results: list[BatchResult], n_in: int | None, t0: fl
     out, ro = write_part(stage_dir, i, kept, rejected)
     marker = {"part": i, "fingerprint": task["fingerprint"], "in": n_in, "kept": kept.num_rows,
               "rejected": dict(reasons), "counters": dict(counters), "output": out, "rejects": ro,
-              "length_hist": length_hist(kept), "seconds": round(time.time() - t0, 3),
+              "length_hist": length_hist(kept), "chars": {"kept": text_chars(kept), "rejected": text_chars(rejected)},
+              "seconds": round(time.time() - t0, 3),
               "input": task.get("input_desc")}
     if extra:
         marker.update(extra)
@@ -162,27 +171,12 @@ def _clean_tmp(sdir: str) -> None:
                 os.remove(os.path.join(root, f))
 
 
-class Progress:
-    def __init__(self, stage: str, total: int, quiet: bool = False):
-        self.stage, self.total, self.done, self.docs = stage, total, 0, 0
-        self.t0 = time.time()
-        self.quiet = quiet
-
-    def __call__(self, i: int, r: dict) -> None:
-        self.done += 1
-        self.docs += int(r.get("in", 0))
-        if not self.quiet:
-            dt = max(time.time() - self.t0, 1e-6)
-            print(f"  [{self.stage}] {self.done}/{self.total} parts, {self.docs} docs, "
-                  f"{self.docs / dt:,.0f} docs/s", file=sys.stderr, flush=True)
-
-
 class GlobalJob:
     """What a global stage gets: the engine, its input parts, where to write."""
 
     def __init__(self, runner: "Runner", stage_dir: str, inputs: list[str], fingerprint: str, ctx: dict,
-                 params: dict, name: str):
-        self.runner, self.engine = runner, runner.engine
+                 params: dict, name: str, progress: StageProgress):
+        self.runner, self.engine, self.progress = runner, runner.engine, progress
         self.stage_dir, self.inputs, self.fingerprint = stage_dir, inputs, fingerprint
         self.ctx, self.params, self.name = ctx, params, name
         self.batch_size = runner.recipe.resources.batch_size
@@ -194,16 +188,21 @@ class GlobalJob:
         return work_dir(self.stage_dir, self.fingerprint)
 
     def map(self, fn, tasks, desc=""):
-        return self.engine.map(fn, tasks, desc=desc, on_result=Progress(f"{self.name}:{desc}", len(tasks),
-                                                                          self.runner.quiet))
+        on_result = self.progress.start_step(desc or "tasks", len(tasks))
+        out = self.engine.map(fn, tasks, desc=desc, on_result=on_result)
+        self.progress.finish_step()
+        return out
 
 
 class Runner:
     def __init__(self, recipe: Recipe, engine: str | None = None, only: list[str] | None = None,
                  workers: int | None = None, quiet: bool = False, new_only: bool = False,
-                 ledger: str | None = None, break_lock: bool = False):
+                 ledger: str | None = None, break_lock: bool = False, force: list[str] | None = None):
         from ..engines import get_engine
+        from .preflight import Preflight
 
+        # typos, unknown formats, missing tokenizers, unwritable outputs: fail before any work
+        Preflight(recipe, only=only, force=force).run()
         self.recipe = recipe
         if engine:
             recipe.engine = engine  # type: ignore[assignment]
@@ -213,7 +212,10 @@ class Runner:
         self.engine = get_engine(recipe.engine, workers=r.workers, ray_address=r.ray_address,
                                  spark_master=r.spark_master, cpus_per_task=r.cpus_per_task)
         self.only = set(only) if only else None
+        self.force = set(force or [])  # re-run these committed stages and every stage after them
         self.quiet = quiet
+        self.progress = RunProgress(quiet)
+        self.engine_startup_seconds: float | None = None
         self.out = recipe.output.rstrip("/")
         self.stats: list[dict] = []
         # input ledger (ingest/ledger.py): every successful run records the objects it read;
@@ -271,9 +273,10 @@ class Runner:
         # name, params and code, so a change re-runs that stage and those after it only
         prev_fp = _h([[i.model_dump() for i in self.recipe.inputs], self.recipe.seed])
         prev_outputs: list[str] = []
+        prev_sizes: list[int] = []
         ctx_base = dict(output_root=self.out, seed=self.recipe.seed,
                         inputs=[i.model_dump() for i in self.recipe.inputs], run_name=self.recipe.name)
-        did_work = False
+        did_work = forcing = False
         for k, spec in enumerate(self.recipe.stages):
             cls = get_stage(spec.stage)
             params = cls.Params(**spec.params).model_dump(mode="json")
@@ -299,19 +302,25 @@ class Runner:
                 files = None
                 inputs_desc = [{"path": storage.relpath(p, self.out)} for p in prev_outputs]
                 fp = _h([prev_fp, spec.stage, params, cls.code_hash()])
-            done = mf.committed(sdir, fp)
-            selected = self.only is None or spec.stage in self.only
+            forcing = forcing or spec.stage in self.force
+            if forcing:
+                storage.delete_prefix(sdir)  # parts would otherwise be reused by fingerprint
+            done = None if forcing else mf.committed(sdir, fp)
+            selected = forcing or self.only is None or spec.stage in self.only
             if done or not selected:
                 if not done:
                     raise RuntimeError(f"stage {spec.stage} is not selected with --stages but has no committed "
                                        f"output matching the recipe; run it too")
-                self.log(f"[{k:02d} {spec.stage}] up to date (manifest {done['fingerprint']}), skipped")
+                hint = f"; --force {spec.stage} re-runs it" if self.only and spec.stage in self.only else ""
+                self.log(f"[{k:02d} {spec.stage}] up to date (manifest {done['fingerprint']}), skipped{hint}")
                 prev_outputs = [storage.join(sdir, o["path"]) for o in done["outputs"]]
+                prev_sizes = [int(o.get("bytes", 0)) for o in done["outputs"]]
                 self.stats.append(self._stat_row(done, skipped=True))
                 prev_fp = fp
                 continue
             did_work = True
             prepare_stage_dir(sdir, fp)  # nothing of another recipe/input/code survives
+            t0 += self._start_engine()  # a stage's seconds exclude the engine's start-up
             self.log(f"[{k:02d} {spec.stage}] running on {self.engine.name} ({self.recipe.resources.workers} workers)")
             if cls.kind in ("map", "read"):
                 if cls.kind == "read":
@@ -321,20 +330,25 @@ class Runner:
                 for i, t in enumerate(tasks):
                     t.update(stage=spec.stage, params=params, ctx=ctx, stage_dir=sdir, part=i, fingerprint=fp,
                              batch_size=self.recipe.resources.batch_size)
-                parts = self.engine.map(run_part, tasks, desc=spec.stage,
-                                        on_result=Progress(spec.stage, len(tasks), self.quiet))
+                sizes = [f["size"] for f in files] if files is not None else prev_sizes
+                bar = self.progress.stage(k, spec.stage, len(tasks), sizes)
+                parts = self.engine.map(run_part, tasks, desc=spec.stage, on_result=bar.on_part)
             else:
-                job = GlobalJob(self, sdir, prev_outputs, fp, ctx, params, spec.stage)
+                bar = self.progress.stage(k, spec.stage, len(prev_outputs))
+                job = GlobalJob(self, sdir, prev_outputs, fp, ctx, params, spec.stage, bar)
                 st = cls(cls.Params(**params), StageContext(**ctx))
                 parts = st.execute(job)
             m = self._commit(k, spec.stage, sdir, fp, params, inputs_desc, parts, time.time() - t0)
+            bar.close(m["counts"]["in"], m["seconds"])
             prev_outputs = [storage.join(sdir, o["path"]) for o in m["outputs"]]
+            prev_sizes = [int(o.get("bytes", 0)) for o in m["outputs"]]
             self.stats.append(self._stat_row(m, skipped=False))
             prev_fp = fp
         wall = time.time() - t_run
         stats = {"run": self.recipe.name, "recipe_fingerprint": self.recipe.fingerprint(),
                  "engine": self.recipe.engine, "workers": self.recipe.resources.workers,
                  "output": self.out, "did_work": did_work, "wall_seconds": round(wall, 2),
+                 "engine_startup_seconds": self.engine_startup_seconds,
                  "stages": self.stats, "final_outputs": [storage.relpath(p, self.out) for p in prev_outputs]}
         if self.engine.nodes_used():
             stats["nodes"] = self.engine.nodes_used()
@@ -344,12 +358,27 @@ class Runner:
             stats["planted"] = evaluate_labels(self.recipe.labels, self.out, self.stats)
         if self.read_files:  # every stage committed: these inputs are done
             stats["new_inputs_recorded"] = self._ledger().record(self.read_files, self.recipe.name)
-        mf.write_json(storage.join(self.out, "stats.json"), stats)
+        from .history import with_history
+
+        stored = with_history(mf.read_json(storage.join(self.out, "stats.json")), stats)
+        mf.write_json(storage.join(self.out, "stats.json"), stored)
         if self.recipe.report:
             from ..report.html import write_report
 
-            stats["report"] = write_report(self.out, stats)
+            stats["report"] = write_report(self.out, stored)
         return stats
+
+    def _start_engine(self) -> float:
+        """Start Ray/Spark once, before the first stage that runs, timed on its own;
+        returns the seconds spent now (0 once started)."""
+        if self.engine_startup_seconds is not None:
+            return 0.0
+        t0 = time.time()
+        self.engine.start()
+        spent = time.time() - t0
+        self.engine_startup_seconds = round(spent, 2)
+        self.progress.engine_started(self.engine.name, self.engine_startup_seconds)
+        return spent
 
     def _ledger(self):
         from ..ingest.ledger import Ledger, default_location
@@ -363,7 +392,10 @@ class Runner:
                  "engine": self.recipe.engine, "workers": self.recipe.resources.workers, "output": self.out,
                  "did_work": False, "nothing_new": True, "wall_seconds": round(time.time() - t_run, 2),
                  "stages": [], "final_outputs": []}
-        mf.write_json(storage.join(self.out, "stats.json"), stats)
+        from .history import with_history
+
+        stored = with_history(mf.read_json(storage.join(self.out, "stats.json")), stats)
+        mf.write_json(storage.join(self.out, "stats.json"), stored)
         return stats
 
     def _commit(self, k, name, sdir, fp, params, inputs_desc, parts, seconds) -> dict:
@@ -374,7 +406,9 @@ class Runner:
         rej: Counter = Counter()
         counters: Counter = Counter()
         hist: Counter = Counter()
+        chars: Counter = Counter()
         for p in parts:
+            chars.update(p.get("chars", {}))
             rej.update(p["rejected"])
             counters.update(p.get("counters", {}))
             hist.update(p.get("length_hist", {}))
@@ -385,7 +419,7 @@ class Runner:
              "code_version": mf.code_version(), "params": params, "inputs": inputs_desc,
              "outputs": [p["output"] for p in parts], "rejects": [p["rejects"] for p in parts],
              "counts": {"in": n_in, "kept": kept, "rejected": dict(sorted(rej.items()))},
-             "counters": dict(sorted(counters.items())), "length_hist": dict(sorted(hist.items(), key=lambda x: int(x[0]))),
+             "counters": dict(sorted(counters.items())), "chars": dict(sorted(chars.items())), "length_hist": dict(sorted(hist.items(), key=lambda x: int(x[0]))),
              "seconds": round(seconds, 3), "engine": self.recipe.engine, "workers": self.recipe.resources.workers,
              "skipped_parts": sum(1 for p in parts if p.get("skipped")), "complete": True}
         for extra in ("artifacts",):
@@ -400,7 +434,7 @@ class Runner:
         c = m["counts"]
         return {"stage": m["stage"], "index": m["index"], "in": c["in"], "kept": c["kept"],
                 "rejected": c["rejected"], "counters": m.get("counters", {}),
-                "seconds": 0.0 if skipped else m["seconds"], "skipped": skipped,
+                "seconds": 0.0 if skipped else m["seconds"], "committed_seconds": m["seconds"], "skipped": skipped,
                 "length_hist": m.get("length_hist", {}), "fingerprint": m["fingerprint"]}
 
 

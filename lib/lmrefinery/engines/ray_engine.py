@@ -76,6 +76,9 @@ class RayEngine(Engine):
     def nodes_used(self) -> list[str]:
         return sorted(self.nodes)
 
+    def start(self) -> None:
+        ensure_ray(self.address)
+
     def map(self, fn, tasks, desc="", on_result=None):
         if not tasks:
             return []

@@ -42,6 +42,9 @@ class SparkEngine(Engine):
         super().__init__(workers)
         self.master = master
 
+    def start(self) -> None:
+        get_spark(self.master, self.workers)
+
     def map(self, fn, tasks, desc="", on_result=None):
         if not tasks:
             return []

@@ -1,7 +1,9 @@
 """A small OpenAI-compatible chat-completions server over a local Hugging Face
 model (``lmrefinery instruct serve MODEL_DIR --port 8000``).
 
-Endpoints: ``POST /v1/chat/completions``, ``GET /v1/models``, ``GET /health``
+Endpoints: ``POST /v1/chat/completions`` and ``POST /v1/completions`` (both with
+``"stream": true`` as server-sent events; see streaming.py for what is refused
+with a 400), ``GET /v1/models``, ``GET /health``
 and ``GET /stats`` (requests served, for tests and monitoring). Requests are
 generated one at a time (the model is shared); the HTTP server is threaded so
 clients with a concurrency limit still connect. Meant for tests, demos and
@@ -87,7 +89,44 @@ def make_handler(backend: TransformersBackend, model_name: str, stats: dict, loc
                     return self._send(200, dict(stats))
             self._send(404, {"error": {"message": f"no route {self.path}"}})
 
+        def _completions(self):
+            """POST /v1/completions (raw prompt, no chat template), streamed or not."""
+            from .streaming import (BadRequest, check_supported, completion_ids, completion_response,
+                                    gen_params, generate_deltas, send_stream)
+
+            if not self._authorised():
+                return self._send(401, {"error": {"message": "invalid api key"}})
+            try:
+                body = json.loads(self.rfile.read(int(self.headers.get("Content-Length") or 0)).decode("utf-8"))
+                if not isinstance(body, dict) or "prompt" not in body:
+                    raise BadRequest("'prompt' is required")
+                check_supported(body)
+                ids = completion_ids(backend, body["prompt"])
+            except (ValueError, KeyError) as e:
+                return self._send(400, {"error": {"message": f"bad request: {e}", "type": "invalid_request_error"}})
+            with lock:
+                stats["requests"] += 1
+            g = generate_deltas(backend, ids, gen_params(body))
+            if body.get("stream"):
+                return send_stream(self, "completion", model_name, g)
+            text = "".join(g.pieces)
+            if g.error:
+                with lock:
+                    stats["errors"] += 1
+                return self._send(500, {"error": {"message": g.error}})
+            self._send(200, completion_response(model_name, text, g))
+
+        def _chat_stream(self, msgs: list, body: dict):
+            from .streaming import gen_params, generate_deltas, send_stream
+
+            with lock:
+                stats["requests"] += 1
+            g = generate_deltas(backend, backend.prompt_ids(msgs), gen_params(body))
+            send_stream(self, "chat", model_name, g)
+
         def do_POST(self):
+            if self.path.rstrip("/") == "/v1/completions":
+                return self._completions()
             if self.path.rstrip("/") != "/v1/chat/completions":
                 return self._send(404, {"error": {"message": f"no route {self.path}"}})
             if not self._authorised():
@@ -98,8 +137,13 @@ def make_handler(backend: TransformersBackend, model_name: str, stats: dict, loc
                     raise ValueError(f"bad Content-Length {n}")
                 body = parse_chat_body(self.rfile.read(n))
                 msgs = body["messages"]
-            except ValueError as e:
+                from .streaming import check_supported
+
+                check_supported(body)  # n, logprobs, tools, ...: a clear 400, not a silent ignore
+            except (ValueError, KeyError) as e:
                 return self._send(400, {"error": {"message": f"bad request: {e}", "type": "invalid_request_error"}})
+            if body.get("stream"):
+                return self._chat_stream(msgs, body)
             params = {k: body.get(k) for k in ("temperature", "top_p", "max_tokens", "stop", "seed")}
             if isinstance(params.get("stop"), str):
                 params["stop"] = [params["stop"]]

@@ -58,6 +58,9 @@ class TrainerSpec(_Strict):
     eval_batches: int = Field(8, ge=1)
     checkpoint_every: int = Field(50, ge=1)
     keep_last: int = Field(3, ge=1)
+    # which weights model/ holds after the run: the last step's ("last"; the best-by-validation
+    # ones go to model-best/) or the best-by-validation ones ("best"; the last step's go to model-last/)
+    keep: Literal["last", "best"] = "last"
     max_failures: int = Field(2, ge=0)
     peak_flops: float | None = None          # per device; default: table in train/mfu.py
     stop_at_step: int | None = None          # end the run early (as if killed) after this step's checkpoint

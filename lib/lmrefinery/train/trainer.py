@@ -15,7 +15,8 @@ from .loop import BEST_DIR, TRAINER_STATE, train_loop
 from .metrics import read_metrics
 
 MODEL_DIR = "model"            # final export
-BEST_MODEL_DIR = "model-best"  # export of the best-by-validation weights
+BEST_MODEL_DIR = "model-best"  # export of the best-by-validation weights (trainer.keep: last)
+LAST_MODEL_DIR = "model-last"  # export of the last step's weights (trainer.keep: best)
 REPORT = "train_report.json"
 
 
@@ -90,11 +91,52 @@ def _ckpt_dir(uri_or_ckpt) -> tuple[str, bool]:
     return uri_or_ckpt, False
 
 
-def run_training(recipe: TrainRecipe) -> dict:
-    from ..engines.ray_engine import ensure_ray
+def _export_checkpoint(recipe: TrainRecipe, ckpt, dest: str, extra: dict | None = None) -> tuple[str, dict]:
+    """Export a checkpoint (Ray Checkpoint or folder URI) as an HF model; returns (URI, trainer state)."""
     from .export import export_model, model_from_checkpoint
 
+    d, tmp = _ckpt_dir(ckpt)
+    try:
+        model, tok = model_from_checkpoint(recipe, d)
+        with open(os.path.join(d, TRAINER_STATE)) as f:
+            st = json.load(f)
+        return export_model(model, tok, dest, extra=dict(extra or {}, trainer_state=st)), st
+    finally:
+        if tmp:
+            shutil.rmtree(d, ignore_errors=True)
+
+
+def export_models(recipe: TrainRecipe, last_ckpt, report: dict) -> None:
+    """model/ gets the weights ``trainer.keep`` names; the other ones go next to it
+    (model-best/ or model-last/). report["model_holds"] says which is which."""
+    run_dir = recipe.run_dir
+    extra = {"recipe": recipe.model_dump(mode="json")}
+    best_uri = storage.join(run_dir, BEST_DIR)
+    has_best = storage.exists(storage.join(best_uri, TRAINER_STATE))
+    keep = recipe.trainer.keep if has_best else "last"
+    main_src, other_src = (best_uri, last_ckpt) if keep == "best" else (last_ckpt, best_uri if has_best else None)
+    report["model"], st = _export_checkpoint(recipe, main_src, storage.join(run_dir, MODEL_DIR), extra)
+    holds = {"weights": keep, "step": st.get("step"), "keep": recipe.trainer.keep}
+    if recipe.trainer.keep == "best" and not has_best:
+        holds["note"] = "no validation loss was recorded, so model/ holds the last step's weights"
+    if st.get("best_val_loss") is not None:
+        holds["best_val_loss"], holds["best_step"] = st["best_val_loss"], st.get("best_step")
+    if other_src is not None:
+        other_dir = LAST_MODEL_DIR if keep == "best" else BEST_MODEL_DIR
+        uri, ost = _export_checkpoint(recipe, other_src, storage.join(run_dir, other_dir), extra)
+        report["model_last" if keep == "best" else "model_best"] = uri
+        holds["other"] = {"path": uri, "weights": "last" if keep == "best" else "best", "step": ost.get("step")}
+    report["model_holds"] = holds
+
+
+def run_training(recipe: TrainRecipe) -> dict:
+    from ..engines.ray_engine import ensure_ray
+
+    from .preflight import check_data, check_paths
+
     t0 = time.time()
+    check_paths(recipe)
+    data_check = check_data(recipe)  # on the driver: a data error is never retried by Ray Train
     ensure_ray(recipe.ray_address)
     run_dir = recipe.run_dir
     print(f"[train] {recipe.kind} {recipe.name}: {recipe.trainer.workers} worker(s), run folder {run_dir}",
@@ -115,28 +157,11 @@ def run_training(recipe: TrainRecipe) -> dict:
         best = min(vals, key=lambda r: r["val_loss"])
         report["best_val"] = {"step": best["step"], "val_loss": best["val_loss"], "val_ppl": best["val_ppl"]}
     if finished and result.checkpoint is not None:
-        d, tmp = _ckpt_dir(result.checkpoint)
-        try:
-            model, tok = model_from_checkpoint(recipe, d)
-            with open(os.path.join(d, TRAINER_STATE)) as f:
-                st = json.load(f)
-            report["model"] = export_model(model, tok, storage.join(run_dir, MODEL_DIR),
-                                           extra={"recipe": recipe.model_dump(mode="json"), "trainer_state": st})
-        finally:
-            if tmp:
-                shutil.rmtree(d, ignore_errors=True)
-        best_uri = storage.join(run_dir, BEST_DIR)
-        if storage.exists(storage.join(best_uri, TRAINER_STATE)):
-            d, tmp = _ckpt_dir(best_uri)
-            try:
-                model, tok = model_from_checkpoint(recipe, d)
-                report["model_best"] = export_model(model, tok, storage.join(run_dir, BEST_MODEL_DIR))
-            finally:
-                if tmp:
-                    shutil.rmtree(d, ignore_errors=True)
+        export_models(recipe, result.checkpoint, report)
         if recipe.kind == "sft" and recipe.sft.eval_prompts > 0:
             report["sft_eval"] = sft_evaluate(recipe, report["model"])
     report["wall_seconds"] = round(time.time() - t0, 1)
+    report["data_check"] = data_check
     storage.write_bytes(storage.join(run_dir, REPORT),
                         json.dumps(report, indent=1, ensure_ascii=False, default=str).encode())
     return report
