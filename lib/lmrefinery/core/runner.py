@@ -443,13 +443,16 @@ def format_summary(stats: dict) -> str:
     for s in stats["stages"]:
         top = sorted(s["rejected"].items(), key=lambda x: (-x[1], x[0]))[:3]
         reasons = ", ".join(f"{r}={n}" for r, n in top) or "-"
+        secs = f"({s['committed_seconds']:.1f})" if s["skipped"] and "committed_seconds" in s else f"{s['seconds']:.1f}"
         rows.append((f"{s['index']:02d} {s['stage']}", str(s["in"]), str(s["kept"]), reasons,
-                     f"{s['seconds']:.1f}", "skipped" if s["skipped"] else ""))
+                     secs, "skipped" if s["skipped"] else ""))
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     lines = ["  ".join(c.ljust(w) if j in (0, 3, 5) else c.rjust(w) for j, (c, w) in enumerate(zip(r, widths)))
              for r in rows]
     lines.insert(1, "-" * len(lines[0]))
     out = "\n".join(lines)
+    if any(s["skipped"] for s in stats["stages"]):
+        out += "\n(seconds) of a skipped stage: as measured by the run that committed it"
     if stats.get("planted"):
         out += "\n\nPlanted labels (sample shards):\n"
         for kind, d in stats["planted"].items():
