@@ -1,8 +1,7 @@
 from __future__ import annotations
 
 import json
-import time
-from typing import Callable, Iterable
+from typing import Callable
 
 
 class Engine:
@@ -43,24 +42,3 @@ class LocalEngine(Engine):
 
 def call_task(fn: Callable[[dict], dict], task_json: str) -> str:
     return json.dumps(fn(json.loads(task_json)), sort_keys=True)
-
-
-def get_engine(name: str, workers: int = 2, ray_address: str | None = None,
-               spark_master: str = "local[*]", cpus_per_task: float = 1.0) -> Engine:
-    if name == "ray":
-        from .ray_engine import RayEngine
-
-        return RayEngine(workers=workers, address=ray_address, cpus_per_task=cpus_per_task)
-    if name == "spark":
-        from .spark_engine import SparkEngine
-
-        return SparkEngine(workers=workers, master=spark_master)
-    if name == "local":
-        return LocalEngine(workers=1)
-    raise ValueError(f"unknown engine {name!r}: expected ray, spark or local")
-
-
-def timed(it: Iterable):
-    t0 = time.time()
-    for x in it:
-        yield time.time() - t0, x

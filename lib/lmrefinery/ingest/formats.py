@@ -13,8 +13,8 @@ from typing import Any, Callable, Iterator
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from ..core import storage
+from .lines import MAX_SNIPPET, iter_line_range
 
-MAX_SNIPPET = 2000
 
 
 @dataclass
@@ -158,42 +158,6 @@ def map_fields(obj: dict, fields: dict[str, str]) -> dict:
     return doc
 
 
-def _lines(f, max_bytes: int) -> Iterator[tuple[int, int, bytes | None, str | None]]:
-    """Yield (line_no, byte_offset, line, error). A decompression error ends the
-    stream with one error item; what came before it is kept."""
-    offset, n = 0, 0
-    while True:
-        try:
-            line = f.readline(max_bytes + 1)
-        except (EOFError, OSError, zlib.error, ValueError) as e:
-            yield n, offset, None, f"corrupt_compression: {type(e).__name__}: {e}"
-            return
-        except Exception as e:  # zstd, bz2 raise their own types
-            yield n, offset, None, f"corrupt_compression: {type(e).__name__}: {e}"
-            return
-        if not line:
-            return
-        if len(line) > max_bytes and not line.endswith(b"\n"):
-            # giant line: skip the rest of it without holding it in memory
-            size = len(line)
-            try:
-                while True:
-                    chunk = f.readline(1 << 20)
-                    size += len(chunk)
-                    if not chunk or chunk.endswith(b"\n"):
-                        break
-            except Exception as e:
-                yield n, offset, None, f"corrupt_compression: {type(e).__name__}: {e}"
-                return
-            yield n, offset, line[:MAX_SNIPPET], f"too_large: line of {size} bytes > max_doc_bytes={max_bytes}"
-            offset += size
-            n += 1
-            continue
-        yield n, offset, line, None
-        offset += len(line)
-        n += 1
-
-
 def _check_text(doc: dict, pos: str, raw) -> "Record | Quarantine":
     t = doc.get("text")
     if t is None:
@@ -213,7 +177,6 @@ def _json_type(v) -> str:
 @reader("jsonl", "ndjson", options=LineOptions)
 def read_jsonl(spec: dict) -> Iterator["Record | Quarantine"]:
     """JSON Lines, one record per line, fields mapped to columns."""
-    from .split import iter_line_range  # whole file, or one byte range of a split file
 
     max_bytes = spec_options(spec, LineOptions).max_doc_bytes
     for pos, off, line, err in iter_line_range(spec, max_bytes):
@@ -335,7 +298,6 @@ def _escaped_json(rec: dict) -> str:
 @reader("text", "txt", options=LineOptions)
 def read_text_lines(spec: dict) -> Iterator["Record | Quarantine"]:
     """One document per line (e.g. already-extracted Wikipedia plain text)."""
-    from .split import iter_line_range
 
     max_bytes = spec_options(spec, LineOptions).max_doc_bytes
     for pos, off, line, err in iter_line_range(spec, max_bytes):

@@ -20,7 +20,7 @@ from pydantic import Field
 
 from ..core import storage
 from ..core.schema import conversation_doc, doc_id
-from .formats import LineOptions, Quarantine, Record, _lines, reader, snippet
+from .formats import LineOptions, Quarantine, Record, reader, snippet
 
 SHAREGPT_ROLES = {"human": "user", "user": "user", "gpt": "assistant", "assistant": "assistant",
                   "chatgpt": "assistant", "bard": "assistant", "bing": "assistant", "model": "assistant",
@@ -51,7 +51,7 @@ def iter_objects(spec: dict) -> Iterator[tuple[str, Any] | Quarantine]:
         if first in (b"[", b"{") and _is_single_json(spec, head):
             yield from _iter_array(spec)
             return
-    from .split import iter_line_range
+    from .lines import iter_line_range
 
     max_bytes = int(o.get("max_doc_bytes", 64 << 20))
     for pos, off, line, err in iter_line_range(spec, max_bytes):

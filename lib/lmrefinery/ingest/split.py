@@ -18,11 +18,8 @@ same file; both are stable for a fixed ``split_bytes``.
 """
 from __future__ import annotations
 
-import zlib
-from typing import Iterator
 
 from ..core import storage
-from .formats import _lines
 
 DEFAULT_SPLIT_BYTES = 256 << 20
 LINE_FORMATS = {"jsonl", "ndjson", "text", "txt", "alpaca", "self_instruct", "dolly", "sharegpt",
@@ -63,45 +60,3 @@ def plan_read_tasks(files: list[dict]) -> list[dict]:
             g["range_index"], g["range_count"] = k, n
             out.append(g)
     return out
-
-
-def iter_line_range(spec: dict, max_bytes: int) -> Iterator[tuple[str, int, bytes | None, str | None]]:
-    """(pos, offset, line, error): the whole file (pos ``line:n``) or the lines
-    starting inside spec["range"] (pos ``byte:offset``)."""
-    rng = spec.get("range")
-    if not rng:
-        with storage.open_read(spec["path"]) as f:
-            for n, off, line, err in _lines(f, max_bytes):
-                yield f"line:{n}", off, line, err
-        return
-    start, end = int(rng[0]), int(rng[1])
-    f = storage.open_raw(spec["path"])
-    try:
-        off = start
-        if start > 0:
-            f.seek(start - 1)
-            # the line that holds byte start-1 belongs to the previous range
-            skipped = f.readline()
-            off = start - 1 + len(skipped)
-        while off < end:
-            try:
-                line = f.readline(max_bytes + 1)
-            except (OSError, zlib.error, ValueError) as e:
-                yield f"byte:{off}", off, None, f"read_error: {type(e).__name__}: {e}"
-                return
-            if not line:
-                return
-            if len(line) > max_bytes and not line.endswith(b"\n"):
-                size = len(line)
-                while True:
-                    chunk = f.readline(1 << 20)
-                    size += len(chunk)
-                    if not chunk or chunk.endswith(b"\n"):
-                        break
-                yield f"byte:{off}", off, line[:2000], f"too_large: line of {size} bytes > max_doc_bytes={max_bytes}"
-                off += size
-                continue
-            yield f"byte:{off}", off, line, None
-            off += len(line)
-    finally:
-        f.close()

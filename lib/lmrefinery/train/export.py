@@ -9,6 +9,7 @@ import tempfile
 
 from ..core import storage
 from .chat import CHAT_TEMPLATE, IM_END, IM_START
+from .files import upload_dir
 
 _EOS_CANDIDATES = ("<|endoftext|>", "</s>", "<eos>", "<|eos|>", "[SEP]")
 _BOS_CANDIDATES = ("<|begin_of_text|>", "<s>", "<bos>", "<|bos|>", "[CLS]")
@@ -82,32 +83,6 @@ def _local_copy(path: str) -> str:
     return d
 
 
-def upload_dir(local: str, uri: str) -> None:
-    """Copy a local folder to a local path or an ``s3://`` prefix (replacing what is there)."""
-    if not storage.is_s3(uri):
-        if os.path.abspath(local) == os.path.abspath(uri):
-            return
-        if os.path.isdir(uri):
-            shutil.rmtree(uri)
-        shutil.copytree(local, uri)
-        return
-    storage.delete_prefix(uri)
-    for root, _, files in os.walk(local):
-        for f in files:
-            p = os.path.join(root, f)
-            with open(p, "rb") as fh:
-                storage.write_bytes(storage.join(uri, os.path.relpath(p, local)), fh.read())
-
-
-def download_dir(uri: str, local: str | None = None) -> str:
-    if not storage.is_s3(uri):
-        return uri
-    local = local or tempfile.mkdtemp(prefix="lmr-model-")
-    for f in storage.list_files(uri.rstrip("/") + "/"):
-        storage.write_bytes(os.path.join(local, storage.relpath(f, uri.rstrip("/"))), storage.read_bytes(f))
-    return local
-
-
 def export_model(model, tok, out: str, extra: dict | None = None) -> str:
     """Write the HF directory to ``out`` (local or ``s3://``)."""
     import json
@@ -133,7 +108,7 @@ def export_model(model, tok, out: str, extra: dict | None = None) -> str:
 
 def model_from_checkpoint(recipe, ckpt_dir: str):
     """Rebuild the model of a recipe and load a checkpoint's weights into it (CPU, fp32)."""
-    from .loop import read_state_file
+    from .files import read_state_file
     from .model import build_model
 
     tok = load_tokenizer(recipe.tokenizer, recipe.chat_template)

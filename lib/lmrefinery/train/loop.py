@@ -17,7 +17,8 @@ import time
 
 import numpy as np
 
-STATE_FILE = "state.pt"
+from .files import STATE_FILE, read_state_file, upload_dir
+
 BEST_DIR = "best_checkpoint"
 TRAINER_STATE = "trainer_state.json"
 
@@ -157,7 +158,6 @@ def train_loop(config: dict) -> None:
                 json.dump(state, f)
             if val is not None and state.get("best_step") == state["step"]:
                 # the best-by-validation weights survive checkpoint rotation (keep_last)
-                from .export import upload_dir
 
                 best = tempfile.mkdtemp(prefix="lmr-best-")
                 torch.save({"model": msd}, os.path.join(best, STATE_FILE))
@@ -339,19 +339,6 @@ class _null:
 
     def __exit__(self, *a):
         return False
-
-
-def read_state_file(d: str) -> dict:
-    """A checkpoint's state.pt with ``weights_only=True``: tensors and plain containers
-    only, so a tampered checkpoint cannot run code when it is loaded."""
-    import torch
-
-    path = os.path.join(d, STATE_FILE)
-    try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # torch raises UnpicklingError (and friends) for anything else
-        raise RuntimeError(f"{path}: not a plain tensor checkpoint, refusing to load it "
-                           f"({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})") from e
 
 
 def _load_state(d: str, model, opt, strategy: str) -> None:

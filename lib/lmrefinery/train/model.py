@@ -80,7 +80,7 @@ def build_model(init: str, preset: str, vocab_size: int, overrides: dict | None 
         from ..core import storage
 
         if storage.is_s3(init):
-            from .export import download_dir
+            from .files import download_dir
 
             init = download_dir(init)
         if not os.path.isdir(init):

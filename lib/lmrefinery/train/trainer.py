@@ -85,7 +85,7 @@ def _ckpt_dir(uri_or_ckpt) -> tuple[str, bool]:
     if hasattr(uri_or_ckpt, "to_directory"):
         return uri_or_ckpt.to_directory(), True
     if storage.is_s3(uri_or_ckpt):
-        from .export import download_dir
+        from .files import download_dir
 
         return download_dir(uri_or_ckpt), True
     return uri_or_ckpt, False
@@ -193,7 +193,8 @@ def _eval_task(model_uri, convs, max_new_tokens, zh, samples, tokenizer, chat_te
     import tempfile
 
     from .evaluate import evaluate_model
-    from .export import download_dir, export_model, load_tokenizer
+    from .export import load_tokenizer
+    from .files import download_dir
 
     d = download_dir(model_uri)
     # score with the tokenizer the held-out ids were made with
