@@ -326,7 +326,7 @@ def test_splits_keep_near_duplicates_together(shared_corpora):
     # deterministic, independent of order
     out2, _ = assign_splits(list(reversed(rows)), {"train": 0.8, "validation": 0.1, "test": 0.1}, "category", 0)
     assert {r["id"]: r["meta"]["split"] for r in out2} == split
-    assert report["rows_in_multi_clusters"] >= 2 * len(planted)
+    assert report["rows_in_multi_row_groups"] >= 2 * len(planted)
 
 
 def test_split_and_balance_stages_on_ray(ray_cluster, tmp_path, shared_corpora):

@@ -133,6 +133,15 @@ def _user(instruction: str, inp: str) -> str:
     return f"{instruction}\n\n{inp}" if inp else instruction
 
 
+def _user_msg(instruction: str, inp: str) -> dict:
+    """The user turn: instruction and input joined for training, the input kept
+    on the message (``input``) so Alpaca exports can give it back."""
+    m = {"role": "user", "content": _user(instruction, inp)}
+    if (inp or "").strip():
+        m["input"] = inp.strip()
+    return m
+
+
 def _with_system(rec: dict, msgs: list[dict]) -> list[dict]:
     sys_prompt = _s(rec.get("system")).strip() if isinstance(rec, dict) else ""
     if sys_prompt:
@@ -154,16 +163,19 @@ Conv = tuple[str, list[dict], dict]  # (suffix for pos/id, messages, meta)
 
 # ------------------------------------------------------------ per format
 def conv_alpaca(rec: dict, o: dict) -> list[Conv]:
-    msgs = _history(rec) + [{"role": "user", "content": _user(_need(rec, "instruction"), _s(rec.get("input")))},
+    msgs = _history(rec) + [_user_msg(_need(rec, "instruction"), _s(rec.get("input"))),
                             {"role": "assistant", "content": _need(rec, "output")}]
     return [("", _with_system(rec, msgs), {"category": rec.get("category"), "orig_id": rec.get("id")})]
 
 
 def conv_belle(rec: dict, o: dict) -> list[Conv]:
-    instr = _need(rec, "instruction")
-    msgs = [{"role": "user", "content": _user(instr, _s(rec.get("input")))},
-            {"role": "assistant", "content": _need(rec, "output")}]
-    return [("", _with_system(rec, msgs), {"orig_id": rec.get("id"), "category": rec.get("category"),
+    """BELLE training files (instruction/input/output) and its eval set
+    (question/std_answer/class, e.g. eval_set.json)."""
+    q_key = "instruction" if "instruction" in rec else "question"
+    a_key = next((k for k in ("output", "std_answer", "answer") if k in rec), "output")
+    instr = _need(rec, q_key)
+    msgs = [_user_msg(instr, _s(rec.get("input"))), {"role": "assistant", "content": _need(rec, a_key)}]
+    return [("", _with_system(rec, msgs), {"orig_id": rec.get("id"), "category": rec.get("category", rec.get("class")),
                                             "embedded_input": "\n" in instr.strip()})]
 
 
@@ -176,8 +188,7 @@ def conv_self_instruct(rec: dict, o: dict) -> list[Conv]:
     for k, it in enumerate(inst):
         if not isinstance(it, dict):
             raise BadRecord("malformed_record", f"instance {k} is not an object")
-        msgs = [{"role": "user", "content": _user(instr, _s(it.get("input")))},
-                {"role": "assistant", "content": _need(it, "output")}]
+        msgs = [_user_msg(instr, _s(it.get("input"))), {"role": "assistant", "content": _need(it, "output")}]
         oid = rec.get("id")
         out.append((f"#{k}", msgs, {"orig_id": f"{oid}#{k}" if len(inst) > 1 else oid, "category": rec.get("name"),
                                      "is_classification": bool(rec.get("is_classification")), "instance": k}))
@@ -187,8 +198,7 @@ def conv_self_instruct(rec: dict, o: dict) -> list[Conv]:
 def conv_dolly(rec: dict, o: dict) -> list[Conv]:
     ctx = _s(rec.get("context")).strip()
     instr = _need(rec, "instruction")
-    msgs = [{"role": "user", "content": f"{instr}\n\n{ctx}" if ctx else instr},
-            {"role": "assistant", "content": _need(rec, "response")}]
+    msgs = [_user_msg(instr, ctx), {"role": "assistant", "content": _need(rec, "response")}]
     return [("", msgs, {"category": rec.get("category"), "orig_id": rec.get("id"), "has_context": bool(ctx)})]
 
 
@@ -252,7 +262,7 @@ def conv_bilingual(rec: dict, o: dict) -> list[Conv]:
     out = []
     for lang, r in (("en", en), (other, native)):
         try:
-            msgs = [{"role": "user", "content": _user(_need(r, "instruction"), _s(r.get("input")))},
+            msgs = [_user_msg(_need(r, "instruction"), _s(r.get("input"))),
                     {"role": "assistant", "content": _need(r, "output")}]
         except BadRecord as e:  # one bad half does not take the other with it
             out.append((f":{lang}", e, {"lang": lang}))
@@ -305,6 +315,11 @@ FORMATS: dict[str, Callable] = {
     "alpaca": conv_alpaca, "self_instruct": conv_self_instruct, "dolly": conv_dolly, "sharegpt": conv_sharegpt,
     "openai_messages": conv_openai, "belle": conv_belle, "alpaca_bilingual": conv_bilingual,
 }
+
+
+def read_instruction_file(spec: dict, fmt: str) -> Iterator[Record | Quarantine]:
+    """Records and quarantines of one file in an instruction format (for the instruct CLI)."""
+    yield from _read(spec, fmt)
 
 
 def _read(spec: dict, fmt: str) -> Iterator[Record | Quarantine]:

@@ -17,6 +17,29 @@ import json
 import os
 
 
+def _guarded(fn):
+    """An unreadable input file is exit 2 with its name, not a traceback or an empty success."""
+    import functools
+
+    @functools.wraps(fn)
+    def run(a) -> int:
+        from .common import UnreadableInput
+
+        try:
+            return fn(a)
+        except UnreadableInput as e:
+            import sys
+
+            print(f"lmrefinery: error: {e}", file=sys.stderr)
+            return 2
+    return run
+
+
+def _format_arg(q) -> None:
+    q.add_argument("--format", default="auto", help="input format: auto (sniffed from the first record), rows, "
+                   "alpaca, alpaca_bilingual, belle, dolly, self_instruct, sharegpt, openai_messages")
+
+
 def _backend_args(p) -> None:
     g = p.add_argument_group("backend")
     g.add_argument("--backend", choices=["openai", "transformers", "ray", "vllm"], default=None,
@@ -92,7 +115,7 @@ def cmd_construct(a) -> int:
     if path.endswith(".jsonl"):
         rows = [{"id": str(r.get("id", i)), "source": a.source, "meta": r} for i, r in enumerate(read_jsonl(path))]
     else:
-        rows = load_records(path)
+        rows = load_records(path, a.format)
     cols = dict(kv.split("=", 1) for kv in a.column)
     labels = a.labels.split(",") if a.labels else None
     recs, rej = construct(rows, a.task, a.lang, seed=a.seed, columns=cols, label_set=labels,
@@ -122,7 +145,7 @@ def cmd_evol(a) -> int:
     from .common import load_records
     from .evol import EvolConfig, evolve
 
-    rows = load_records(a.input)[: a.limit or None]
+    rows = load_records(a.input, a.format)[: a.limit or None]
     cfg = EvolConfig(depth=a.depth, judge=a.judge, seed=a.seed)
     cfg.evolve_params = _gen_params(a, cfg.evolve_params)
     backend = make_backend_from_args(a, a.out)
@@ -139,7 +162,7 @@ def cmd_augment(a) -> int:
     from .augment import SynonymModel, llm_augment, synonym_augment
     from .common import load_records, messages
 
-    rows = load_records(a.input)[: a.limit or None]
+    rows = load_records(a.input, a.format)[: a.limit or None]
     if a.kind == "synonyms":
         if a.dictionary:
             model = SynonymModel.from_dictionary(a.dictionary)
@@ -163,7 +186,7 @@ def cmd_filter(a) -> int:
     from .common import load_records
     from .filters import PairFilter
 
-    rows = load_records(a.input)
+    rows = load_records(a.input, a.format)
     f = PairFilter(check_lang=not a.no_lang)
     kept, rejects = [], []
     for r in rows:
@@ -184,7 +207,8 @@ def build(rows: list[dict], prefix: str, *, filter_pairs: bool = True, dedup: bo
           floors: dict | None = None, upsample: bool = False, fractions: dict | None = None,
           stratify: str = "category", formats: tuple[str, ...] = ("alpaca", "messages", "parquet"),
           sep: str = "<sep>", seed: int = 0, sources: list[str] | None = None, parent: str | None = None,
-          check_lang: bool = True, near_dedup: bool = False, near_threshold: float = 0.7) -> dict:
+          check_lang: bool = True, near_dedup: bool = False, near_threshold: float = 0.7,
+          pin_splits: bool = True) -> dict:
     """The in-process build (small and medium data; recipes do the same at scale)."""
     from collections import Counter
 
@@ -192,7 +216,7 @@ def build(rows: list[dict], prefix: str, *, filter_pairs: bool = True, dedup: bo
     from .balance import balance
     from .filters import PairFilter
     from .split import assign_splits, prompt_text
-    from .versioning import build_version
+    from .versioning import build_version, latest, version_dir, version_splits
 
     reports: dict = {"input": len(rows)}
     if filter_pairs:
@@ -229,7 +253,11 @@ def build(rows: list[dict], prefix: str, *, filter_pairs: bool = True, dedup: bo
         reports["dedup"]["near_duplicates"] = len(ordered) - len(rows)
     if balance_by:
         rows, reports["balance"] = balance(rows, balance_by, temperature, caps, floors, None, upsample, seed)
-    rows, reports["split"] = assign_splits(rows, fractions, stratify, seed)
+    previous = None
+    pin_to = parent or latest(prefix)
+    if pin_splits and pin_to:
+        previous = version_splits(version_dir(prefix, pin_to))
+    rows, reports["split"] = assign_splits(rows, fractions, stratify, seed, previous=previous)
     params = {"filter": filter_pairs, "dedup": dedup, "balance_by": balance_by, "temperature": temperature,
               "caps": caps, "floors": floors, "upsample": upsample, "fractions": fractions, "stratify": stratify,
               "seed": seed, "check_lang": check_lang, "near_dedup": near_dedup, "near_threshold": near_threshold}
@@ -246,7 +274,7 @@ def cmd_build(a) -> int:
 
     rows = []
     for p in a.input:
-        rows.extend(load_records(p))
+        rows.extend(load_records(p, a.format))
     fractions = None
     if a.fractions:
         fractions = {k: float(v) for k, v in (x.split("=", 1) for x in a.fractions.split(","))}
@@ -254,7 +282,7 @@ def cmd_build(a) -> int:
               balance_by=a.balance_by.split(",") if a.balance_by else None, temperature=a.temperature,
               caps=_kv_ints(a.cap), floors=_kv_ints(a.floor), upsample=a.upsample, fractions=fractions,
               formats=tuple(a.formats.split(",")), sep=a.sep, seed=a.seed, sources=a.input, check_lang=not a.no_lang,
-              near_dedup=a.near_dedup)
+              near_dedup=a.near_dedup, pin_splits=not a.no_pin)
     print(json.dumps({k: m[k] for k in ("version", "parent", "records", "counts")}, ensure_ascii=False, indent=1))
     print(f"version: {os.path.join(a.prefix, 'versions', m['version'])}" + (" (unchanged, reused)" if m.get("reused") else ""))
     return 0
@@ -265,6 +293,10 @@ def cmd_diff(a) -> int:
 
     d = diff(a.a, a.b)
     print(json.dumps(d, indent=1, ensure_ascii=False) if a.json else format_diff(d))
+    if d["leaking_moves"] and not a.allow_moves:
+        print(f"lmrefinery: error: {d['leaking_moves']} rows moved between train and test/validation "
+              "(--allow-moves to accept)", file=__import__("sys").stderr)
+        return 1
     return 0
 
 
@@ -291,7 +323,8 @@ def register(sub) -> None:
     q.add_argument("--source", default="tasks")
     q.add_argument("--seed", type=int, default=0)
     q.add_argument("--out", required=True)
-    q.set_defaults(fn=cmd_construct)
+    _format_arg(q)
+    q.set_defaults(fn=_guarded(cmd_construct))
 
     q = s.add_parser("self-instruct", help="Self-Instruct rounds from seed tasks")
     q.add_argument("--seeds", required=True, help="seed tasks JSONL (Self-Instruct / BELLE format)")
@@ -302,7 +335,7 @@ def register(sub) -> None:
     q.add_argument("--source", default="self_instruct")
     q.add_argument("--out", required=True)
     _backend_args(q)
-    q.set_defaults(fn=cmd_self_instruct)
+    q.set_defaults(fn=_guarded(cmd_self_instruct))
 
     q = s.add_parser("evol", help="Evol-Instruct in-depth / in-breadth evolution")
     q.add_argument("--input", required=True)
@@ -312,7 +345,8 @@ def register(sub) -> None:
     q.add_argument("--seed", type=int, default=0)
     q.add_argument("--out", required=True)
     _backend_args(q)
-    q.set_defaults(fn=cmd_evol)
+    _format_arg(q)
+    q.set_defaults(fn=_guarded(cmd_evol))
 
     q = s.add_parser("augment", help="paraphrase / expand / back-translate / synonym substitution")
     q.add_argument("--input", required=True)
@@ -323,13 +357,15 @@ def register(sub) -> None:
     q.add_argument("--seed", type=int, default=0)
     q.add_argument("--out", required=True)
     _backend_args(q)
-    q.set_defaults(fn=cmd_augment)
+    _format_arg(q)
+    q.set_defaults(fn=_guarded(cmd_augment))
 
     q = s.add_parser("filter", help="pair filters with reasons")
     q.add_argument("--input", required=True)
     q.add_argument("--no-lang", action="store_true")
     q.add_argument("--out", required=True)
-    q.set_defaults(fn=cmd_filter)
+    _format_arg(q)
+    q.set_defaults(fn=_guarded(cmd_filter))
 
     q = s.add_parser("build", help="filter, dedup, balance, split and write a new immutable version")
     q.add_argument("--input", nargs="+", required=True)
@@ -347,10 +383,14 @@ def register(sub) -> None:
     q.add_argument("--formats", default="alpaca,messages,parquet")
     q.add_argument("--sep", default="<sep>")
     q.add_argument("--seed", type=int, default=0)
-    q.set_defaults(fn=cmd_build)
+    q.add_argument("--no-pin", action="store_true", help="do not keep the splits of rows already in LATEST")
+    _format_arg(q)
+    q.set_defaults(fn=_guarded(cmd_build))
 
     q = s.add_parser("diff", help="what changed between two versions (dirs, PREFIX@VERSION or PREFIX for LATEST)")
     q.add_argument("a")
     q.add_argument("b")
     q.add_argument("--json", action="store_true")
+    q.add_argument("--allow-moves", action="store_true", help="exit 0 even when rows moved between train and "
+                                                              "test/validation")
     q.set_defaults(fn=cmd_diff)

@@ -229,7 +229,8 @@ def _summary_task(t: dict) -> dict:
     for r in rows:
         m = r["meta"]
         light.append({"id": r["id"], "lang": r.get("lang"), "part": t["part"],
-                      "meta": {**{k: m.get(k) for k in ("category", "task", "repeat_of", "origin")},
+                      "meta": {**{k: m.get(k) for k in ("category", "task", "repeat_of", "origin", "parent_id", "pair_id",
+                                                         *t.get("link_fields", ()))},
                                "source": r.get("source")},
                       "prompt": prompt_text(r) if t.get("with_prompt") else ""})
     import json
@@ -261,10 +262,10 @@ def _decision_apply_task(t: dict) -> dict:
     return finish_part(t, [res], tbl.num_rows, t0)
 
 
-def _summaries(job, work: str, with_prompt: bool) -> list[dict]:
+def _summaries(job, work: str, with_prompt: bool, link_fields: tuple[str, ...] = ()) -> list[dict]:
     import json
 
-    base = dict(work=work, stage=job.name)
+    base = dict(work=work, stage=job.name, link_fields=list(link_fields))
     job.map(_summary_task, [dict(base, input=p, part=i, with_prompt=with_prompt) for i, p in enumerate(job.inputs)],
             "summary")
     out = []
@@ -273,13 +274,14 @@ def _summaries(job, work: str, with_prompt: bool) -> list[dict]:
     return out
 
 
-def _decide_and_apply(job, with_prompt: bool, decide, report_name: str) -> list[dict]:
+def _decide_and_apply(job, with_prompt: bool, decide, report_name: str,
+                      link_fields: tuple[str, ...] = ()) -> list[dict]:
     """The global instruct stages' rounds: per-part summaries, ``decide(light) ->
     (decisions, report)`` on the driver, per-part application, the report, cleanup."""
     from ..core.manifest import write_json
 
     work = storage.join(job.stage_dir, "_work")
-    light = _summaries(job, work, with_prompt=with_prompt)
+    light = _summaries(job, work, with_prompt=with_prompt, link_fields=link_fields)
     decisions, report = decide(light)
     parts = _apply_decisions(job, work, decisions, light)
     write_json(storage.join(job.stage_dir, report_name), report)
@@ -350,6 +352,11 @@ class SplitParams(StageParams):
     stratify: str | None = Field("category", description="meta field to stratify by (null: none)")
     near_dup: bool = Field(True, description="keep MinHash near-duplicate clusters of prompts in one split")
     threshold: float = Field(0.7, gt=0, le=1, description="Jaccard of prompt word bigrams for a near duplicate")
+    link_fields: list[str] = Field(default_factory=lambda: ["group"],
+                                   description="meta fields whose equal values keep rows in one split "
+                                               "(pair_id, parent_id and repeat_of always do)")
+    previous_version: str | None = Field(None, description="version dir, PREFIX@VERSION or PREFIX: rows already "
+                                                           "there keep their split (test never goes to train)")
 
 
 @register
@@ -370,11 +377,16 @@ class InstructSplit(_InstructStage):
             for r in rows:
                 r["meta"]["messages"] = [{"role": "user", "content": r.pop("_prompt")}]
             out, report = spl.assign_splits(rows, p.fractions, p.stratify or "", self.ctx.seed, p.near_dup,
-                                            p.threshold)
+                                            p.threshold, tuple(p.link_fields), previous)
             return {r["id"]: {"set": {"split": r["meta"]["split"], "cluster": r["meta"]["cluster"]}}
                     for r in out}, report
 
-        return _decide_and_apply(job, True, decide, "split_report.json")
+        previous = None
+        if p.previous_version:
+            from .versioning import version_splits
+
+            previous = version_splits(p.previous_version)
+        return _decide_and_apply(job, True, decide, "split_report.json", tuple(p.link_fields))
 
 
 class VersionParams(StageParams):
