@@ -129,7 +129,8 @@ def test_filters_on_corpora(normalised):
     # ShareGPT answers say "我是由OpenAI训练的语言模型..." and friends
     assert reasons[("sharegpt", "refusal_boilerplate")] >= 30
     assert all(r["reject_reason"] in {"refusal_boilerplate", "response_too_short", "lang_mismatch",
-                                      "response_copies_instruction", "empty_response", "no_instruction"}
+                                      "response_copies_instruction", "empty_response", "no_instruction",
+                                      "response_repetitive", "turn_too_long"}
                for r in rej)
     assert st["instruct_filter"]["kept"] > 0.95 * st["instruct_filter"]["in"]
 

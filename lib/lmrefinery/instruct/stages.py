@@ -157,6 +157,9 @@ class FilterParams(StageParams):
     check_lang: bool = True
     exempt_categories: list[str] = Field(default_factory=lambda: ["translation"])
     lid_model: str | None = None
+    max_turn_chars: int | None = Field(32000, ge=1, description="longest turn allowed (characters); null: no limit")
+    max_repetition: float = Field(0.5, gt=0, le=1, description="1 - distinct/total word 4-grams of an answer above which it is a loop")
+    repetition_min_words: int = Field(30, ge=4, description="answers shorter than this are not checked for repetition")
 
 
 @register
@@ -170,7 +173,8 @@ class InstructFilter(_InstructStage):
 
         p = self.params
         self.f = PairFilter(p.min_response_words, p.min_response_chars, p.copy_threshold, p.refusal_lists,
-                            p.check_lang, p.lid_model, tuple(p.exempt_categories))
+                            p.check_lang, p.lid_model, tuple(p.exempt_categories), max_turn_chars=p.max_turn_chars,
+                            max_repetition=p.max_repetition, repetition_min_words=p.repetition_min_words)
 
     def process(self, batch: pa.Table) -> BatchResult:
         if not hasattr(self, "f"):
