@@ -22,8 +22,10 @@ from .formats import Quarantine, Record, _lines, reader, snippet
 
 SHAREGPT_ROLES = {"human": "user", "user": "user", "gpt": "assistant", "assistant": "assistant",
                   "chatgpt": "assistant", "bard": "assistant", "bing": "assistant", "model": "assistant",
-                  "system": "system", "function_call": "tool", "observation": "tool", "tool": "tool",
-                  "function": "tool", "tool_call": "tool", "tool_response": "tool"}
+                  "system": "system", "function_call": "assistant", "observation": "tool", "tool": "tool",
+                  "function": "tool", "tool_call": "assistant", "tool_response": "tool"}
+# speakers whose turn is a function call: an assistant turn with tool_calls (it gets loss)
+CALL_SPEAKERS = {"function_call", "tool_call"}
 OPENAI_ROLES = {"system": "system", "developer": "system", "user": "user", "assistant": "assistant",
                 "tool": "tool", "function": "tool"}
 
@@ -217,16 +219,36 @@ def conv_sharegpt(rec: dict, o: dict) -> list[Conv]:
         if frm not in roles:
             raise BadRecord("unknown_role", f"turn {k}: unknown speaker {frm!r}")
         content = _s(t.get("value", t.get("content")))
-        m = {"role": roles[frm], "content": content}
-        if roles[frm] == "tool":
-            m["tool_kind"] = frm  # function_call (the call) or observation (its result)
-        msgs.append(m)
+        if frm in CALL_SPEAKERS:
+            msgs.append(_call_turn(content, k))
+        else:
+            msgs.append({"role": roles[frm], "content": content})
     if not any(m["role"] == "assistant" for m in msgs):
         raise BadRecord("no_assistant_turn", "conversation has no assistant turn")
     meta = {"orig_id": rec.get("id"), "category": rec.get("category")}
-    if rec.get("tools"):
-        meta["tools"] = rec["tools"]
+    meta.update(_tools_meta(rec))
     return [("", _with_system(rec, msgs), meta)]
+
+
+def _call_turn(text: str, k: int) -> dict:
+    from ..instruct.tools import calls_from_text
+
+    try:
+        return {"role": "assistant", "content": "", "tool_calls": calls_from_text(text)}
+    except ValueError as e:
+        raise BadRecord("malformed_tool_call", f"turn {k}: {e}") from None
+
+
+def _tools_meta(rec: dict) -> dict:
+    from ..instruct.tools import normalise_tools
+
+    if not rec.get("tools"):
+        return {}
+    try:
+        tools = normalise_tools(rec["tools"])
+    except ValueError as e:
+        raise BadRecord("malformed_tools", str(e)) from None
+    return {"tools": tools} if tools else {}
 
 
 def conv_openai(rec: dict, o: dict) -> list[Conv]:
@@ -244,13 +266,20 @@ def conv_openai(rec: dict, o: dict) -> list[Conv]:
         if isinstance(c, list):  # content parts
             c = "\n".join(p.get("text", "") for p in c if isinstance(p, dict) and p.get("type", "text") == "text")
         m = {"role": role, "content": _s(c)}
-        for extra in ("name", "tool_calls", "tool_call_id", "function_call"):
+        calls = t.get("tool_calls") or ([t["function_call"]] if t.get("function_call") else [])
+        if calls and role == "assistant":
+            from ..instruct.tools import normalise_call
+
+            try:
+                m["tool_calls"] = [normalise_call(x) for x in calls]
+            except ValueError as e:
+                raise BadRecord("malformed_tool_call", f"message {k}: {e}") from None
+        for extra in ("name", "tool_call_id"):
             if t.get(extra) is not None:
                 m[extra] = t[extra]
         msgs.append(m)
     meta = {"orig_id": rec.get("id"), "category": rec.get("category")}
-    if rec.get("tools"):
-        meta["tools"] = rec["tools"]
+    meta.update(_tools_meta(rec))
     return [("", msgs, meta)]
 
 

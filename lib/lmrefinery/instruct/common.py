@@ -212,6 +212,10 @@ def pair(row: dict) -> tuple[str, str]:
             ins, seen_user = m.get("content") or "", True
         elif m["role"] == "assistant" and seen_user:
             resp = m.get("content") or ""
+            if m.get("tool_calls"):   # a function call is the answer: its rendered text
+                from .tools import lower_messages
+
+                resp = lower_messages([m])[0]["content"]
             break
     return ins, resp
 

@@ -28,6 +28,7 @@ from functools import lru_cache
 
 from .common import cjk_ratio, conf_file, messages, pair, split_code, tokens
 from .rouge import rouge_l
+from .tools import has_tools
 
 
 @lru_cache(maxsize=32)
@@ -129,7 +130,7 @@ class PairFilter:
         for m in turns:
             if self.refusal(m.get("content") or ""):
                 return "refusal_boilerplate"
-        if self.check_lang:
+        if self.check_lang and not has_tools(messages(row)):   # calls are JSON, not a language
             meta = row.get("meta") or {}
             if meta.get("category") in self.exempt or meta.get("task") in self.exempt or _TRANSLATE.search(ins):
                 return None
