@@ -302,9 +302,57 @@ def test_llm_augmentation_protects_code(tiny_model, tmp_path):
     b = CachedBackend(TransformersBackend(tiny_model), str(tmp_path / "aug.sqlite"))
     made, rejects = llm_augment(rows, b, "paraphrase", params=SMALL)
     # gibberish cannot carry the placeholders back: the code record is rejected, never altered
-    assert {"parent_id": rows[0]["id"], "origin": "paraphrase", "reason": "code_block_lost"} in rejects
+    assert [(x["parent_id"], x["reason"]) for x in rejects if x["reason"] == "code_block_lost"] == \
+        [(rows[0]["id"], "code_block_lost")]
     for m in made:
         assert m["meta"]["origin"] == "paraphrase" and m["meta"]["parent_id"] == rows[1]["id"]
         assert pair(m)[1] == "Blue."
     made2, rejects2 = llm_augment(rows, b, "back_translation", params=SMALL)
     assert len(made2) + len(rejects2) == 2 and b.stats["requests"] == 2 + 4
+
+
+def test_augmentation_gate_variants_and_cli_flags(tiny_model, tmp_path, shared_corpora):
+    """The tiny model writes gibberish: every variant is refused by the gate with a reason
+    (before the gate, 4/4 were accepted); N variants per row are requested; the CLI passes
+    --max-tokens/--temperature/--seed/--variants through."""
+    from lmrefinery.instruct.augment import VariantGate, llm_augment
+    from lmrefinery.instruct.common import load_records
+
+    S = os.path.join(shared_corpora, "instructions")
+    rows = load_records(os.path.join(S, "alpaca_chinese_bilingual_part_0.json"))[:4]   # 2 en + 2 zh
+    b = CachedBackend(TransformersBackend(tiny_model), str(tmp_path / "gate.sqlite"))
+    made, rejects = llm_augment(rows, b, "paraphrase", params=SMALL, n_variants=2, seed=1)
+    assert made == [] and len(rejects) == 8 and b.stats["requests"] == 8
+    gate_reasons = {"lang_changed", "too_different", "too_similar", "length_ratio", "refusal_boilerplate",
+                    "duplicate_variant", "unchanged", "empty_output", "backend_error_or_empty"}
+    assert {x["reason"] for x in rejects} <= gate_reasons and {x["variant"] for x in rejects} == {0, 1}
+    gate = VariantGate()
+    src = "Give three tips for staying healthy."
+    assert gate(src, "Offer three suggestions for staying healthy.", "paraphrase") is None
+    assert gate(src, "foo bar baz qux quux corge grault", "paraphrase") == "too_different"
+    assert gate(src, "给出保持健康的三个建议。", "paraphrase") == "lang_changed"
+    assert gate(src, "Sure! Here is the paraphrased instruction: give three tips for staying well.",
+                "paraphrase") == "refusal_boilerplate"
+    assert gate(src, "Give three tips for staying healthy!", "paraphrase") == "too_similar"
+    assert gate("给出保持健康的三个建议。", "请提供三个保持健康的建议。", "paraphrase") is None
+    # the CLI honours the generation flags: 6-token variants, two per row
+    inp = tmp_path / "rows.json"
+    inp.write_text(json.dumps([{"instruction": "Give three tips for staying healthy.", "input": "", "output": "x y"},
+                               {"instruction": "Name two primary colours.", "input": "", "output": "Red, blue."}]))
+    out = tmp_path / "aug.jsonl"
+    r = subprocess.run([sys.executable, "-m", "lmrefinery.cli", "instruct", "augment", "--input", str(inp),
+                        "--kind", "paraphrase", "--backend", "transformers", "--model-dir", tiny_model,
+                        "--max-tokens", "6", "--temperature", "0.5", "--seed", "3", "--variants", "2",
+                        "--out", str(out)], capture_output=True, text=True, cwd=ROOT)
+    assert r.returncode == 0, r.stderr
+    stats = json.loads(r.stdout.strip().splitlines()[-1])
+    assert stats["augmented"] + stats["rejected"] == 4 and stats["backend"]["requests"] == 4
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(tiny_model)
+    rej = [json.loads(x) for x in open(str(out) + ".rejects.jsonl")]
+    lens = [len(tok(x["instruction"], add_special_tokens=False)["input_ids"]) for x in rej if x.get("instruction")]
+    lens16 = [len(tok(x["instruction"], add_special_tokens=False)["input_ids"]) for x in rejects
+              if x.get("instruction")]
+    # re-encoding decoded byte-level gibberish splits a little more than it was generated
+    assert lens and max(lens) <= 12 and sum(lens16) / len(lens16) > sum(lens) / len(lens)

@@ -159,26 +159,37 @@ def cmd_evol(a) -> int:
 
 
 def cmd_augment(a) -> int:
-    from .augment import SynonymModel, llm_augment, synonym_augment
+    from .augment import Seq2SeqTranslator, SynonymModel, lexicon_augment, llm_augment, synonym_augment
     from .common import load_records, messages
 
     rows = load_records(a.input, a.format)[: a.limit or None]
-    if a.kind == "synonyms":
+    stats: dict = {}
+    if a.kind == "synonyms" and not (a.dictionary or a.vectors):
+        recs, rej = lexicon_augment(rows, rate=a.rate, seed=a.seed, n_variants=a.variants)
+    elif a.kind == "synonyms":
         if a.dictionary:
             model = SynonymModel.from_dictionary(a.dictionary)
         else:
             texts = [m.get("content") or "" for r in rows for m in messages(r)]
             model = SynonymModel.train(texts, seed=a.seed)
         recs, rej = synonym_augment(rows, model, rate=a.rate, seed=a.seed)
-        stats = {}
     else:
-        backend = make_backend_from_args(a, a.out)
+        if a.translator:
+            if a.kind != "back_translation":
+                raise SystemExit("lmrefinery: error: --translator is for --kind back_translation")
+            backend = Seq2SeqTranslator(dict(x.split("=", 1) for x in a.translator))
+        else:
+            backend = make_backend_from_args(a, a.out)
         try:
-            recs, rej = llm_augment(rows, backend, a.kind)
+            recs, rej = llm_augment(rows, backend, a.kind, _gen_params(a, {"temperature": 0.7, "max_tokens": 256}),
+                                    n_variants=a.variants, seed=a.seed)
         finally:
             stats = getattr(backend, "stats", {})
             backend.close()
-    _write_outputs(a.out, recs, rej, {"augmented": len(recs), "rejected": len(rej), "backend": stats})
+    from collections import Counter
+
+    _write_outputs(a.out, recs, rej, {"augmented": len(recs), "rejected": len(rej),
+                                      "reasons": dict(Counter(x["reason"] for x in rej)), "backend": stats})
     return 0
 
 
@@ -351,7 +362,12 @@ def register(sub) -> None:
     q = s.add_parser("augment", help="paraphrase / expand / back-translate / synonym substitution")
     q.add_argument("--input", required=True)
     q.add_argument("--kind", required=True, choices=["paraphrase", "expand", "back_translation", "synonyms"])
-    q.add_argument("--dictionary", help="synonyms: word<TAB>syn1,syn2 file instead of fastText vectors")
+    q.add_argument("--dictionary", help="synonyms: word<TAB>syn1,syn2 file instead of the shipped lexicons")
+    q.add_argument("--vectors", action="store_true", help="synonyms: fastText neighbours trained on the input "
+                   "(the old behaviour; spelling neighbours, not synonyms - prefer the shipped lexicons)")
+    q.add_argument("--variants", type=int, default=1, help="variants per row (different seeds)")
+    q.add_argument("--translator", action="append", default=[], metavar="en-zh=DIR",
+                   help="back_translation through local seq2seq models instead of a chat backend")
     q.add_argument("--rate", type=float, default=0.15)
     q.add_argument("--limit", type=int)
     q.add_argument("--seed", type=int, default=0)
