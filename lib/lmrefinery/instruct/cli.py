@@ -5,6 +5,7 @@
   self-instruct --seeds S           Self-Instruct rounds through a backend
   evol --input R                    Evol-Instruct generations through a backend
   augment --input R --kind K        paraphrase | expand | back_translation | synonyms
+  score --input R --ifd-model M     IFD (local causal LM) and/or --judge (backend) scores as columns
   filter --input R                  pair filters, rejects with reasons
   build --input R --prefix P        filter, prompt dedup, balance, split, export -> a new version
   diff A B                          what changed between two versions
@@ -193,12 +194,40 @@ def cmd_augment(a) -> int:
     return 0
 
 
+def cmd_score(a) -> int:
+    from collections import Counter
+
+    from .common import load_records
+    from .scoring import IFDScorer, judge_scores, with_scores
+
+    rows = load_records(a.input, a.format)[: a.limit or None]
+    stats: dict = {"rows": len(rows)}
+    if a.ifd_model:
+        rows = with_scores(rows, IFDScorer(a.ifd_model, a.max_len).score(rows))
+        got = [r["meta"]["ifd"] for r in rows if r["meta"].get("ifd") is not None]
+        stats["ifd"] = {"scored": len(got), "median": sorted(got)[len(got) // 2] if got else None,
+                        "at_least_1": sum(1 for x in got if x >= 1.0)}
+    if a.judge:
+        backend = make_backend_from_args(a, a.out)
+        try:
+            rows = with_scores(rows, judge_scores(rows, backend, _gen_params(a, {"temperature": 0.0,
+                                                                                  "max_tokens": 8})))
+        finally:
+            stats["backend"] = getattr(backend, "stats", {})
+            backend.close()
+        stats["judge_score"] = dict(Counter(str(r["meta"].get("judge_score")) for r in rows))
+    if not (a.ifd_model or a.judge):
+        raise SystemExit("lmrefinery: error: give --ifd-model DIR and/or --judge (with a backend)")
+    _write_outputs(a.out, rows, [], stats)
+    return 0
+
+
 def cmd_filter(a) -> int:
     from .common import load_records
     from .filters import PairFilter
 
     rows = load_records(a.input, a.format)
-    f = PairFilter(check_lang=not a.no_lang)
+    f = PairFilter(check_lang=not a.no_lang, max_ifd=a.max_ifd, min_judge_score=a.min_judge_score)
     kept, rejects = [], []
     for r in rows:
         why = f(r)
@@ -376,9 +405,22 @@ def register(sub) -> None:
     _format_arg(q)
     q.set_defaults(fn=_guarded(cmd_augment))
 
+    q = s.add_parser("score", help="instruction-quality scores: IFD with a local causal LM, an LLM judge")
+    q.add_argument("--input", required=True)
+    q.add_argument("--ifd-model", help="local HF causal LM directory for Instruction-Following Difficulty")
+    q.add_argument("--max-len", type=int, default=1024)
+    q.add_argument("--judge", action="store_true", help="rate each pair 1-5 through the backend")
+    q.add_argument("--limit", type=int)
+    q.add_argument("--out", required=True)
+    _backend_args(q)
+    _format_arg(q)
+    q.set_defaults(fn=_guarded(cmd_score))
+
     q = s.add_parser("filter", help="pair filters with reasons")
     q.add_argument("--input", required=True)
     q.add_argument("--no-lang", action="store_true")
+    q.add_argument("--max-ifd", type=float, help="reject rows with meta.ifd >= this (see instruct score)")
+    q.add_argument("--min-judge-score", type=float, help="reject rows with meta.judge_score below this")
     q.add_argument("--out", required=True)
     _format_arg(q)
     q.set_defaults(fn=_guarded(cmd_filter))

@@ -6,6 +6,8 @@
   options the instruction lists, or a known label word (yes/no/true/false,
   是/否/对/错/积极/消极..., A-D); a single Chinese character is such an answer
 * ``turn_too_long`` - any turn longer than ``max_turn_chars``
+* ``ifd_too_high`` / ``judge_score_too_low`` - scores from ``instruct score`` /
+  the ``instruct_score`` stage (``scoring.py``) against ``max_ifd`` / ``min_judge_score``
 * ``response_repetitive`` - an assistant turn of at least ``repetition_min_words``
   words whose word 4-grams are more than ``max_repetition`` repeats (1 - distinct/total)
   (looping generations: "the the the", a sentence pasted ten times)
@@ -70,7 +72,8 @@ class PairFilter:
                  exempt_categories: tuple[str, ...] = ("translation",), all_turns: bool = True,
                  min_lang_letters: int = 20, min_lang_score: float = 0.5, max_turn_chars: int | None = 32000,
                  max_repetition: float = 0.5, repetition_min_words: int = 30,
-                 label_categories: tuple[str, ...] = LABEL_CATEGORIES):
+                 label_categories: tuple[str, ...] = LABEL_CATEGORIES, max_ifd: float | None = None,
+                 min_judge_score: float | None = None):
         self.min_words, self.min_chars = min_response_words, min_response_chars
         self.copy_threshold = copy_threshold
         lists = refusal_lists if refusal_lists is not None else ["refusals_en.txt", "refusals_zh.txt"]
@@ -83,6 +86,7 @@ class PairFilter:
         self.max_turn_chars = max_turn_chars
         self.max_repetition, self.repetition_min_words = max_repetition, repetition_min_words
         self.label_categories = set(label_categories)
+        self.max_ifd, self.min_judge_score = max_ifd, min_judge_score
         self._lid = None
 
     def lid(self, text: str):
@@ -126,6 +130,12 @@ class PairFilter:
                 b = [vocab.setdefault(t, len(vocab)) for t in rtoks]
                 if a and b and rouge_l(a, b) >= self.copy_threshold:
                     return "response_copies_instruction"
+        meta = row.get("meta") or {}
+        if self.max_ifd is not None and meta.get("ifd") is not None and meta["ifd"] >= self.max_ifd:
+            return "ifd_too_high"
+        if self.min_judge_score is not None and meta.get("judge_score") is not None and \
+                meta["judge_score"] < self.min_judge_score:
+            return "judge_score_too_low"
         turns = [m for m in messages(row) if m["role"] == "assistant"] if self.all_turns else [{"content": resp}]
         for m in turns:
             if self.refusal(m.get("content") or ""):

@@ -160,6 +160,8 @@ class FilterParams(StageParams):
     max_turn_chars: int | None = Field(32000, ge=1, description="longest turn allowed (characters); null: no limit")
     max_repetition: float = Field(0.5, gt=0, le=1, description="1 - distinct/total word 4-grams of an answer above which it is a loop")
     repetition_min_words: int = Field(30, ge=4, description="answers shorter than this are not checked for repetition")
+    max_ifd: float | None = Field(None, gt=0, description="reject rows whose meta.ifd (instruct_score) is at least this")
+    min_judge_score: float | None = Field(None, description="reject rows whose meta.judge_score is below this")
 
 
 @register
@@ -174,13 +176,42 @@ class InstructFilter(_InstructStage):
         p = self.params
         self.f = PairFilter(p.min_response_words, p.min_response_chars, p.copy_threshold, p.refusal_lists,
                             p.check_lang, p.lid_model, tuple(p.exempt_categories), max_turn_chars=p.max_turn_chars,
-                            max_repetition=p.max_repetition, repetition_min_words=p.repetition_min_words)
+                            max_repetition=p.max_repetition, repetition_min_words=p.repetition_min_words,
+                            max_ifd=p.max_ifd, min_judge_score=p.min_judge_score)
 
     def process(self, batch: pa.Table) -> BatchResult:
         if not hasattr(self, "f"):
             self.setup()
         rows = table_to_rows(batch)
         return BatchResult.split(batch, self.name, [self.f(r) for r in rows])
+
+
+# ---------------------------------------------------------------- quality scores
+class ScoreParams(StageParams):
+    model_dir: str = Field(..., description="local HF causal LM for Instruction-Following Difficulty")
+    max_len: int = Field(1024, ge=8, description="tokens of instruction + response scored")
+    batch_size: int = Field(8, ge=1)
+
+
+@register
+class InstructScore(_InstructStage):
+    name = "instruct_score"
+    Params = ScoreParams
+    description = "Instruction-Following Difficulty with a local causal LM: meta.ifd, loss_with_instruction, loss_response_only."
+
+    def setup(self):
+        from .scoring import IFDScorer
+
+        p = self.params
+        self.scorer = IFDScorer(p.model_dir, p.max_len, p.batch_size)
+
+    def process(self, batch: pa.Table) -> BatchResult:
+        from .scoring import with_scores
+
+        if not hasattr(self, "scorer"):
+            self.setup()
+        rows = table_to_rows(batch)
+        return BatchResult(_replace_rows(batch, with_scores(rows, self.scorer.score(rows))))
 
 
 # ---------------------------------------------------------------- prompt-keyed exact dedup
@@ -315,6 +346,8 @@ class BalanceParams(StageParams):
     caps: dict[str, int] = Field(default_factory=dict, description="group -> max rows ('*' = every group)")
     floors: dict[str, int] = Field(default_factory=dict, description="group -> min rows (shortfall reported)")
     total: int | None = Field(None, ge=1)
+    prefer: str | None = Field(None, description="meta score deciding which rows a downsampled group keeps "
+                                                 "(judge_score: highest first; -ifd: lowest first); default a hash")
     upsample: bool = Field(False, description="meet floors (and temperature targets above a group's size) by "
                            "repetition: rows get meta.repeat = copies; instruct_version exports them repeated "
                            "and tokenize writes them that many times")
@@ -334,7 +367,7 @@ class InstructBalance(_InstructStage):
 
         def decide(light):
             kept, report = bal.balance(light, p.by, p.temperature, p.caps, p.floors, p.total, upsample=p.upsample,
-                                       seed=self.ctx.seed)
+                                       seed=self.ctx.seed, prefer=p.prefer)
             ids = {r["id"] for r in light}
             keep_ids = {r["id"] for r in kept if r["id"] in ids}
             decisions: dict[str, dict] = {r["id"]: {"drop": "balance_downsampled"} for r in light
@@ -348,7 +381,8 @@ class InstructBalance(_InstructStage):
             report["repeat_copies"] = sum(extra.values())
             return decisions, report
 
-        return _decide_and_apply(job, False, decide, "balance_report.json")
+        return _decide_and_apply(job, False, decide, "balance_report.json",
+                                 (p.prefer.lstrip("-"),) if p.prefer else ())
 
 
 class SplitParams(StageParams):
