@@ -182,3 +182,31 @@ def test_cli_commands_take_raw_files_and_refuse_bad_ones(shared_corpora, tmp_pat
         r = _cli(cmd, "--input", str(f), *cmds[cmd])
         assert r.returncode == 2 and str(f.name) in r.stderr and words in r.stderr, (cmd, r.stderr)
     assert not (tmp_path / "p").exists()
+
+
+def test_heldout_items_dedup_and_scores_per_language(corpus, tmp_path):
+    from lmrefinery.instruct.balance import repeat_copy
+    from lmrefinery.instruct.cli import build
+    from lmrefinery.instruct.heldout import heldout_items, score_by_language
+
+    bilingual, _ = corpus
+    base = bilingual[:400]
+    prefix = str(tmp_path / "ev")
+    m = build(base, prefix, check_lang=False, seed=0, formats=("parquet",))
+    items, rep = heldout_items(prefix, "test")
+    n_test = m["counts"]["split"]["test"]
+    assert rep["rows"] == n_test and len(items) == n_test - rep["duplicate_prompts_dropped"] - rep["no_reference"]
+    # upsampled copies sit in their original's split (repeat_of links them) but never fill the held-out set
+    tests = [r for r in base if r["id"] in {i.id for i in items}]
+    copies = [repeat_copy(r, 1) for r in tests] + [repeat_copy(r, 2) for r in tests]
+    m2 = build(base + copies, str(tmp_path / "ev2"), check_lang=False, seed=0, formats=("parquet",),
+               dedup=False)
+    assert m2["counts"]["split"]["test"] == 3 * n_test
+    items2, rep2 = heldout_items(str(tmp_path / "ev2"), "test")
+    assert [i.id for i in items2] == [i.id for i in items] and rep2["repeats_dropped"] == 2 * n_test
+    assert {i.lang for i in items} == {"en", "zh"}
+    perfect = score_by_language(items, [i.reference for i in items])
+    assert set(perfect) == {"all", "en", "zh"}
+    assert all(v["exact_match"] == 1.0 and v["rougeL"] == pytest.approx(1.0) for v in perfect.values())
+    wrong = score_by_language(items, ["no idea" for _ in items])
+    assert wrong["all"]["exact_match"] == 0.0 and wrong["en"]["rougeL"] < 0.2
