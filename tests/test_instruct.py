@@ -418,8 +418,13 @@ def test_export_refuses_what_a_format_cannot_hold(tmp_path):
                                 {"role": "assistant", "content": '{"name": "get_weather", "arguments": {}}'},
                                 {"role": "tool", "content": '{"temp": 21}'},
                                 {"role": "assistant", "content": "It is 21 C."}]
-    with pytest.raises(ValueError, match="tool turn"):
-        ex.write([tool], str(tmp_path / "t.txt"), "txt")
+    with pytest.raises(ex.NotRepresentable, match="tool turn"):
+        ex.txt_line(tool, "<sep>")
+    unanswered = rec("Hi", "Hello", i=12)
+    unanswered["meta"]["messages"].append({"role": "user", "content": "Still there?"})
+    info = ex.write([tool, unanswered, rec("a?", "b.", i=13)], str(tmp_path / "t.txt"), "txt")
+    assert info["rows"] == 1 and info["skipped_not_representable"] == 2
+    assert ex.read(str(tmp_path / "t.txt"), "txt")[0]["messages"][0]["content"] == "a?"
     info = ex.write([tool, rec("a?", "b.", i=10)], str(tmp_path / "t.jsonl"), "alpaca")
     assert info["rows"] == 1 and info["skipped_tool_conversations"] == 1
     ex.write([tool], str(tmp_path / "t.csv"), "csv")

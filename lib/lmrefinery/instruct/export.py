@@ -13,8 +13,10 @@ Formats (``write(rows, path, fmt)`` / ``read(path, fmt)``, round-trip safe):
   system prompt makes the field count odd and comes first. Backslash, CR, LF
   and every other line separator (VT, FF, FS, GS, RS, NEL, U+2028, U+2029) are
   escaped (``\\\\``, ``\\r``, ``\\n``, ``\\uXXXX``), so a line is a record for any
-  reader. Tool turns, or turns out of user/assistant order, cannot be written
-  as txt: an error names the record;
+  reader. Conversations with tool turns, turns out of user/assistant order or
+  no final answer cannot be written as txt: ``txt_line`` raises
+  ``NotRepresentable`` naming the record, ``write`` leaves them out and counts
+  them (``skipped_not_representable`` in the version manifest's file list);
 * ``parquet`` - the document rows themselves (meta JSON included), the input the
   tokenisation stage turns into instruction shards with loss masks.
 """
@@ -111,6 +113,10 @@ def escape_txt(text: str) -> str:
     return "".join(out)
 
 
+class NotRepresentable(ValueError):
+    """A conversation a format cannot hold (txt: tool turns, turns out of order, no final answer)."""
+
+
 def txt_line(row: dict, sep: str) -> str:
     """One conversation as ``[system<sep>]user<sep>assistant[<sep>user<sep>assistant...]``."""
     msgs = _plain_messages(row)
@@ -120,12 +126,12 @@ def txt_line(row: dict, sep: str) -> str:
     expected = "user"
     for m in msgs:
         if m["role"] != expected:
-            raise ValueError(f"record {row.get('id')}: a {m['role']} turn where txt expects {expected}; "
+            raise NotRepresentable(f"record {row.get('id')}: a {m['role']} turn where txt expects {expected}; "
                              "txt holds system? + alternating user/assistant turns (use messages or parquet)")
         fields.append(m["content"])
         expected = "assistant" if expected == "user" else "user"
     if expected != "user" or not msgs:
-        raise ValueError(f"record {row.get('id')}: txt needs a conversation ending with an assistant turn")
+        raise NotRepresentable(f"record {row.get('id')}: txt needs a conversation ending with an assistant turn")
     esc = [escape_txt(x) for x in fields]
     if any(sep in x for x in esc):
         raise ValueError(f"record {row.get('id')}: text contains the separator {sep!r}; choose another")
@@ -150,6 +156,13 @@ def write(rows: list[dict], path: str, fmt: str, sep: str = "<sep>") -> dict:
     if fmt in ("alpaca", "json"):
         kept = [r for r in rows if not has_tool_turns(r)]
         skipped, rows = len(rows) - len(kept), kept
+    lines: list[str] = []
+    if fmt == "txt":
+        for r in rows:
+            try:
+                lines.append(txt_line(r, sep))
+            except NotRepresentable:
+                skipped += 1
     if fmt == "alpaca":
         data = "".join(_json_line(to_alpaca(r)) for r in rows)
     elif fmt == "messages":
@@ -167,14 +180,15 @@ def write(rows: list[dict], path: str, fmt: str, sep: str = "<sep>") -> dict:
                         json.dumps(_plain_messages(r), ensure_ascii=False) if multi else ""])
         data = buf.getvalue()
     elif fmt == "txt":
-        data = "".join(txt_line(r, sep) + "\n" for r in rows)
+        data = "".join(line + "\n" for line in lines)
+        rows = [None] * len(lines)
     else:
         raise ValueError(f"unknown export format {fmt!r}; known: {', '.join(FORMATS)}")
     raw = data.encode("utf-8")
     storage.write_bytes(path, raw)
     info = {"rows": len(rows), "bytes": len(raw), "sha256": storage.sha256(raw)}
     if skipped:
-        info["skipped_tool_conversations"] = skipped
+        info["skipped_tool_conversations" if fmt != "txt" else "skipped_not_representable"] = skipped
     return info
 
 

@@ -31,7 +31,8 @@ from .common import rows_to_table, table_to_rows
 
 
 # ---------------------------------------------------------------- fingerprints
-_HELPERS = ("common", "normalize", "filters", "templates", "balance", "split", "versioning", "export", "rouge")
+_HELPERS = ("common", "normalize", "filters", "templates", "balance", "split", "versioning", "export", "rouge",
+            "tools", "scoring")
 
 
 class _InstructStage(Stage):
