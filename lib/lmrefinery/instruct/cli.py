@@ -248,7 +248,7 @@ def build(rows: list[dict], prefix: str, *, filter_pairs: bool = True, dedup: bo
           stratify: str = "category", formats: tuple[str, ...] = ("alpaca", "messages", "parquet"),
           sep: str = "<sep>", seed: int = 0, sources: list[str] | None = None, parent: str | None = None,
           check_lang: bool = True, near_dedup: bool = False, near_threshold: float = 0.7,
-          pin_splits: bool = True) -> dict:
+          pin_splits: bool = True, normalize: bool = True) -> dict:
     """The in-process build (small and medium data; recipes do the same at scale)."""
     from collections import Counter
 
@@ -259,6 +259,8 @@ def build(rows: list[dict], prefix: str, *, filter_pairs: bool = True, dedup: bo
     from .versioning import build_version, latest, version_dir, version_splits
 
     reports: dict = {"input": len(rows)}
+    if normalize:
+        rows, reports["normalize"] = _normalize_raw(rows)
     if filter_pairs:
         f = PairFilter(check_lang=check_lang)
         reasons = Counter()
@@ -300,9 +302,34 @@ def build(rows: list[dict], prefix: str, *, filter_pairs: bool = True, dedup: bo
     rows, reports["split"] = assign_splits(rows, fractions, stratify, seed, previous=previous)
     params = {"filter": filter_pairs, "dedup": dedup, "balance_by": balance_by, "temperature": temperature,
               "caps": caps, "floors": floors, "upsample": upsample, "fractions": fractions, "stratify": stratify,
-              "seed": seed, "check_lang": check_lang, "near_dedup": near_dedup, "near_threshold": near_threshold}
+              "seed": seed, "check_lang": check_lang, "near_dedup": near_dedup, "near_threshold": near_threshold,
+              "normalize": normalize}
     return build_version(rows, prefix, recipe=params, sources=sources, parent=parent, formats=formats, sep=sep,
                          reports=reports)
+
+
+def _normalize_raw(rows: list[dict]) -> tuple[list[dict], dict]:
+    """Rows read from raw files get what instruct_normalize gives in a recipe (language per
+    turn, taxonomy category, provenance); rows already normalised are left alone."""
+    from collections import Counter
+
+    from .normalize import LangID, load_taxonomy, normalise_row
+
+    todo = [r for r in rows if not any("lang" in m for m in r["meta"].get("messages") or [])]
+    if not todo:
+        return rows, {"normalised": 0}
+    lid, tax = LangID(), load_taxonomy()
+    dropped = Counter()
+    keep_ids = set()
+    for r in todo:
+        why = normalise_row(r, lid, tax)
+        if why:
+            dropped[why] += 1
+        else:
+            keep_ids.add(r["id"])
+    todo_ids = {r["id"] for r in todo}
+    out = [r for r in rows if r["id"] not in todo_ids or r["id"] in keep_ids]
+    return out, {"normalised": len(keep_ids), "rejected": dict(dropped)}
 
 
 def _kv_ints(items: list[str]) -> dict:
