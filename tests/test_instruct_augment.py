@@ -93,3 +93,35 @@ def test_lexicon_augment_variants(sentences):
     assert all(r["meta"]["origin"] == "synonyms" and r["meta"]["swaps"] for r in out)
     assert len({pair(r)[0] for r in out}) == len(out)                                 # variants are distinct
     assert all(pair(r)[1] == "ok" for r in out)                                       # answers untouched
+
+
+def test_back_translation_through_a_local_seq2seq_model(sentences, tmp_path):
+    """A tiny untrained Marian model built here stands in for a real MT model: the
+    pipeline translates there and back, and the gate refuses its gibberish with reasons."""
+    from tokenizers import Tokenizer, models, pre_tokenizers, trainers
+    from transformers import MarianConfig, MarianMTModel, PreTrainedTokenizerFast
+
+    from lmrefinery.instruct.augment import Seq2SeqTranslator, llm_augment
+    from lmrefinery.instruct.common import make_record
+
+    en, zh = sentences
+    tok = Tokenizer(models.BPE(unk_token="<unk>"))
+    tok.pre_tokenizer = pre_tokenizers.Whitespace()
+    tok.train_from_iterator(en + zh, trainers.BpeTrainer(vocab_size=400, special_tokens=["<pad>", "</s>", "<unk>"],
+                                                         show_progress=False))
+    hf = PreTrainedTokenizerFast(tokenizer_object=tok, pad_token="<pad>", eos_token="</s>", unk_token="<unk>")
+    d = str(tmp_path / "marian")
+    hf.save_pretrained(d)
+    cfg = MarianConfig(vocab_size=len(hf), d_model=16, encoder_layers=1, decoder_layers=1, encoder_attention_heads=2,
+                       decoder_attention_heads=2, encoder_ffn_dim=32, decoder_ffn_dim=32, max_position_embeddings=256,
+                       pad_token_id=hf.pad_token_id, eos_token_id=hf.eos_token_id,
+                       decoder_start_token_id=hf.pad_token_id, forced_eos_token_id=hf.eos_token_id)
+    MarianMTModel(cfg).save_pretrained(d)
+    rows = [make_record([{"role": "user", "content": s}, {"role": "assistant", "content": "ok"}], "t",
+                        origin="source", id_parts=(i,)) for i, s in enumerate(en[:3] + zh[:3])]
+    tr = Seq2SeqTranslator({"en-zh": d, "zh-en": d}, max_new_tokens=12)
+    made, rejects = llm_augment(rows, tr, "back_translation")
+    assert tr.stats["translated"] == 2 * len(rows)               # there and back, per row
+    assert made == [] and len(rejects) == len(rows)
+    assert {x["reason"] for x in rejects} <= {"lang_changed", "too_different", "length_ratio", "empty_output",
+                                              "unchanged", "too_similar"}
