@@ -129,7 +129,8 @@ def test_filters_on_corpora(normalised):
     # ShareGPT answers say "我是由OpenAI训练的语言模型..." and friends
     assert reasons[("sharegpt", "refusal_boilerplate")] >= 30
     assert all(r["reject_reason"] in {"refusal_boilerplate", "response_too_short", "lang_mismatch",
-                                      "response_copies_instruction", "empty_response", "no_instruction"}
+                                      "response_copies_instruction", "empty_response", "no_instruction",
+                                      "response_repetitive", "turn_too_long"}
                for r in rej)
     assert st["instruct_filter"]["kept"] > 0.95 * st["instruct_filter"]["in"]
 
@@ -326,7 +327,7 @@ def test_splits_keep_near_duplicates_together(shared_corpora):
     # deterministic, independent of order
     out2, _ = assign_splits(list(reversed(rows)), {"train": 0.8, "validation": 0.1, "test": 0.1}, "category", 0)
     assert {r["id"]: r["meta"]["split"] for r in out2} == split
-    assert report["rows_in_multi_clusters"] >= 2 * len(planted)
+    assert report["rows_in_multi_row_groups"] >= 2 * len(planted)
 
 
 def test_split_and_balance_stages_on_ray(ray_cluster, tmp_path, shared_corpora):
@@ -380,21 +381,56 @@ def _export_rows():
     ]
 
 
+NASTY = "line\r\nCR\rVT\x0bFF\x0cFS\x1cGS\x1dRS\x1eNEL\x85LS\u2028PS\u2029 back\\slash \\n not-a-newline"
+
+
 @pytest.mark.parametrize("fmt", ex.FORMATS)
 def test_export_round_trip(tmp_path, fmt):
     rows = _export_rows()
-    if fmt == "txt":
-        rows = [r for r in rows if len(messages(r)) == 2]   # txt holds one pair per line
+    with_input = rec("x", "Positive.", i=5)
+    with_input["meta"]["messages"][0] = {"role": "user", "content": "Classify the sentiment.\n\nI love it.",
+                                         "input": "I love it."}
+    rows += [with_input, rec("Say it: " + NASTY, NASTY + " 是", system="Sys " + NASTY, i=6)]
     path = str(tmp_path / f"out.{ex.EXT[fmt]}")
     info = ex.write(rows, path, fmt, sep="<sep>")
     assert info["rows"] == len(rows)
     back = ex.read(path, fmt, sep="<sep>")
     want = [[{"role": m["role"], "content": m["content"]} for m in messages(r)] for r in rows]
-    assert [b["messages"] for b in back] == want
+    assert [[{"role": m["role"], "content": m["content"]} for m in b["messages"]] for b in back] == want
+    # one physical line per record for line-based formats, whatever str.splitlines() would break on
+    if fmt in ("alpaca", "messages", "txt"):
+        text = open(path, encoding="utf-8", newline="").read()
+        assert len(text.splitlines()) == len(rows)
     if fmt != "txt":
         assert [b["id"] for b in back] == [r["id"] for r in rows]
-    if fmt == "txt":
-        assert all(line.count("<sep>") == 1 for line in open(path, encoding="utf-8").read().splitlines())
+    if fmt in ("alpaca", "json", "csv"):       # Alpaca's input field survives
+        d = ex.to_alpaca(with_input)
+        assert (d["instruction"], d["input"]) == ("Classify the sentiment.", "I love it.")
+        assert back[4]["messages"][0].get("input") == "I love it."
+    if fmt == "txt":                           # multi-turn: every turn kept, system first (odd field count)
+        lines = open(path, encoding="utf-8").read().split("\n")
+        assert lines[3].count("<sep>") == 3 and lines[2].count("<sep>") == 2
+
+
+def test_export_refuses_what_a_format_cannot_hold(tmp_path):
+    tool = rec("What is the weather in Paris?", "x", i=9)
+    tool["meta"]["messages"] = [{"role": "user", "content": "Weather in Paris?"},
+                                {"role": "assistant", "content": '{"name": "get_weather", "arguments": {}}'},
+                                {"role": "tool", "content": '{"temp": 21}'},
+                                {"role": "assistant", "content": "It is 21 C."}]
+    with pytest.raises(ex.NotRepresentable, match="tool turn"):
+        ex.txt_line(tool, "<sep>")
+    unanswered = rec("Hi", "Hello", i=12)
+    unanswered["meta"]["messages"].append({"role": "user", "content": "Still there?"})
+    info = ex.write([tool, unanswered, rec("a?", "b.", i=13)], str(tmp_path / "t.txt"), "txt")
+    assert info["rows"] == 1 and info["skipped_not_representable"] == 2
+    assert ex.read(str(tmp_path / "t.txt"), "txt")[0]["messages"][0]["content"] == "a?"
+    info = ex.write([tool, rec("a?", "b.", i=10)], str(tmp_path / "t.jsonl"), "alpaca")
+    assert info["rows"] == 1 and info["skipped_tool_conversations"] == 1
+    ex.write([tool], str(tmp_path / "t.csv"), "csv")
+    assert ex.read(str(tmp_path / "t.csv"), "csv")[0]["messages"] == tool["meta"]["messages"]
+    with pytest.raises(ValueError, match="separator"):
+        ex.write([rec("a <sep> b", "c", i=11)], str(tmp_path / "s.txt"), "txt")
 
 
 def test_versions_immutable_and_diff(tmp_path):

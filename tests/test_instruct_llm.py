@@ -355,10 +355,132 @@ def test_llm_augmentation_protects_code(tiny_model, tmp_path):
     b = CachedBackend(TransformersBackend(tiny_model), str(tmp_path / "aug.sqlite"))
     made, rejects = llm_augment(rows, b, "paraphrase", params=SMALL)
     # gibberish cannot carry the placeholders back: the code record is rejected, never altered
-    assert {"parent_id": rows[0]["id"], "origin": "paraphrase", "reason": "code_block_lost"} in rejects
+    assert [(x["parent_id"], x["reason"]) for x in rejects if x["reason"] == "code_block_lost"] == \
+        [(rows[0]["id"], "code_block_lost")]
     for m in made:
         assert m["meta"]["origin"] == "paraphrase" and m["meta"]["parent_id"] == rows[1]["id"]
         assert pair(m)[1] == "Blue."
     made2, rejects2 = llm_augment(rows, b, "back_translation", params=SMALL)
     assert len(made2) + len(rejects2) == 2 and b.stats["requests"] == 2 + 4
 
+
+def test_augmentation_gate_variants_and_cli_flags(tiny_model, tmp_path, shared_corpora):
+    """The tiny model writes gibberish: every variant is refused by the gate with a reason
+    (before the gate, 4/4 were accepted); N variants per row are requested; the CLI passes
+    --max-tokens/--temperature/--seed/--variants through."""
+    from lmrefinery.instruct.augment import VariantGate, llm_augment
+    from lmrefinery.instruct.common import load_records
+
+    S = os.path.join(shared_corpora, "instructions")
+    rows = load_records(os.path.join(S, "alpaca_chinese_bilingual_part_0.json"))[:4]   # 2 en + 2 zh
+    b = CachedBackend(TransformersBackend(tiny_model), str(tmp_path / "gate.sqlite"))
+    made, rejects = llm_augment(rows, b, "paraphrase", params=SMALL, n_variants=2, seed=1)
+    assert made == [] and len(rejects) == 8 and b.stats["requests"] == 8
+    gate_reasons = {"lang_changed", "too_different", "too_similar", "length_ratio", "refusal_boilerplate",
+                    "duplicate_variant", "unchanged", "empty_output", "backend_error_or_empty"}
+    assert {x["reason"] for x in rejects} <= gate_reasons and {x["variant"] for x in rejects} == {0, 1}
+    gate = VariantGate()
+    src = "Give three tips for staying healthy."
+    assert gate(src, "Offer three suggestions for staying healthy.", "paraphrase") is None
+    assert gate(src, "foo bar baz qux quux corge grault", "paraphrase") == "too_different"
+    assert gate(src, "给出保持健康的三个建议。", "paraphrase") == "lang_changed"
+    assert gate(src, "Sure! Here is the paraphrased instruction: give three tips for staying well.",
+                "paraphrase") == "refusal_boilerplate"
+    assert gate(src, "Give three tips for staying healthy!", "paraphrase") == "too_similar"
+    assert gate("给出保持健康的三个建议。", "请提供三个保持健康的建议。", "paraphrase") is None
+    # the CLI honours the generation flags: 6-token variants, two per row
+    inp = tmp_path / "rows.json"
+    inp.write_text(json.dumps([{"instruction": "Give three tips for staying healthy.", "input": "", "output": "x y"},
+                               {"instruction": "Name two primary colours.", "input": "", "output": "Red, blue."}]))
+    out = tmp_path / "aug.jsonl"
+    r = subprocess.run([sys.executable, "-m", "lmrefinery.cli", "instruct", "augment", "--input", str(inp),
+                        "--kind", "paraphrase", "--backend", "transformers", "--model-dir", tiny_model,
+                        "--max-tokens", "6", "--temperature", "0.5", "--seed", "3", "--variants", "2",
+                        "--out", str(out)], capture_output=True, text=True, cwd=ROOT)
+    assert r.returncode == 0, r.stderr
+    stats = json.loads(r.stdout.strip().splitlines()[-1])
+    assert stats["augmented"] + stats["rejected"] == 4 and stats["backend"]["requests"] == 4
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(tiny_model)
+    rej = [json.loads(x) for x in open(str(out) + ".rejects.jsonl")]
+    lens = [len(tok(x["instruction"], add_special_tokens=False)["input_ids"]) for x in rej if x.get("instruction")]
+    lens16 = [len(tok(x["instruction"], add_special_tokens=False)["input_ids"]) for x in rejects
+              if x.get("instruction")]
+    # re-encoding decoded byte-level gibberish splits a little more than it was generated
+    assert lens and max(lens) <= 12 and sum(lens16) / len(lens16) > sum(lens) / len(lens)
+
+
+def test_ifd_and_judge_scores_feed_filter_and_balance(tiny_model, tmp_path, shared_corpora):
+    """IFD with a local causal LM equals the two losses computed by hand; scores are columns
+    that instruct_filter (max_ifd, min_judge_score) and instruct_balance (prefer) use."""
+    import math
+
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from lmrefinery.instruct.balance import balance
+    from lmrefinery.instruct.common import load_records
+    from lmrefinery.instruct.filters import PairFilter
+    from lmrefinery.instruct.scoring import IFDScorer, judge_scores, parse_judge, with_scores
+
+    rows = load_records(os.path.join(shared_corpora, "instructions", "alpaca_data_5k_subset.json"))[:12]
+    scored = with_scores(rows, IFDScorer(tiny_model, batch_size=5).score(rows))
+    assert all(r["meta"]["ifd"] > 0 for r in scored)
+    tok = AutoTokenizer.from_pretrained(tiny_model)
+    model = AutoModelForCausalLM.from_pretrained(tiny_model).eval()
+    ins, resp = pair(rows[0])
+
+    def loss(ctx, tgt):
+        ids = torch.tensor([ctx + tgt])
+        labels = torch.tensor([[-100] * len(ctx) + tgt])
+        with torch.no_grad():
+            return model(input_ids=ids, labels=labels).loss.item()
+    a = tok(resp, add_special_tokens=False)["input_ids"]
+    c = loss(tok(ins + "\n", add_special_tokens=False)["input_ids"], a)
+    u = loss([tok.eos_token_id], a)
+    m = scored[0]["meta"]
+    assert m["loss_with_instruction"] == pytest.approx(c, rel=1e-4)
+    assert m["loss_response_only"] == pytest.approx(u, rel=1e-4)
+    assert m["ifd"] == pytest.approx(math.exp(c - u), rel=1e-4)
+    # the filter uses the column; rows without it pass
+    cut = sorted(r["meta"]["ifd"] for r in scored)[6]
+    f = PairFilter(check_lang=False, max_ifd=cut)
+    reasons = [f(r) for r in scored]
+    assert reasons.count("ifd_too_high") == 6 and f(rows[0]) is None
+    # balance keeps the best-scored rows of a capped group
+    kept, _ = balance(scored, ["source"], caps={"*": 4}, prefer="-ifd")
+    assert sorted(r["meta"]["ifd"] for r in kept) == sorted(r["meta"]["ifd"] for r in scored)[:4]
+    # LLM judge through a backend: the untrained model's reply rarely holds a score -> None, kept raw
+    b = CachedBackend(TransformersBackend(tiny_model), str(tmp_path / "judge.sqlite"))
+    js = judge_scores(rows[:3], b, SMALL)
+    assert all("judge_score" in j and "judge_raw" in j for j in js) and b.stats["requests"] == 3
+    assert [parse_judge(x) for x in ("4", "Score: 5/5", "我给3分", "10", "2.5", "none")] == [4, 5, 3, None, None,
+                                                                                         None]
+    judged = with_scores(rows[:3], [{"judge_score": 2}, {"judge_score": 4}, {}])
+    g = PairFilter(check_lang=False, min_judge_score=3)
+    assert [g(r) for r in judged] == ["judge_score_too_low", None, None]
+
+
+def test_score_stage_in_a_recipe(tiny_model, tmp_path, shared_corpora):
+    from lmrefinery.core.recipe import load_recipe
+    from lmrefinery.core.runner import Runner
+    from lmrefinery.instruct.common import table_to_rows
+    from lmrefinery.core import storage
+
+    S = os.path.join(shared_corpora, "instructions")
+    out = str(tmp_path / "run")
+    recipe = load_recipe({"name": "score", "output": out, "engine": "local", "report": False,
+                          "inputs": [{"name": "seeds", "paths": [f"{S}/self_instruct_seed_tasks.jsonl"],
+                                      "format": "self_instruct"}],
+                          "stages": ["read", {"stage": "instruct_score", "model_dir": tiny_model, "max_len": 128},
+                                     {"stage": "instruct_filter", "check_lang": False, "max_ifd": 1.0}]})
+    stats = Runner(recipe, quiet=True).run()
+    scored = stats["stages"][1]
+    assert scored["kept"] == scored["in"] > 170
+    d = os.path.join(out, "stages", "01-instruct_score", "data")
+    rows = [r for f in sorted(os.listdir(d)) for r in table_to_rows(storage.read_parquet(os.path.join(d, f)))]
+    assert all(r["meta"]["ifd"] > 0 for r in rows)
+    filt = stats["stages"][2]
+    n_high = sum(1 for r in rows if r["meta"]["ifd"] >= 1.0)
+    assert filt["rejected"].get("ifd_too_high", 0) == n_high

@@ -24,8 +24,10 @@ from .formats import LineOptions, Quarantine, Record, reader, snippet
 
 SHAREGPT_ROLES = {"human": "user", "user": "user", "gpt": "assistant", "assistant": "assistant",
                   "chatgpt": "assistant", "bard": "assistant", "bing": "assistant", "model": "assistant",
-                  "system": "system", "function_call": "tool", "observation": "tool", "tool": "tool",
-                  "function": "tool", "tool_call": "tool", "tool_response": "tool"}
+                  "system": "system", "function_call": "assistant", "observation": "tool", "tool": "tool",
+                  "function": "tool", "tool_call": "assistant", "tool_response": "tool"}
+# speakers whose turn is a function call: an assistant turn with tool_calls (it gets loss)
+CALL_SPEAKERS = {"function_call", "tool_call"}
 OPENAI_ROLES = {"system": "system", "developer": "system", "user": "user", "assistant": "assistant",
                 "tool": "tool", "function": "tool"}
 
@@ -135,6 +137,15 @@ def _user(instruction: str, inp: str) -> str:
     return f"{instruction}\n\n{inp}" if inp else instruction
 
 
+def _user_msg(instruction: str, inp: str) -> dict:
+    """The user turn: instruction and input joined for training, the input kept
+    on the message (``input``) so Alpaca exports can give it back."""
+    m = {"role": "user", "content": _user(instruction, inp)}
+    if (inp or "").strip():
+        m["input"] = inp.strip()
+    return m
+
+
 def _with_system(rec: dict, msgs: list[dict]) -> list[dict]:
     sys_prompt = _s(rec.get("system")).strip() if isinstance(rec, dict) else ""
     if sys_prompt:
@@ -156,16 +167,19 @@ Conv = tuple[str, list[dict], dict]  # (suffix for pos/id, messages, meta)
 
 # ------------------------------------------------------------ per format
 def conv_alpaca(rec: dict, o: dict) -> list[Conv]:
-    msgs = _history(rec) + [{"role": "user", "content": _user(_need(rec, "instruction"), _s(rec.get("input")))},
+    msgs = _history(rec) + [_user_msg(_need(rec, "instruction"), _s(rec.get("input"))),
                             {"role": "assistant", "content": _need(rec, "output")}]
     return [("", _with_system(rec, msgs), {"category": rec.get("category"), "orig_id": rec.get("id")})]
 
 
 def conv_belle(rec: dict, o: dict) -> list[Conv]:
-    instr = _need(rec, "instruction")
-    msgs = [{"role": "user", "content": _user(instr, _s(rec.get("input")))},
-            {"role": "assistant", "content": _need(rec, "output")}]
-    return [("", _with_system(rec, msgs), {"orig_id": rec.get("id"), "category": rec.get("category"),
+    """BELLE training files (instruction/input/output) and its eval set
+    (question/std_answer/class, e.g. eval_set.json)."""
+    q_key = "instruction" if "instruction" in rec else "question"
+    a_key = next((k for k in ("output", "std_answer", "answer") if k in rec), "output")
+    instr = _need(rec, q_key)
+    msgs = [_user_msg(instr, _s(rec.get("input"))), {"role": "assistant", "content": _need(rec, a_key)}]
+    return [("", _with_system(rec, msgs), {"orig_id": rec.get("id"), "category": rec.get("category", rec.get("class")),
                                             "embedded_input": "\n" in instr.strip()})]
 
 
@@ -178,8 +192,7 @@ def conv_self_instruct(rec: dict, o: dict) -> list[Conv]:
     for k, it in enumerate(inst):
         if not isinstance(it, dict):
             raise BadRecord("malformed_record", f"instance {k} is not an object")
-        msgs = [{"role": "user", "content": _user(instr, _s(it.get("input")))},
-                {"role": "assistant", "content": _need(it, "output")}]
+        msgs = [_user_msg(instr, _s(it.get("input"))), {"role": "assistant", "content": _need(it, "output")}]
         oid = rec.get("id")
         out.append((f"#{k}", msgs, {"orig_id": f"{oid}#{k}" if len(inst) > 1 else oid, "category": rec.get("name"),
                                      "is_classification": bool(rec.get("is_classification")), "instance": k}))
@@ -189,8 +202,7 @@ def conv_self_instruct(rec: dict, o: dict) -> list[Conv]:
 def conv_dolly(rec: dict, o: dict) -> list[Conv]:
     ctx = _s(rec.get("context")).strip()
     instr = _need(rec, "instruction")
-    msgs = [{"role": "user", "content": f"{instr}\n\n{ctx}" if ctx else instr},
-            {"role": "assistant", "content": _need(rec, "response")}]
+    msgs = [_user_msg(instr, ctx), {"role": "assistant", "content": _need(rec, "response")}]
     return [("", msgs, {"category": rec.get("category"), "orig_id": rec.get("id"), "has_context": bool(ctx)})]
 
 
@@ -209,16 +221,36 @@ def conv_sharegpt(rec: dict, o: dict) -> list[Conv]:
         if frm not in roles:
             raise BadRecord("unknown_role", f"turn {k}: unknown speaker {frm!r}")
         content = _s(t.get("value", t.get("content")))
-        m = {"role": roles[frm], "content": content}
-        if roles[frm] == "tool":
-            m["tool_kind"] = frm  # function_call (the call) or observation (its result)
-        msgs.append(m)
+        if frm in CALL_SPEAKERS:
+            msgs.append(_call_turn(content, k))
+        else:
+            msgs.append({"role": roles[frm], "content": content})
     if not any(m["role"] == "assistant" for m in msgs):
         raise BadRecord("no_assistant_turn", "conversation has no assistant turn")
     meta = {"orig_id": rec.get("id"), "category": rec.get("category")}
-    if rec.get("tools"):
-        meta["tools"] = rec["tools"]
+    meta.update(_tools_meta(rec))
     return [("", _with_system(rec, msgs), meta)]
+
+
+def _call_turn(text: str, k: int) -> dict:
+    from ..instruct.tools import calls_from_text
+
+    try:
+        return {"role": "assistant", "content": "", "tool_calls": calls_from_text(text)}
+    except ValueError as e:
+        raise BadRecord("malformed_tool_call", f"turn {k}: {e}") from None
+
+
+def _tools_meta(rec: dict) -> dict:
+    from ..instruct.tools import normalise_tools
+
+    if not rec.get("tools"):
+        return {}
+    try:
+        tools = normalise_tools(rec["tools"])
+    except ValueError as e:
+        raise BadRecord("malformed_tools", str(e)) from None
+    return {"tools": tools} if tools else {}
 
 
 def conv_openai(rec: dict, o: dict) -> list[Conv]:
@@ -236,13 +268,20 @@ def conv_openai(rec: dict, o: dict) -> list[Conv]:
         if isinstance(c, list):  # content parts
             c = "\n".join(p.get("text", "") for p in c if isinstance(p, dict) and p.get("type", "text") == "text")
         m = {"role": role, "content": _s(c)}
-        for extra in ("name", "tool_calls", "tool_call_id", "function_call"):
+        calls = t.get("tool_calls") or ([t["function_call"]] if t.get("function_call") else [])
+        if calls and role == "assistant":
+            from ..instruct.tools import normalise_call
+
+            try:
+                m["tool_calls"] = [normalise_call(x) for x in calls]
+            except ValueError as e:
+                raise BadRecord("malformed_tool_call", f"message {k}: {e}") from None
+        for extra in ("name", "tool_call_id"):
             if t.get(extra) is not None:
                 m[extra] = t[extra]
         msgs.append(m)
     meta = {"orig_id": rec.get("id"), "category": rec.get("category")}
-    if rec.get("tools"):
-        meta["tools"] = rec["tools"]
+    meta.update(_tools_meta(rec))
     return [("", msgs, meta)]
 
 
@@ -254,7 +293,7 @@ def conv_bilingual(rec: dict, o: dict) -> list[Conv]:
     out = []
     for lang, r in (("en", en), (other, native)):
         try:
-            msgs = [{"role": "user", "content": _user(_need(r, "instruction"), _s(r.get("input")))},
+            msgs = [_user_msg(_need(r, "instruction"), _s(r.get("input"))),
                     {"role": "assistant", "content": _need(r, "output")}]
         except BadRecord as e:  # one bad half does not take the other with it
             out.append((f":{lang}", e, {"lang": lang}))
@@ -319,6 +358,11 @@ FORMATS: dict[str, Callable] = {
     "alpaca": conv_alpaca, "self_instruct": conv_self_instruct, "dolly": conv_dolly, "sharegpt": conv_sharegpt,
     "openai_messages": conv_openai, "belle": conv_belle, "alpaca_bilingual": conv_bilingual,
 }
+
+
+def read_instruction_file(spec: dict, fmt: str) -> Iterator[Record | Quarantine]:
+    """Records and quarantines of one file in an instruction format (for the instruct CLI)."""
+    yield from _read(spec, fmt)
 
 
 def _read(spec: dict, fmt: str) -> Iterator[Record | Quarantine]:

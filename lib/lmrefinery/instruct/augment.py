@@ -17,6 +17,7 @@ import os
 import random
 import re
 import tempfile
+from dataclasses import dataclass
 
 from .backends import Backend, ChatRequest
 from .common import _jieba_cut, has_cjk, make_record, messages, pair, split_code
@@ -78,57 +79,171 @@ def _replace_instruction(row: dict, new_ins: str, origin: str, source: str, extr
                        **extra)
 
 
+@dataclass
+class VariantGate:
+    """Checks every generated variant of an instruction against its source; a reason or None.
+
+    * ``lang_changed`` - the variant is not in the source's language (script-based:
+      Chinese if a fifth of the non-space characters are CJK);
+    * ``too_similar`` / ``too_different`` - ROUGE-L F against the source (words; jieba
+      words for Chinese) above ``max_similarity`` (a copy) or below ``min_similarity``
+      (another task, or gibberish); back-translations and expansions use their own floors;
+    * ``length_ratio`` - variant/source characters outside [``min_ratio``, ``max_ratio``];
+    * ``refusal_boilerplate`` - a refusal or "as an AI" phrase (the packaged lists), or
+      a chatty preamble ("Sure, here is the paraphrased instruction:", "以下是改写后的指令").
+    """
+    min_similarity: float = 0.2
+    max_similarity: float = 0.95
+    min_ratio: float = 0.5
+    max_ratio: float = 2.0
+    expand_max_ratio: float = 5.0
+    _filter: object = None
+
+    def __call__(self, source: str, variant: str, kind: str) -> str | None:
+        from .common import cjk_ratio, tokens
+        from .filters import PairFilter
+        from .rouge import rouge_l
+
+        if self._filter is None:
+            self._filter = PairFilter(check_lang=False)
+        src_zh, var_zh = cjk_ratio(source) >= 0.2, cjk_ratio(variant) >= 0.2
+        if src_zh != var_zh:
+            return "lang_changed"
+        if _PREAMBLE.search(variant) or self._filter.refusal(variant):
+            return "refusal_boilerplate"
+        ratio = len(variant.strip()) / max(1, len(source.strip()))
+        if ratio < self.min_ratio or ratio > (self.expand_max_ratio if kind == "expand" else self.max_ratio):
+            return "length_ratio"
+        a, b = tokens(source), tokens(variant)
+        vocab: dict[str, int] = {}
+        sim = rouge_l([vocab.setdefault(t, len(vocab)) for t in a], [vocab.setdefault(t, len(vocab)) for t in b]) \
+            if a and b else 0.0
+        floor = self.min_similarity / 2 if kind in ("expand", "back_translation") else self.min_similarity
+        if sim < floor:
+            return "too_different"
+        if sim > self.max_similarity:
+            return "too_similar"
+        return None
+
+
+_PREAMBLE = re.compile(r"^\s*(sure|certainly|of course|here('s| is| are)\b|paraphrased?\b|rewritten\b|"
+                       r"以下是|下面是|改写后|好的[，,])", re.I)
+
+
 def llm_augment(rows: list[dict], backend: Backend, kind: str, params: dict | None = None,
-                answer: bool | None = None, source: str | None = None) -> tuple[list[dict], list[dict]]:
-    """kind: paraphrase | expand | back_translation."""
-    params = params or {"temperature": 0.7, "max_tokens": 256}
+                answer: bool | None = None, source: str | None = None, n_variants: int = 1, seed: int = 0,
+                gate: VariantGate | None = None) -> tuple[list[dict], list[dict]]:
+    """kind: paraphrase | expand | back_translation. ``n_variants`` requests per row (seeds
+    ``seed``, ``seed+1``, ...; identical variants kept once); every variant passes ``gate``
+    (reasons in the rejects). A backend with ``translate(texts, src, tgt)`` (a local
+    seq2seq translation model) is used for back-translation instead of chat prompts."""
+    params = dict(params or {"temperature": 0.7, "max_tokens": 256})
+    gate = gate or VariantGate()
     answer = (kind == "expand") if answer is None else answer
     prepared = []
     for r in rows:
         ins, _ = pair(r)
-        if not ins:
-            continue
-        text, codes = protect(ins)
-        prepared.append((r, text, codes, _lang(ins)))
-    out, rejects = [], []
-    if kind == "back_translation":
-        pivot = {"en": "zh", "zh": "en"}
-        fw = backend.chat([ChatRequest([{"role": "user", "content": PROMPTS["translate"][lg].format(
-            text=t, target=LANG_NAME[lg][pivot[lg]])}], params) for _, t, _, lg in prepared])
-        bw = backend.chat([ChatRequest([{"role": "user", "content": PROMPTS["translate"][pivot[lg]].format(
-            text=(f.text or ""), target=LANG_NAME[pivot[lg]][lg])}], params)
-            for (_, _, _, lg), f in zip(prepared, fw)])
-        results = [(b.text if not (f.error or b.error) else None) for f, b in zip(fw, bw)]
-    else:
-        res = backend.chat([ChatRequest([{"role": "user", "content": PROMPTS[kind][lg].format(text=t)}], params)
-                            for _, t, _, lg in prepared])
-        results = [x.text if not x.error else None for x in res]
-    answers: list[str | None] = [None] * len(prepared)
-    restored = []
-    for (r, t, codes, lg), txt in zip(prepared, results):
-        restored.append(restore(txt.strip(), codes) if txt is not None else None)
-    if answer:
-        idx = [i for i, x in enumerate(restored) if x]
-        got = backend.chat([ChatRequest([{"role": "user", "content": restored[i]}], params) for i in idx])
-        for i, g in zip(idx, got):
-            answers[i] = g.text if not g.error else None
-    for (r, t, codes, lg), new, ans in zip(prepared, restored, answers):
+        if ins:
+            text, codes = protect(ins)
+            for k in range(max(1, n_variants)):
+                prepared.append((r, text, codes, _lang(ins), k))
+    results = _generate(backend, kind, prepared, params, seed)
+    restored = [restore(txt.strip(), codes) if txt is not None else None
+                for (_, _, codes, _, _), txt in zip(prepared, results)]
+    out, rejects, seen = [], [], set()
+    keep = []
+    for (r, t, codes, lg, k), new in zip(prepared, restored):
         ins, _ = pair(r)
+        why = None
         if new is None:
-            rejects.append({"parent_id": r["id"], "origin": kind, "reason": "code_block_lost" if codes
-                            else "backend_error_or_empty"})
+            why = "code_block_lost" if codes else "backend_error_or_empty"
+        elif not new.strip():
+            why = "empty_output"
+        elif new.strip() == ins.strip() or (r["id"], new.strip()) in seen:
+            why = "unchanged" if new.strip() == ins.strip() else "duplicate_variant"
+        else:
+            why = gate(ins, new, kind)
+        if why:
+            rejects.append({"parent_id": r["id"], "origin": kind, "reason": why, "variant": k,
+                            "instruction": new})
             continue
-        if not new.strip():
-            rejects.append({"parent_id": r["id"], "origin": kind, "reason": "empty_output"})
-            continue
-        if new.strip() == ins.strip():
-            rejects.append({"parent_id": r["id"], "origin": kind, "reason": "unchanged"})
-            continue
+        seen.add((r["id"], new.strip()))
+        keep.append((r, new, k))
+    answers: list[str | None] = [None] * len(keep)
+    if answer and keep:
+        got = backend.chat([ChatRequest([{"role": "user", "content": new}], dict(params, seed=seed + k))
+                            for _, new, k in keep])
+        answers = [g.text if not g.error else None for g in got]
+    for (r, new, k), ans in zip(keep, answers):
         if answer and not (ans or "").strip():
-            rejects.append({"parent_id": r["id"], "origin": kind, "reason": "no_answer"})
+            rejects.append({"parent_id": r["id"], "origin": kind, "reason": "no_answer", "variant": k})
             continue
-        out.append(_replace_instruction(r, new, kind, source, {}, new_response=ans if answer else None))
+        out.append(_replace_instruction(r, new, kind, source, {"variant": k},
+                                        new_response=ans if answer else None))
     return out, rejects
+
+
+def _generate(backend, kind: str, prepared: list, params: dict, seed: int) -> list[str | None]:
+    """One text per prepared (row, text, codes, lang, variant) item, None on a backend error."""
+    if kind != "back_translation":
+        res = backend.chat([ChatRequest([{"role": "user", "content": PROMPTS[kind][lg].format(text=t)}],
+                                        dict(params, seed=seed + k)) for _, t, _, lg, k in prepared])
+        return [x.text if not x.error else None for x in res]
+    pivot = {"en": "zh", "zh": "en"}
+    if hasattr(backend, "translate"):
+        out: list[str | None] = [None] * len(prepared)
+        for lg in ("en", "zh"):
+            idx = [i for i, p in enumerate(prepared) if p[3] == lg]
+            if not idx:
+                continue
+            mid = backend.translate([prepared[i][1] for i in idx], lg, pivot[lg])
+            back = backend.translate(mid, pivot[lg], lg)
+            for i, b in zip(idx, back):
+                out[i] = b
+        return out
+    fw = backend.chat([ChatRequest([{"role": "user", "content": PROMPTS["translate"][lg].format(
+        text=t, target=LANG_NAME[lg][pivot[lg]])}], dict(params, seed=seed + k)) for _, t, _, lg, k in prepared])
+    bw = backend.chat([ChatRequest([{"role": "user", "content": PROMPTS["translate"][pivot[lg]].format(
+        text=(f.text or ""), target=LANG_NAME[pivot[lg]][lg])}], dict(params, seed=seed + k))
+        for (_, _, _, lg, k), f in zip(prepared, fw)])
+    return [(b.text if not (f.error or b.error) else None) for f, b in zip(fw, bw)]
+
+
+class Seq2SeqTranslator:
+    """Back-translation through local HF seq2seq translation models (MarianMT, NLLB, ...):
+    ``models`` maps ``"en-zh"`` / ``"zh-en"`` to model directories. Greedy decoding."""
+
+    def __init__(self, models: dict[str, str], max_new_tokens: int = 256, batch_size: int = 16):
+        self.paths, self.max_new_tokens, self.batch_size = models, max_new_tokens, batch_size
+        self._loaded: dict[str, tuple] = {}
+        self.stats = {"translated": 0}
+
+    def _model(self, pair_: str):
+        if pair_ not in self._loaded:
+            if pair_ not in self.paths:
+                raise ValueError(f"no translation model for {pair_}; have {sorted(self.paths)}")
+            from transformers import AutoModelForSeq2SeqLM, AutoTokenizer
+
+            tok = AutoTokenizer.from_pretrained(self.paths[pair_])
+            model = AutoModelForSeq2SeqLM.from_pretrained(self.paths[pair_]).eval()
+            self._loaded[pair_] = (tok, model)
+        return self._loaded[pair_]
+
+    def translate(self, texts: list[str], src: str, tgt: str) -> list[str]:
+        import torch
+
+        tok, model = self._model(f"{src}-{tgt}")
+        out = []
+        for i in range(0, len(texts), self.batch_size):
+            enc = tok(texts[i:i + self.batch_size], return_tensors="pt", padding=True, truncation=True)
+            with torch.no_grad():
+                gen = model.generate(**enc, max_new_tokens=self.max_new_tokens, do_sample=False)
+            out += tok.batch_decode(gen, skip_special_tokens=True)
+        self.stats["translated"] += len(texts)
+        return out
+
+    def close(self) -> None:
+        self._loaded.clear()
 
 
 # ---------------------------------------------------------------- synonyms
@@ -255,4 +370,38 @@ def synonym_augment(rows: list[dict], model: SynonymModel, rate: float = 0.15, s
         out.append(make_record(msgs, source or r.get("source") or "augment", origin="synonyms", parent_id=r["id"],
                                id_parts=("synonyms", seed), lang=r.get("lang"),
                                category=meta.get("category", "uncategorized"), substitutions=total))
+    return out, rejects
+
+
+def lexicon_augment(rows: list[dict], rate: float = 0.15, seed: int = 0, n_variants: int = 1,
+                    source: str | None = None, fields: tuple[str, ...] = ("user",)) -> tuple[list[dict], list[dict]]:
+    """Synonym swaps from the shipped lexicons (``lexicons.py``: WordNet for English, 同义词词林
+    for Chinese, POS and script guards, nothing in code/numbers/names). ``n_variants`` differently
+    seeded children per row; each records its swaps in ``meta.swaps`` as [word, synonym, pos]."""
+    from .lexicons import swap_text
+
+    out, rejects = [], []
+    for r in rows:
+        seen = set()
+        for k in range(max(1, n_variants)):
+            rng = random.Random(f"{seed}:{k}:{r['id']}")
+            msgs = [dict(m) for m in messages(r)]
+            swaps: list = []
+            for m in msgs:
+                m.pop("lang", None)
+                if m["role"] in fields:
+                    m["content"], s = swap_text(m["content"], rate, rng)
+                    swaps += s
+                    m.pop("input", None)
+            key = tuple(m["content"] for m in msgs)
+            if not swaps or key in seen:
+                rejects.append({"parent_id": r["id"], "origin": "synonyms", "variant": k,
+                                "reason": "no_substitution" if not swaps else "duplicate_variant"})
+                continue
+            seen.add(key)
+            meta = r.get("meta") or {}
+            out.append(make_record(msgs, source or r.get("source") or "augment", origin="synonyms",
+                                   parent_id=r["id"], id_parts=("synonyms", seed, k), lang=r.get("lang"),
+                                   category=meta.get("category", "uncategorized"), substitutions=len(swaps),
+                                   swaps=[list(x) for x in swaps], variant=k))
     return out, rejects

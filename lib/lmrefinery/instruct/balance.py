@@ -91,8 +91,23 @@ def plan(counts: dict[str, int], temperature: float = 1.0, caps: dict | None = N
     return out
 
 
-def select(rows: list[dict], by: list[str], quotas: dict[str, dict], seed: int = 0) -> list[dict]:
-    """Exactly `target` rows per group: the lowest hashes, plus repeats when upsampling."""
+def _order(seed: int, prefer: str | None):
+    """Rows in the order they are kept: best ``meta[prefer]`` first (``-name``: lowest first;
+    rows without the score last), ties and the rest by hash of (seed, id)."""
+    if not prefer:
+        return lambda r: unit_hash(seed, "balance", r["id"])
+    key, sign = (prefer[1:], 1.0) if prefer.startswith("-") else (prefer, -1.0)
+
+    def order(r):
+        v = r["meta"].get(key)
+        return (v is None, sign * v if v is not None else 0.0, unit_hash(seed, "balance", r["id"]))
+    return order
+
+
+def select(rows: list[dict], by: list[str], quotas: dict[str, dict], seed: int = 0,
+           prefer: str | None = None) -> list[dict]:
+    """Exactly `target` rows per group: the best-scored (``prefer``) or lowest hashes, plus
+    repeats when upsampling."""
     groups: dict[str, list[dict]] = {}
     for r in rows:
         groups.setdefault(group_of(r, by), []).append(r)
@@ -102,7 +117,7 @@ def select(rows: list[dict], by: list[str], quotas: dict[str, dict], seed: int =
         if q is None:
             out.extend(rs)
             continue
-        rs = sorted(rs, key=lambda r: unit_hash(seed, "balance", r["id"]))
+        rs = sorted(rs, key=_order(seed, prefer))
         keep = rs[:min(q["target"], len(rs))]
         out.extend(keep)
         for k in range(q["repeat"]):
@@ -128,11 +143,14 @@ def distribution(rows: list[dict], fields: list[str]) -> dict[str, dict[str, int
 
 def balance(rows: list[dict], by: list[str] = ("category",), temperature: float = 1.0, caps: dict | None = None,
             floors: dict | None = None, total: int | None = None, upsample: bool = False, seed: int = 0,
-            report_fields: tuple[str, ...] = ("category", "task", "lang", "source")) -> tuple[list[dict], dict]:
+            report_fields: tuple[str, ...] = ("category", "task", "lang", "source"),
+            prefer: str | None = None) -> tuple[list[dict], dict]:
+    """``prefer``: a score in meta (``judge_score``; ``-ifd`` for lowest first) deciding which
+    rows of a downsampled group are kept."""
     by = list(by)
     counts = Counter(group_of(r, by) for r in rows)
     q = plan(dict(counts), temperature, caps, floors, total, upsample)
-    out = select(rows, by, q, seed)
+    out = select(rows, by, q, seed, prefer)
     report = {"by": by, "temperature": temperature, "plan": q,
               "before": distribution(rows, list(report_fields)), "after": distribution(out, list(report_fields))}
     return out, report

@@ -5,6 +5,7 @@
   self-instruct --seeds S           Self-Instruct rounds through a backend
   evol --input R                    Evol-Instruct generations through a backend
   augment --input R --kind K        paraphrase | expand | back_translation | synonyms
+  score --input R --ifd-model M     IFD (local causal LM) and/or --judge (backend) scores as columns
   filter --input R                  pair filters, rejects with reasons
   build --input R --prefix P        filter, prompt dedup, balance, split, export -> a new version
   diff A B                          what changed between two versions
@@ -16,6 +17,29 @@ from __future__ import annotations
 import json
 import os
 import sys
+
+
+def _guarded(fn):
+    """An unreadable input file is exit 2 with its name, not a traceback or an empty success."""
+    import functools
+
+    @functools.wraps(fn)
+    def run(a) -> int:
+        from .common import UnreadableInput
+
+        try:
+            return fn(a)
+        except UnreadableInput as e:
+            import sys
+
+            print(f"lmrefinery: error: {e}", file=sys.stderr)
+            return 2
+    return run
+
+
+def _format_arg(q) -> None:
+    q.add_argument("--format", default="auto", help="input format: auto (sniffed from the first record), rows, "
+                   "alpaca, alpaca_bilingual, belle, dolly, self_instruct, sharegpt, openai_messages")
 
 
 def _backend_args(p) -> None:
@@ -97,7 +121,7 @@ def cmd_construct(a) -> int:
     if path.endswith(".jsonl"):
         rows = [{"id": str(r.get("id", i)), "source": a.source, "meta": r} for i, r in enumerate(read_jsonl(path))]
     else:
-        rows = load_records(path)
+        rows = load_records(path, a.format)
     cols = dict(kv.split("=", 1) for kv in a.column)
     labels = a.labels.split(",") if a.labels else None
     recs, rej = construct(rows, a.task, a.lang, seed=a.seed, columns=cols, label_set=labels,
@@ -127,7 +151,7 @@ def cmd_evol(a) -> int:
     from .common import load_records
     from .evol import EvolConfig, evolve
 
-    rows = load_records(a.input)[: a.limit or None]
+    rows = load_records(a.input, a.format)[: a.limit or None]
     cfg = EvolConfig(depth=a.depth, judge=a.judge, seed=a.seed)
     cfg.evolve_params = _gen_params(a, cfg.evolve_params)
     backend = make_backend_from_args(a, a.out)
@@ -141,26 +165,65 @@ def cmd_evol(a) -> int:
 
 
 def cmd_augment(a) -> int:
-    from .augment import SynonymModel, llm_augment, synonym_augment
+    from .augment import Seq2SeqTranslator, SynonymModel, lexicon_augment, llm_augment, synonym_augment
     from .common import load_records, messages
 
-    rows = load_records(a.input)[: a.limit or None]
-    if a.kind == "synonyms":
+    rows = load_records(a.input, a.format)[: a.limit or None]
+    stats: dict = {}
+    if a.kind == "synonyms" and not (a.dictionary or a.vectors):
+        recs, rej = lexicon_augment(rows, rate=a.rate, seed=a.seed, n_variants=a.variants)
+    elif a.kind == "synonyms":
         if a.dictionary:
             model = SynonymModel.from_dictionary(a.dictionary)
         else:
             texts = [m.get("content") or "" for r in rows for m in messages(r)]
             model = SynonymModel.train(texts, seed=a.seed)
         recs, rej = synonym_augment(rows, model, rate=a.rate, seed=a.seed)
-        stats = {}
     else:
-        backend = make_backend_from_args(a, a.out)
+        if a.translator:
+            if a.kind != "back_translation":
+                raise SystemExit("lmrefinery: error: --translator is for --kind back_translation")
+            backend = Seq2SeqTranslator(dict(x.split("=", 1) for x in a.translator))
+        else:
+            backend = make_backend_from_args(a, a.out)
         try:
-            recs, rej = llm_augment(rows, backend, a.kind)
+            recs, rej = llm_augment(rows, backend, a.kind, _gen_params(a, {"temperature": 0.7, "max_tokens": 256}),
+                                    n_variants=a.variants, seed=a.seed)
         finally:
             stats = getattr(backend, "stats", {})
             backend.close()
-    _write_outputs(a.out, recs, rej, {"augmented": len(recs), "rejected": len(rej), "backend": stats})
+    from collections import Counter
+
+    _write_outputs(a.out, recs, rej, {"augmented": len(recs), "rejected": len(rej),
+                                      "reasons": dict(Counter(x["reason"] for x in rej)), "backend": stats})
+    return 0
+
+
+def cmd_score(a) -> int:
+    from collections import Counter
+
+    from .common import load_records
+    from .scoring import IFDScorer, judge_scores, with_scores
+
+    rows = load_records(a.input, a.format)[: a.limit or None]
+    stats: dict = {"rows": len(rows)}
+    if a.ifd_model:
+        rows = with_scores(rows, IFDScorer(a.ifd_model, a.max_len).score(rows))
+        got = [r["meta"]["ifd"] for r in rows if r["meta"].get("ifd") is not None]
+        stats["ifd"] = {"scored": len(got), "median": sorted(got)[len(got) // 2] if got else None,
+                        "at_least_1": sum(1 for x in got if x >= 1.0)}
+    if a.judge:
+        backend = make_backend_from_args(a, a.out)
+        try:
+            rows = with_scores(rows, judge_scores(rows, backend, _gen_params(a, {"temperature": 0.0,
+                                                                                  "max_tokens": 8})))
+        finally:
+            stats["backend"] = getattr(backend, "stats", {})
+            backend.close()
+        stats["judge_score"] = dict(Counter(str(r["meta"].get("judge_score")) for r in rows))
+    if not (a.ifd_model or a.judge):
+        raise SystemExit("lmrefinery: error: give --ifd-model DIR and/or --judge (with a backend)")
+    _write_outputs(a.out, rows, [], stats)
     return 0
 
 
@@ -168,8 +231,8 @@ def cmd_filter(a) -> int:
     from .common import load_records
     from .filters import PairFilter
 
-    rows = load_records(a.input)
-    f = PairFilter(check_lang=not a.no_lang)
+    rows = load_records(a.input, a.format)
+    f = PairFilter(check_lang=not a.no_lang, max_ifd=a.max_ifd, min_judge_score=a.min_judge_score)
     kept, rejects = [], []
     for r in rows:
         why = f(r)
@@ -189,7 +252,8 @@ def build(rows: list[dict], prefix: str, *, filter_pairs: bool = True, dedup: bo
           floors: dict | None = None, upsample: bool = False, fractions: dict | None = None,
           stratify: str = "category", formats: tuple[str, ...] = ("alpaca", "messages", "parquet"),
           sep: str = "<sep>", seed: int = 0, sources: list[str] | None = None, parent: str | None = None,
-          check_lang: bool = True, near_dedup: bool = False, near_threshold: float = 0.7) -> dict:
+          check_lang: bool = True, near_dedup: bool = False, near_threshold: float = 0.7,
+          pin_splits: bool = True, normalize: bool = True) -> dict:
     """The in-process build (small and medium data; recipes do the same at scale)."""
     from collections import Counter
 
@@ -197,9 +261,11 @@ def build(rows: list[dict], prefix: str, *, filter_pairs: bool = True, dedup: bo
     from .balance import balance
     from .filters import PairFilter
     from .split import assign_splits, prompt_text
-    from .versioning import build_version
+    from .versioning import build_version, latest, version_dir, version_splits
 
     reports: dict = {"input": len(rows)}
+    if normalize:
+        rows, reports["normalize"] = _normalize_raw(rows)
     if filter_pairs:
         f = PairFilter(check_lang=check_lang)
         reasons = Counter()
@@ -234,12 +300,41 @@ def build(rows: list[dict], prefix: str, *, filter_pairs: bool = True, dedup: bo
         reports["dedup"]["near_duplicates"] = len(ordered) - len(rows)
     if balance_by:
         rows, reports["balance"] = balance(rows, balance_by, temperature, caps, floors, None, upsample, seed)
-    rows, reports["split"] = assign_splits(rows, fractions, stratify, seed)
+    previous = None
+    pin_to = parent or latest(prefix)
+    if pin_splits and pin_to:
+        previous = version_splits(version_dir(prefix, pin_to))
+    rows, reports["split"] = assign_splits(rows, fractions, stratify, seed, previous=previous)
     params = {"filter": filter_pairs, "dedup": dedup, "balance_by": balance_by, "temperature": temperature,
               "caps": caps, "floors": floors, "upsample": upsample, "fractions": fractions, "stratify": stratify,
-              "seed": seed, "check_lang": check_lang, "near_dedup": near_dedup, "near_threshold": near_threshold}
+              "seed": seed, "check_lang": check_lang, "near_dedup": near_dedup, "near_threshold": near_threshold,
+              "normalize": normalize}
     return build_version(rows, prefix, recipe=params, sources=sources, parent=parent, formats=formats, sep=sep,
                          reports=reports)
+
+
+def _normalize_raw(rows: list[dict]) -> tuple[list[dict], dict]:
+    """Rows read from raw files get what instruct_normalize gives in a recipe (language per
+    turn, taxonomy category, provenance); rows already normalised are left alone."""
+    from collections import Counter
+
+    from .normalize import LangID, load_taxonomy, normalise_row
+
+    todo = [r for r in rows if not any("lang" in m for m in r["meta"].get("messages") or [])]
+    if not todo:
+        return rows, {"normalised": 0}
+    lid, tax = LangID(), load_taxonomy()
+    dropped = Counter()
+    keep_ids = set()
+    for r in todo:
+        why = normalise_row(r, lid, tax)
+        if why:
+            dropped[why] += 1
+        else:
+            keep_ids.add(r["id"])
+    todo_ids = {r["id"] for r in todo}
+    out = [r for r in rows if r["id"] not in todo_ids or r["id"] in keep_ids]
+    return out, {"normalised": len(keep_ids), "rejected": dict(dropped)}
 
 
 def _kv_ints(items: list[str]) -> dict:
@@ -251,7 +346,7 @@ def cmd_build(a) -> int:
 
     rows = []
     for p in a.input:
-        rows.extend(load_records(p))
+        rows.extend(load_records(p, a.format))
     fractions = None
     if a.fractions:
         fractions = {k: float(v) for k, v in (x.split("=", 1) for x in a.fractions.split(","))}
@@ -259,7 +354,7 @@ def cmd_build(a) -> int:
               balance_by=a.balance_by.split(",") if a.balance_by else None, temperature=a.temperature,
               caps=_kv_ints(a.cap), floors=_kv_ints(a.floor), upsample=a.upsample, fractions=fractions,
               formats=tuple(a.formats.split(",")), sep=a.sep, seed=a.seed, sources=a.input, check_lang=not a.no_lang,
-              near_dedup=a.near_dedup)
+              near_dedup=a.near_dedup, pin_splits=not a.no_pin)
     print(json.dumps({k: m[k] for k in ("version", "parent", "records", "counts")}, ensure_ascii=False, indent=1))
     print(f"version: {os.path.join(a.prefix, 'versions', m['version'])}" + (" (unchanged, reused)" if m.get("reused") else ""))
     return 0
@@ -270,6 +365,10 @@ def cmd_diff(a) -> int:
 
     d = diff(a.a, a.b)
     print(json.dumps(d, indent=1, ensure_ascii=False) if a.json else format_diff(d))
+    if d["leaking_moves"] and not a.allow_moves:
+        print(f"lmrefinery: error: {d['leaking_moves']} rows moved between train and test/validation "
+              "(--allow-moves to accept)", file=__import__("sys").stderr)
+        return 1
     return 0
 
 
@@ -296,7 +395,8 @@ def register(sub) -> None:
     q.add_argument("--source", default="tasks")
     q.add_argument("--seed", type=int, default=0)
     q.add_argument("--out", required=True)
-    q.set_defaults(fn=cmd_construct)
+    _format_arg(q)
+    q.set_defaults(fn=_guarded(cmd_construct))
 
     q = s.add_parser("self-instruct", help="Self-Instruct rounds from seed tasks")
     q.add_argument("--seeds", required=True, help="seed tasks JSONL (Self-Instruct / BELLE format)")
@@ -307,7 +407,7 @@ def register(sub) -> None:
     q.add_argument("--source", default="self_instruct")
     q.add_argument("--out", required=True)
     _backend_args(q)
-    q.set_defaults(fn=cmd_self_instruct)
+    q.set_defaults(fn=_guarded(cmd_self_instruct))
 
     q = s.add_parser("evol", help="Evol-Instruct in-depth / in-breadth evolution")
     q.add_argument("--input", required=True)
@@ -317,24 +417,45 @@ def register(sub) -> None:
     q.add_argument("--seed", type=int, default=0)
     q.add_argument("--out", required=True)
     _backend_args(q)
-    q.set_defaults(fn=cmd_evol)
+    _format_arg(q)
+    q.set_defaults(fn=_guarded(cmd_evol))
 
     q = s.add_parser("augment", help="paraphrase / expand / back-translate / synonym substitution")
     q.add_argument("--input", required=True)
     q.add_argument("--kind", required=True, choices=["paraphrase", "expand", "back_translation", "synonyms"])
-    q.add_argument("--dictionary", help="synonyms: word<TAB>syn1,syn2 file instead of fastText vectors")
+    q.add_argument("--dictionary", help="synonyms: word<TAB>syn1,syn2 file instead of the shipped lexicons")
+    q.add_argument("--vectors", action="store_true", help="synonyms: fastText neighbours trained on the input "
+                   "(the old behaviour; spelling neighbours, not synonyms - prefer the shipped lexicons)")
+    q.add_argument("--variants", type=int, default=1, help="variants per row (different seeds)")
+    q.add_argument("--translator", action="append", default=[], metavar="en-zh=DIR",
+                   help="back_translation through local seq2seq models instead of a chat backend")
     q.add_argument("--rate", type=float, default=0.15)
     q.add_argument("--limit", type=int)
     q.add_argument("--seed", type=int, default=0)
     q.add_argument("--out", required=True)
     _backend_args(q)
-    q.set_defaults(fn=cmd_augment)
+    _format_arg(q)
+    q.set_defaults(fn=_guarded(cmd_augment))
+
+    q = s.add_parser("score", help="instruction-quality scores: IFD with a local causal LM, an LLM judge")
+    q.add_argument("--input", required=True)
+    q.add_argument("--ifd-model", help="local HF causal LM directory for Instruction-Following Difficulty")
+    q.add_argument("--max-len", type=int, default=1024)
+    q.add_argument("--judge", action="store_true", help="rate each pair 1-5 through the backend")
+    q.add_argument("--limit", type=int)
+    q.add_argument("--out", required=True)
+    _backend_args(q)
+    _format_arg(q)
+    q.set_defaults(fn=_guarded(cmd_score))
 
     q = s.add_parser("filter", help="pair filters with reasons")
     q.add_argument("--input", required=True)
     q.add_argument("--no-lang", action="store_true")
+    q.add_argument("--max-ifd", type=float, help="reject rows with meta.ifd >= this (see instruct score)")
+    q.add_argument("--min-judge-score", type=float, help="reject rows with meta.judge_score below this")
     q.add_argument("--out", required=True)
-    q.set_defaults(fn=cmd_filter)
+    _format_arg(q)
+    q.set_defaults(fn=_guarded(cmd_filter))
 
     q = s.add_parser("build", help="filter, dedup, balance, split and write a new immutable version")
     q.add_argument("--input", nargs="+", required=True)
@@ -352,10 +473,14 @@ def register(sub) -> None:
     q.add_argument("--formats", default="alpaca,messages,parquet")
     q.add_argument("--sep", default="<sep>")
     q.add_argument("--seed", type=int, default=0)
-    q.set_defaults(fn=cmd_build)
+    q.add_argument("--no-pin", action="store_true", help="do not keep the splits of rows already in LATEST")
+    _format_arg(q)
+    q.set_defaults(fn=_guarded(cmd_build))
 
     q = s.add_parser("diff", help="what changed between two versions (dirs, PREFIX@VERSION or PREFIX for LATEST)")
     q.add_argument("a")
     q.add_argument("b")
     q.add_argument("--json", action="store_true")
+    q.add_argument("--allow-moves", action="store_true", help="exit 0 even when rows moved between train and "
+                                                              "test/validation")
     q.set_defaults(fn=cmd_diff)

@@ -65,19 +65,136 @@ def write_jsonl(path: str, rows: Iterable[dict]) -> int:
     return len(lines)
 
 
-def load_records(path: str) -> list[dict]:
-    """Conversation rows from JSONL (our own row dumps) or Parquet (stage output)."""
+class UnreadableInput(ValueError):
+    """An input file the instruct commands cannot use (the CLI exits 2 naming it)."""
+
+
+RAW_FORMATS = ("alpaca", "alpaca_bilingual", "belle", "dolly", "self_instruct", "sharegpt", "openai_messages")
+
+
+def sniff_format(obj: Any) -> str | None:
+    """Reader format of one raw record (or ``rows`` for our own row dumps), from its keys."""
+    if not isinstance(obj, dict):
+        return None
+    keys = set(obj)
+    if "meta" in keys and "id" in keys:
+        return "rows"
+    if keys & {"conversations", "conversation"}:
+        return "sharegpt"
+    if isinstance(obj.get("messages"), list):
+        return "openai_messages"
+    if "en_instruction" in keys:
+        return "alpaca_bilingual"
+    if "instances" in keys:
+        return "self_instruct"
+    if "instruction" in keys and "response" in keys:
+        return "dolly"
+    if "question" in keys and keys & {"std_answer", "answer", "output"}:
+        return "belle"
+    if "instruction" in keys and "output" in keys:
+        return "alpaca"
+    return None
+
+
+def _first_object(spec: dict) -> Any:
+    from ..ingest.instructions import iter_objects
+    from ..ingest.formats import Quarantine
+
+    first_bad = None
+    for item in iter_objects(spec):
+        if isinstance(item, Quarantine):
+            if item.pos == "file":
+                raise UnreadableInput(f"{item.reason}: {item.detail}")
+            first_bad = first_bad or item
+            continue
+        return item[1]
+    if first_bad is not None:
+        raise UnreadableInput(f"no readable record; first problem: {first_bad.reason}: {first_bad.detail}")
+    return None
+
+
+def read_raw_file(path: str, fmt: str = "auto", licence: str | None = None) -> tuple[list[dict], dict]:
+    """One instruction file in a reader format (or our row dumps) -> (rows, quarantine counts).
+    Ids, source and meta as the recipe's read stage gives them."""
+    from collections import Counter
+
+    from ..core.schema import doc_id
+    from ..ingest.formats import Quarantine, Record
+    from ..ingest.instructions import read_instruction_file
+
+    name = os.path.splitext(os.path.basename(path))[0]
+    spec = {"path": path, "rel": os.path.basename(path), "input": name, "format": fmt, "options": {},
+            "fields": {}, "licence": licence}
+    if fmt == "auto":
+        first = _first_object(spec)
+        if first is None:
+            raise UnreadableInput("no records in the file")
+        fmt = sniff_format(first)
+        if fmt is None:
+            raise UnreadableInput(f"records of an unknown shape; pass --format ({', '.join(RAW_FORMATS)})")
+    if fmt == "rows":
+        rows = []
+        for r in read_jsonl(path) if not _is_json_array(path) else json.loads(_read_text(path)):
+            r["meta"] = r["meta"] if isinstance(r.get("meta"), dict) else meta_loads(r.get("meta"))
+            rows.append(r)
+        return rows, {}
+    spec["format"] = fmt
+    rows, bad = [], Counter()
+    for item in read_instruction_file(spec, fmt):
+        if isinstance(item, Quarantine):
+            bad[item.reason] += 1
+            continue
+        assert isinstance(item, Record)
+        d = item.doc
+        d["id"] = doc_id(name, spec["rel"], item.pos)
+        d["source"] = name
+        d["meta"].update(file=spec["rel"], pos=item.pos)
+        rows.append(d)
+    return rows, dict(bad)
+
+
+def _read_text(path: str) -> str:
     from ..core import storage
 
-    files = storage.list_files(path)
+    return storage.read_bytes(path).decode("utf-8-sig")
+
+
+def _is_json_array(path: str) -> bool:
+    return _read_text(path).lstrip()[:1] == "["
+
+
+def load_records(path: str, fmt: str = "auto") -> list[dict]:
+    """Conversation rows from every file under ``path``: Parquet parts a stage
+    wrote, our JSONL row dumps, or raw instruction files in any reader format
+    (sniffed from the first record unless ``fmt`` names one). A file that
+    cannot be read, or yields no record, is an ``UnreadableInput`` naming it."""
+    from ..core import storage
+
+    try:
+        files = storage.list_files(path)
+    except FileNotFoundError as e:
+        raise UnreadableInput(f"{path}: no such file or folder") from e
+    files = [f for f in files if not os.path.basename(f).startswith("_")]
+    if not files:
+        raise UnreadableInput(f"{path}: no such file or folder")
     rows: list[dict] = []
     for f in files:
         if f.endswith(".parquet"):
-            rows.extend(table_to_rows(storage.read_parquet(f)))
-        elif f.endswith((".jsonl", ".json")) and not os.path.basename(f).startswith("_"):
-            for r in read_jsonl(f):
-                r["meta"] = r["meta"] if isinstance(r.get("meta"), dict) else meta_loads(r.get("meta"))
-                rows.append(r)
+            got = table_to_rows(storage.read_parquet(f))
+            bad: dict = {}
+        elif f.endswith((".jsonl", ".json")) or fmt != "auto":
+            try:
+                got, bad = read_raw_file(f, fmt)
+            except (ValueError, UnicodeDecodeError) as e:
+                raise UnreadableInput(f"{f}: {e}") from e
+        else:
+            continue
+        if not got:
+            why = ", ".join(f"{k} {v}" for k, v in sorted(bad.items())) or "empty file"
+            raise UnreadableInput(f"{f}: no usable record ({why})")
+        rows.extend(got)
+    if not rows:
+        raise UnreadableInput(f"{path}: no .parquet/.json/.jsonl file with records")
     return rows
 
 
@@ -95,6 +212,10 @@ def pair(row: dict) -> tuple[str, str]:
             ins, seen_user = m.get("content") or "", True
         elif m["role"] == "assistant" and seen_user:
             resp = m.get("content") or ""
+            if m.get("tool_calls"):   # a function call is the answer: its rendered text
+                from .tools import lower_messages
+
+                resp = lower_messages([m])[0]["content"]
             break
     return ins, resp
 

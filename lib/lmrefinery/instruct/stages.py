@@ -31,7 +31,8 @@ from .common import rows_to_table, table_to_rows
 
 
 # ---------------------------------------------------------------- fingerprints
-_HELPERS = ("common", "normalize", "filters", "templates", "balance", "split", "versioning", "export", "rouge")
+_HELPERS = ("common", "normalize", "filters", "templates", "balance", "split", "versioning", "export", "rouge",
+            "tools", "scoring")
 
 
 class _InstructStage(Stage):
@@ -157,6 +158,11 @@ class FilterParams(StageParams):
     check_lang: bool = True
     exempt_categories: list[str] = Field(default_factory=lambda: ["translation"])
     lid_model: str | None = None
+    max_turn_chars: int | None = Field(32000, ge=1, description="longest turn allowed (characters); null: no limit")
+    max_repetition: float = Field(0.5, gt=0, le=1, description="1 - distinct/total word 4-grams of an answer above which it is a loop")
+    repetition_min_words: int = Field(30, ge=4, description="answers shorter than this are not checked for repetition")
+    max_ifd: float | None = Field(None, gt=0, description="reject rows whose meta.ifd (instruct_score) is at least this")
+    min_judge_score: float | None = Field(None, description="reject rows whose meta.judge_score is below this")
 
 
 @register
@@ -170,13 +176,43 @@ class InstructFilter(_InstructStage):
 
         p = self.params
         self.f = PairFilter(p.min_response_words, p.min_response_chars, p.copy_threshold, p.refusal_lists,
-                            p.check_lang, p.lid_model, tuple(p.exempt_categories))
+                            p.check_lang, p.lid_model, tuple(p.exempt_categories), max_turn_chars=p.max_turn_chars,
+                            max_repetition=p.max_repetition, repetition_min_words=p.repetition_min_words,
+                            max_ifd=p.max_ifd, min_judge_score=p.min_judge_score)
 
     def process(self, batch: pa.Table) -> BatchResult:
         if not hasattr(self, "f"):
             self.setup()
         rows = table_to_rows(batch)
         return BatchResult.split(batch, self.name, [self.f(r) for r in rows])
+
+
+# ---------------------------------------------------------------- quality scores
+class ScoreParams(StageParams):
+    model_dir: str = Field(..., description="local HF causal LM for Instruction-Following Difficulty")
+    max_len: int = Field(1024, ge=8, description="tokens of instruction + response scored")
+    batch_size: int = Field(8, ge=1)
+
+
+@register
+class InstructScore(_InstructStage):
+    name = "instruct_score"
+    Params = ScoreParams
+    description = "Instruction-Following Difficulty with a local causal LM: meta.ifd, loss_with_instruction, loss_response_only."
+
+    def setup(self):
+        from .scoring import IFDScorer
+
+        p = self.params
+        self.scorer = IFDScorer(p.model_dir, p.max_len, p.batch_size)
+
+    def process(self, batch: pa.Table) -> BatchResult:
+        from .scoring import with_scores
+
+        if not hasattr(self, "scorer"):
+            self.setup()
+        rows = table_to_rows(batch)
+        return BatchResult(_replace_rows(batch, with_scores(rows, self.scorer.score(rows))))
 
 
 # ---------------------------------------------------------------- prompt-keyed exact dedup
@@ -229,7 +265,8 @@ def _summary_task(t: dict) -> dict:
     for r in rows:
         m = r["meta"]
         light.append({"id": r["id"], "lang": r.get("lang"), "part": t["part"],
-                      "meta": {**{k: m.get(k) for k in ("category", "task", "repeat_of", "origin")},
+                      "meta": {**{k: m.get(k) for k in ("category", "task", "repeat_of", "origin", "parent_id", "pair_id",
+                                                         *t.get("link_fields", ()))},
                                "source": r.get("source")},
                       "prompt": prompt_text(r) if t.get("with_prompt") else ""})
     import json
@@ -261,10 +298,10 @@ def _decision_apply_task(t: dict) -> dict:
     return finish_part(t, [res], tbl.num_rows, t0)
 
 
-def _summaries(job, work: str, with_prompt: bool) -> list[dict]:
+def _summaries(job, work: str, with_prompt: bool, link_fields: tuple[str, ...] = ()) -> list[dict]:
     import json
 
-    base = dict(work=work, stage=job.name)
+    base = dict(work=work, stage=job.name, link_fields=list(link_fields))
     job.map(_summary_task, [dict(base, input=p, part=i, with_prompt=with_prompt) for i, p in enumerate(job.inputs)],
             "summary")
     out = []
@@ -273,13 +310,14 @@ def _summaries(job, work: str, with_prompt: bool) -> list[dict]:
     return out
 
 
-def _decide_and_apply(job, with_prompt: bool, decide, report_name: str) -> list[dict]:
+def _decide_and_apply(job, with_prompt: bool, decide, report_name: str,
+                      link_fields: tuple[str, ...] = ()) -> list[dict]:
     """The global instruct stages' rounds: per-part summaries, ``decide(light) ->
     (decisions, report)`` on the driver, per-part application, the report, cleanup."""
     from ..core.manifest import write_json
 
     work = job.work_dir
-    light = _summaries(job, work, with_prompt=with_prompt)
+    light = _summaries(job, work, with_prompt=with_prompt, link_fields=link_fields)
     decisions, report = decide(light)
     parts = _apply_decisions(job, work, decisions, light)
     write_json(storage.join(job.stage_dir, report_name), report)
@@ -309,6 +347,8 @@ class BalanceParams(StageParams):
     caps: dict[str, int] = Field(default_factory=dict, description="group -> max rows ('*' = every group)")
     floors: dict[str, int] = Field(default_factory=dict, description="group -> min rows (shortfall reported)")
     total: int | None = Field(None, ge=1)
+    prefer: str | None = Field(None, description="meta score deciding which rows a downsampled group keeps "
+                                                 "(judge_score: highest first; -ifd: lowest first); default a hash")
     upsample: bool = Field(False, description="meet floors (and temperature targets above a group's size) by "
                            "repetition: rows get meta.repeat = copies; instruct_version exports them repeated "
                            "and tokenize writes them that many times")
@@ -328,7 +368,7 @@ class InstructBalance(_InstructStage):
 
         def decide(light):
             kept, report = bal.balance(light, p.by, p.temperature, p.caps, p.floors, p.total, upsample=p.upsample,
-                                       seed=self.ctx.seed)
+                                       seed=self.ctx.seed, prefer=p.prefer)
             ids = {r["id"] for r in light}
             keep_ids = {r["id"] for r in kept if r["id"] in ids}
             decisions: dict[str, dict] = {r["id"]: {"drop": "balance_downsampled"} for r in light
@@ -342,7 +382,8 @@ class InstructBalance(_InstructStage):
             report["repeat_copies"] = sum(extra.values())
             return decisions, report
 
-        return _decide_and_apply(job, False, decide, "balance_report.json")
+        return _decide_and_apply(job, False, decide, "balance_report.json",
+                                 (p.prefer.lstrip("-"),) if p.prefer else ())
 
 
 class SplitParams(StageParams):
@@ -350,6 +391,11 @@ class SplitParams(StageParams):
     stratify: str | None = Field("category", description="meta field to stratify by (null: none)")
     near_dup: bool = Field(True, description="keep MinHash near-duplicate clusters of prompts in one split")
     threshold: float = Field(0.7, gt=0, le=1, description="Jaccard of prompt word bigrams for a near duplicate")
+    link_fields: list[str] = Field(default_factory=lambda: ["group"],
+                                   description="meta fields whose equal values keep rows in one split "
+                                               "(pair_id, parent_id and repeat_of always do)")
+    previous_version: str | None = Field(None, description="version dir, PREFIX@VERSION or PREFIX: rows already "
+                                                           "there keep their split (test never goes to train)")
 
 
 @register
@@ -370,11 +416,16 @@ class InstructSplit(_InstructStage):
             for r in rows:
                 r["meta"]["messages"] = [{"role": "user", "content": r.pop("_prompt")}]
             out, report = spl.assign_splits(rows, p.fractions, p.stratify or "", self.ctx.seed, p.near_dup,
-                                            p.threshold)
+                                            p.threshold, tuple(p.link_fields), previous)
             return {r["id"]: {"set": {"split": r["meta"]["split"], "cluster": r["meta"]["cluster"]}}
                     for r in out}, report
 
-        return _decide_and_apply(job, True, decide, "split_report.json")
+        previous = None
+        if p.previous_version:
+            from .versioning import version_splits
+
+            previous = version_splits(p.previous_version)
+        return _decide_and_apply(job, True, decide, "split_report.json", tuple(p.link_fields))
 
 
 class VersionParams(StageParams):

@@ -124,6 +124,18 @@ def version_rows(ref: str) -> list[dict]:
     return rows
 
 
+def version_splits(ref: str) -> dict[str, str]:
+    """id -> split of every row of a version (to pin a new build to it)."""
+    return {r["id"]: r["meta"].get("split", "train") for r in version_rows(ref)}
+
+
+def _is_leak(move: str) -> bool:
+    """A move between train and a held-out split: what was evaluated on is now
+    trained on, or the other way round (a model trained on the old version has seen it)."""
+    a, b = move.split("->")
+    return (a == "train") != (b == "train")
+
+
 def diff(a: str, b: str, sample: int = 5) -> dict:
     ma, _ = load_version(a)
     mb, _ = load_version(b)
@@ -132,11 +144,14 @@ def diff(a: str, b: str, sample: int = 5) -> dict:
     added = sorted(set(rb) - set(ra))
     removed = sorted(set(ra) - set(rb))
     changed, moved = [], []
+    moves: Counter = Counter()
     for i in sorted(set(ra) & set(rb)):
+        sa, sb = ra[i]["meta"].get("split", "train"), rb[i]["meta"].get("split", "train")
         if content_hash(messages(ra[i])) != content_hash(messages(rb[i])):
             changed.append(i)
-        elif ra[i]["meta"].get("split") != rb[i]["meta"].get("split"):
+        elif sa != sb:
             moved.append(i)
+            moves[f"{sa}->{sb}"] += 1
     deltas = {}
     for k in ("source", "category", "lang", "split", "origin"):
         ca, cb = ma["counts"].get(k, {}), mb["counts"].get(k, {})
@@ -145,11 +160,13 @@ def diff(a: str, b: str, sample: int = 5) -> dict:
             deltas[k] = d
     return {"a": ma["version"], "b": mb["version"], "b_parent": mb.get("parent"),
             "records": {"a": len(ra), "b": len(rb)}, "added": len(added), "removed": len(removed),
-            "changed": len(changed), "moved_split": len(moved), "count_deltas": deltas,
+            "changed": len(changed), "moved_split": len(moved), "moves": dict(sorted(moves.items())),
+            "leaking_moves": sum(n for m, n in moves.items() if _is_leak(m)), "count_deltas": deltas,
             "recipe_changed": ma.get("recipe_hash") != mb.get("recipe_hash"),
             "sources_changed": [s["path"] for s in mb.get("sources", [])
                                 if s["sha256"] not in {x["sha256"] for x in ma.get("sources", [])}],
-            "examples": {"added": added[:sample], "removed": removed[:sample], "changed": changed[:sample]}}
+            "examples": {"added": added[:sample], "removed": removed[:sample], "changed": changed[:sample],
+                         "moved": moved[:sample]}}
 
 
 def format_diff(d: dict) -> str:
@@ -157,6 +174,11 @@ def format_diff(d: dict) -> str:
              f"records: {d['records']['a']} -> {d['records']['b']}  added {d['added']}  removed {d['removed']}  "
              f"changed {d['changed']}  moved split {d['moved_split']}",
              f"recipe changed: {d['recipe_changed']}"]
+    if d.get("moves"):
+        lines.append("  moves: " + ", ".join(f"{m} {n}" for m, n in d["moves"].items()))
+    if d.get("leaking_moves"):
+        lines.append(f"ERROR: {d['leaking_moves']} rows moved between train and a held-out split "
+                     "(a model trained on one version has seen the other's evaluation rows)")
     if d["sources_changed"]:
         lines.append("sources new or changed: " + ", ".join(d["sources_changed"]))
     for k, v in d["count_deltas"].items():

@@ -38,7 +38,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from ..core import manifest as mf
 from ..core import storage
 from ..core.runner import finish_part
-from ..core.schema import messages_of
+from ..core.schema import messages_of, meta_loads
 from ..core.stage import BatchResult, Stage, StageParams, register
 from .indexed import IndexedWriter, dtype_for_vocab
 from .reader import DATASET_MANIFEST
@@ -287,7 +287,8 @@ def _encode_task(t: dict) -> dict:
     for r in range(n):
         msgs = messages_of(metas[r]) if metas[r] and '"messages"' in metas[r] else []
         if msgs and any((m.get("content") or "").strip() for m in msgs):
-            ids_, m_ = enc.encode_conversation(msgs)
+            tools = meta_loads(metas[r]).get("tools") if '"tools"' in metas[r] else None
+            ids_, m_ = enc.encode_conversation(msgs, tools=tools)
             toks[r], masks[r] = ids_, m_
             content[r] = "\x1e".join(f"{m.get('role')}\x1f{m.get('content') or ''}" for m in msgs)
             has_mask = True

@@ -32,13 +32,40 @@ SIDECAR = "lmrefinery_tokenizer.json"
 _EOS_GUESSES = ("<|endoftext|>", "</s>", "<|end_of_text|>", "<eos>", "<|im_end|>", "[SEP]")
 
 
+def _jinja_str(text: str) -> str:
+    """A Jinja string literal (JSON escapes are Jinja escapes for ASCII text)."""
+    return json.dumps(text)
+
+
 def chat_template(eot: str, role_format: str = ROLE_FORMAT, bos: str | None = None) -> str:
-    """Jinja chat template matching `ChatEncoder.encode_conversation` (without the trailing eos)."""
+    """Jinja chat template matching `ChatEncoder.encode_conversation` (without the trailing eos).
+    With ``tools`` the schemas go into the system turn; an assistant's ``tool_calls`` follow its
+    text as <tool_call> blocks; tool turns are wrapped in <tool_response> (see instruct/tools.py)."""
+    from ..instruct.tools import TOOLS_FOOTER, TOOLS_HEADER
+
     pre, post = role_format.split("{role}")
+    P, Q, E = _jinja_str(pre), _jinja_str(post), _jinja_str(eot)
     b = "{{ bos_token }}" if bos else ""
-    return (b + "{% for m in messages %}{{ '" + pre + "' + m['role'] + '" + post + "' + (m['content'] or '') + '"
-            + eot + "' }}{% endfor %}{% if add_generation_prompt %}{{ '" + pre + "assistant" + post
-            + "' }}{% endif %}")
+    tools_part = (
+        "{%- set ns = namespace(msgs=messages) -%}"
+        "{%- if tools -%}"
+        "{{ " + P + " + 'system' + " + Q + " }}"
+        "{%- if messages and messages[0]['role'] == 'system' -%}"
+        "{{ (messages[0]['content'] or '') + '\\n\\n' }}{%- set ns.msgs = messages[1:] -%}{%- endif -%}"
+        "{{ " + _jinja_str(TOOLS_HEADER) + " }}"
+        "{%- for t in tools -%}{{ '\\n' + ((t['function'] if t['function'] is defined else t) | tojson) }}"
+        "{%- endfor -%}{{ " + _jinja_str(TOOLS_FOOTER) + " + " + E + " }}"
+        "{%- endif -%}")
+    calls = ("{%- for tc in m['tool_calls'] -%}"
+             "{%- set f = tc['function'] if tc['function'] is defined else tc -%}"
+             "{%- if m['content'] or not loop.first -%}{{ '\\n' }}{%- endif -%}"
+             "{{ '<tool_call>\\n' + ({'name': f['name'], 'arguments': f['arguments']} | tojson) "
+             "+ '\\n</tool_call>' }}{%- endfor -%}")
+    return (b + tools_part + "{%- for m in ns.msgs -%}{{ " + P + " + m['role'] + " + Q + " }}"
+            "{%- if m['role'] == 'tool' -%}{{ '<tool_response>\\n' + (m['content'] or '') + '\\n</tool_response>' }}"
+            "{%- else -%}{{ m['content'] or '' }}{%- if m['tool_calls'] -%}" + calls + "{%- endif -%}{%- endif -%}"
+            "{{ " + E + " }}{%- endfor -%}{%- if add_generation_prompt -%}{{ " + P + " + 'assistant' + " + Q
+            + " }}{%- endif -%}")
 
 
 def file_sha256(path: str) -> str:
@@ -141,8 +168,15 @@ class ChatEncoder:
             out.append(a)
         return out
 
-    def encode_conversation(self, messages: list[dict]) -> tuple[np.ndarray, np.ndarray]:
-        """Token ids and loss mask of a conversation rendered with the chat template, + eos."""
+    def encode_conversation(self, messages: list[dict], tools=None) -> tuple[np.ndarray, np.ndarray]:
+        """Token ids and loss mask of a conversation rendered with the chat template, + eos.
+        Loss on assistant turns (their text, their function calls and the end-of-turn token);
+        none on system, user and tool (observation) turns. ``tools`` (the conversation's
+        function schemas) are rendered into the system turn."""
+        from ..instruct.tools import has_tools, lower_messages
+
+        if tools or has_tools(messages):
+            messages = lower_messages(messages, tools)
         contents = [m.get("content") or "" for m in messages]
         encs = self.tok.encode_batch(contents, add_special_tokens=False) if contents else []
         ids: list[int] = []
