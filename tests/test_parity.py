@@ -96,18 +96,48 @@ def test_reference_keeps_chinese_and_japanese(reference_run):
 
 # ------------------------------------------------------------------ installed wheel
 @pytest.fixture(scope="module")
-def wheel_venv(tmp_path_factory) -> str:
+def wheel_file(tmp_path_factory) -> str:
+    """The wheel built from a clean copy of the sources (a build/ folder left in the
+    checkout by an earlier build could carry files the package-data patterns miss)."""
+    import shutil
+
+    base = tmp_path_factory.mktemp("dist")
+    src = base / "src"
+    src.mkdir()
+    for f in ("pyproject.toml", "README.md"):
+        shutil.copy(os.path.join(ROOT, f), src / f)
+    shutil.copytree(os.path.join(ROOT, "lib"), src / "lib",
+                    ignore=shutil.ignore_patterns("__pycache__", "*.egg-info", "*.pyc"))
+    r = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q",
+                        "-w", str(base), str(src)], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-3000:]
+    whl = glob.glob(str(base / "lmrefinery-*.whl"))
+    assert len(whl) == 1, whl
+    return whl[0]
+
+
+def test_wheel_ships_every_data_file_of_the_package(wheel_file):
+    """Every non-Python file under lib/lmrefinery is in the wheel (a new data file with
+    an extension the package-data patterns miss would vanish from installs)."""
+    import zipfile
+
+    names = set(zipfile.ZipFile(wheel_file).namelist())
+    lib = os.path.join(ROOT, "lib")
+    tracked = subprocess.run(["git", "ls-files", "lmrefinery"], cwd=lib, capture_output=True, text=True,
+                             check=True).stdout.split()
+    data = [f for f in tracked if not f.endswith(".py")]
+    assert "lmrefinery/quality/languages/zh.yaml" in data
+    missing = [f for f in data if f not in names]
+    assert not missing, f"not in the wheel: {missing}"
+
+
+@pytest.fixture(scope="module")
+def wheel_venv(wheel_file, tmp_path_factory) -> str:
     """A fresh virtualenv holding the wheel built from this checkout, installed
     non-editable. Its dependencies come from the test environment's
     site-packages, added *after* the venv's own and without this checkout's
     editable path, so `lmrefinery` can only be imported from the wheel."""
-    base = tmp_path_factory.mktemp("wheel")
-    r = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q",
-                        "-w", str(base / "dist"), ROOT], capture_output=True, text=True, timeout=300)
-    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-3000:]
-    whl = glob.glob(str(base / "dist" / "lmrefinery-*.whl"))
-    assert len(whl) == 1, whl
-    venv = base / "venv"
+    venv = tmp_path_factory.mktemp("wheel") / "venv"
     subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True, timeout=120)
     site = subprocess.run([str(venv / "bin" / "python"), "-c", "import sysconfig; print(sysconfig.get_path('purelib'))"],
                           capture_output=True, text=True, check=True).stdout.strip()
@@ -118,7 +148,7 @@ def wheel_venv(tmp_path_factory) -> str:
         f.write(f"import site, sys; site.addsitedir({dev_site!r}); "
                 f"sys.path[:] = [p for p in sys.path if p.rstrip('/') != {lib!r}]\n")
     r = subprocess.run([sys.executable, "-m", "pip", "--python", str(venv / "bin" / "python"), "install", "-q",
-                        "--no-deps", "--no-index", whl[0]], capture_output=True, text=True, timeout=300)
+                        "--no-deps", "--no-index", wheel_file], capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-3000:]
     return str(venv)
 
