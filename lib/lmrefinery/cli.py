@@ -70,7 +70,7 @@ def cmd_stage(a) -> int:
     from .core.recipe import load_recipe
     from .core.runner import Runner, format_summary
 
-    from .core.preflight import unknown_name
+    from .core.names import unknown_name
     from .core.recipe import RecipeError
     from .core.stage import all_stages
 

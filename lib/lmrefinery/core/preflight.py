@@ -9,23 +9,13 @@ written, and S3 credentials when any path is ``s3://``.
 """
 from __future__ import annotations
 
-import difflib
 import os
 import re
 from dataclasses import dataclass
 
 from . import storage
+from .names import unknown_name
 from .recipe import Recipe, RecipeError
-
-
-def did_you_mean(word: str, choices: list[str]) -> str:
-    """' (did you mean 'x'?)' for the closest choice, or '' when none is close."""
-    close = difflib.get_close_matches(word, choices, n=1, cutoff=0.6)
-    return f"; did you mean {close[0]!r}?" if close else ""
-
-
-def unknown_name(kind: str, word: str, choices: list[str]) -> str:
-    return f"unknown {kind} {word!r}{did_you_mean(word, choices)} (known: {', '.join(choices)})"
 
 
 @dataclass

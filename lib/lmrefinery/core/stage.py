@@ -140,11 +140,9 @@ def _load_all() -> None:
 def get_stage(name: str) -> type[Stage]:
     _load_all()
     if name not in _REGISTRY:
-        import difflib
+        from .names import unknown_name
 
-        close = difflib.get_close_matches(name, all_stages(), n=1, cutoff=0.6)
-        hint = f"; did you mean {close[0]!r}?" if close else ""
-        raise KeyError(f"unknown stage {name!r}{hint} (known stages: {', '.join(all_stages())})")
+        raise KeyError(unknown_name("stage", name, all_stages()))
     return _REGISTRY[name]
 
 

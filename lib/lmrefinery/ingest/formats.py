@@ -124,7 +124,9 @@ def get_reader(fmt: str) -> Reader:
 
         _load_formats()
     if fmt not in READERS:
-        raise KeyError(f"unknown input format {fmt!r}; known: {', '.join(sorted(READERS))}")
+        from ..core.names import unknown_name
+
+        raise KeyError(unknown_name("input format", fmt, sorted(READERS)))
     return READERS[fmt]
 
 

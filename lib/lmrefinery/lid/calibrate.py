@@ -102,8 +102,8 @@ def register(sub) -> None:
     s = p.add_subparsers(dest="action", required=True)
     c = s.add_parser("calibrate", help="per-language min_scores from sentences of known language")
     c.add_argument("--input", required=True, help="JSON Lines with the sentence and its language")
-    c.add_argument("--text-field", default="text")
-    c.add_argument("--lang-field", default="lang")
+    c.add_argument("--text-field", default="text", help="field holding the sentence")
+    c.add_argument("--lang-field", default="lang", help="field holding its ISO 639 language code")
     c.add_argument("--model", help="lid.176 model (default: the cache)")
     c.add_argument("--target-rejection", type=float, default=0.01,
                    help="largest share of correctly labelled sentences a threshold may reject")

@@ -26,7 +26,7 @@ def _matches_reason(reason: str, wanted: str) -> bool:
 
 
 def _pick_stages(run: RunData, wanted: str | None) -> list[StageInfo]:
-    from ..core.preflight import unknown_name
+    from ..core.names import unknown_name
     from ..core.recipe import RecipeError
 
     if wanted is None:
@@ -38,7 +38,7 @@ def _pick_stages(run: RunData, wanted: str | None) -> list[StageInfo]:
 
 
 def collect_rejects(run: RunData, q: RejectQuery) -> list[dict]:
-    from ..core.preflight import did_you_mean
+    from ..core.names import did_you_mean
     from ..core.recipe import RecipeError
 
     stages = _pick_stages(run, q.stage)
