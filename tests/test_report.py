@@ -61,3 +61,24 @@ def test_rejects_and_report_commands(tmp_path):
     assert not (out / "report").exists()
     p = cli("report", str(out))
     assert p.returncode == 0 and (out / "report" / "index.html").exists()
+
+
+def test_report_of_a_tokenize_run_without_mix_weights(tmp_path):
+    """A tokenize stage with no mix (mode 'none') has no target shares: the report
+    still renders the token chart, with natural and achieved bars only."""
+    inp = tmp_path / "x.jsonl"
+    words = "alpha beta gamma delta epsilon zeta eta theta iota kappa".split()
+    rows = [{"text": " ".join(words[(i + j) % 10] for j in range(40)), "url": f"u{i}"} for i in range(30)]
+    inp.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    out = tmp_path / "o"
+    r = load_recipe({"name": "rep", "output": str(out), "engine": "local",
+                     "inputs": [{"name": "web_text", "paths": [str(inp)]}],
+                     "stages": ["read", {"stage": "tokenize", "shard_tokens": 100000,
+                                         "train": {"vocab_size": 300, "min_frequency": 1}}]})
+    stats = Runner(r, quiet=True).run()
+    html = (out / "report" / "index.html").read_text()
+    figs = json.loads(html.split('<script id="lmr-figures" type="application/json">', 1)[1].split("</script>")[0])
+    mix = [f for f in figs.values() if f["layout"]["title"]["text"].startswith("Tokens per source")]
+    assert len(mix) == 1 and [d["name"] for d in mix[0]["data"]] == ["natural share", "achieved"]
+    assert mix[0]["data"][1]["x"] == ["web_text"] and mix[0]["data"][1]["y"] == [1.0]
+    assert os.path.exists(stats["report"])

@@ -96,16 +96,19 @@ def mix_figure(before: Mix, after: Mix) -> Figure:
 
 
 def token_mix_figure(mixing: dict) -> Figure:
-    natural = mixing.get("natural", {})
+    """Natural, target and achieved token shares per source. A run without mixing
+    weights (mode 'none') has target None: its bars are left out."""
+    natural = mixing.get("natural") or {}
+    target = mixing.get("target") or {}
     total_nat = sum(v.get("tokens", 0) for v in natural.values()) or 1
-    sources = sorted(set(mixing.get("target", {})) | set(natural))
+    sources = sorted(set(target) | set(natural))
     series = [("natural share", {s: natural.get(s, {}).get("tokens", 0) / total_nat for s in sources}, BEFORE),
-              ("target", mixing.get("target", {}), "#222"),
-              ("achieved", mixing.get("achieved", {}), KEPT)]
+              *([("target", target, "#222")] if target else []),
+              ("achieved", mixing.get("achieved") or {}, KEPT)]
     data = [{"type": "bar", "name": name, "x": sources, "y": [vals.get(s, 0) for s in sources],
              "marker": {"color": color}, "text": [f"{vals.get(s, 0):.1%}" for s in sources],
              "textposition": "outside", "cliponaxis": False} for name, vals, color in series]
-    tokens = mixing.get("output_tokens", {})
+    tokens = mixing.get("output_tokens") or {}
     sub = ", ".join(f"{s}: {tokens.get(s, 0):,}" for s in sources)
     return {"data": data, "layout": _layout(f"Tokens per source vs the mix target<br><sub>output tokens {sub}</sub>",
                                             340, barmode="group", yaxis={"tickformat": ".0%", "rangemode": "tozero"},
