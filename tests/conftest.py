@@ -2,6 +2,7 @@
 a local Ray instance, a local SparkSession, and moto's S3 server on loopback."""
 from __future__ import annotations
 
+import json
 import os
 import socket
 import subprocess
@@ -113,4 +114,39 @@ def samples_dir(tmp_path_factory) -> str:
 
     d = str(tmp_path_factory.mktemp("samples"))
     write_samples(d, seed=0, docs=120)
+    return d
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tmp_path_factory, shared_corpora):
+    """A tiny random Llama with a byte-level BPE trained here on real instruction text
+    (Alpaca + BELLE), a ChatML template and eos <|im_end|>."""
+    import torch
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+
+    S = os.path.join(shared_corpora, "instructions")
+    texts = []
+    for r in json.load(open(os.path.join(S, "alpaca_data_5k_subset.json")))[:400]:
+        texts += [r["instruction"], r["output"]]
+    for line in open(os.path.join(S, "belle_open_source_1k.jsonl")).readlines()[:150]:
+        r = json.loads(line)
+        texts += [r["instruction"], r["output"]]
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    tok.train_from_iterator(texts, trainers.BpeTrainer(
+        vocab_size=600, special_tokens=["<|endoftext|>", "<|im_start|>", "<|im_end|>"],
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False))
+    hf = PreTrainedTokenizerFast(tokenizer_object=tok, eos_token="<|im_end|>", pad_token="<|endoftext|>")
+    hf.chat_template = ("{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n"
+                        "{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}")
+    d = str(tmp_path_factory.mktemp("tiny-llama"))
+    hf.save_pretrained(d)
+    torch.manual_seed(0)
+    cfg = LlamaConfig(vocab_size=len(hf), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                      num_attention_heads=2, num_key_value_heads=2, max_position_embeddings=4096,
+                      eos_token_id=hf.eos_token_id, pad_token_id=hf.pad_token_id, bos_token_id=None,
+                      tie_word_embeddings=True)
+    LlamaForCausalLM(cfg).save_pretrained(d)
     return d

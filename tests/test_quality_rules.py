@@ -91,7 +91,7 @@ def confs():
 def test_base_passes_every_rule(base, confs):
     v = evaluate(base, confs["en"], RULE_ORDER)
     assert v.reasons == []
-    assert v.text == base.strip()  # every line of this article survives C4's line cleaning
+    assert v.signals["c4"]["lines_removed_frac"] == 0.0  # every line of this article passes C4's line rules
     assert set(v.signals) == {"gopher_repetition", "gopher_quality", "c4", "fineweb"}  # cjk: no threshold for en
 
 
@@ -109,14 +109,33 @@ def test_check_fires_and_can_be_disabled(check, base, confs):
     assert name not in evaluate(text, off["en"], [rule]).reasons
 
 
-def test_c4_line_cleaning_rewrites_text(base, confs):
+def test_c4_measures_lines_but_never_rewrites(base, confs):
     noisy = base + "\nClick here to subscribe\nThis site uses cookies to improve your experience.\n" \
                    "Please enable JavaScript to view the comments powered by Disqus."
     v = evaluate(noisy, confs["en"], ["c4"])
-    assert v.reasons == [] and v.text == base.strip()
+    assert v.reasons == [] and not hasattr(v, "text")
     assert v.signals["c4"]["lines_removed_frac"] == pytest.approx(3 / len(noisy.splitlines()))
-    keep = load_lang_confs(None, {"c4": {"rewrite": False}})
-    assert evaluate(noisy, keep["en"], ["c4"]).text == noisy
+    with pytest.raises(ValueError, match="c4_lines"):   # the old switch says where the rewrite went
+        load_lang_confs(None, {"c4": {"rewrite": True}})
+
+
+def test_c4_lines_stage_removes_lines_keeps_paragraphs_and_counts(base):
+    noisy = "A Heading\n\n" + base + "\n\nClick here to subscribe\nThis site uses cookies to improve your " \
+            "experience.\nSecond paragraph ends here with a full stop."
+    table = docs_to_table([{"id": "en", "text": noisy, "lang": "en"}, {"id": "fr", "text": noisy, "lang": "fr"},
+                           {"id": "menu", "text": "Home\nAbout us", "lang": "en"}])
+    cls = get_stage("c4_lines")
+    st = cls(cls.Params(), StageContext(output_root=".", stage_dir="."))
+    res = st.process(table)
+    kept = {r["id"]: r for r in res.kept.to_pylist()}
+    assert kept["en"]["text"] == base.strip() + "\n\nSecond paragraph ends here with a full stop."
+    assert kept["fr"]["text"] == noisy and kept["fr"]["c4l_lines_removed_frac"] == 0.0   # not its language
+    assert res.rejected.to_pylist()[0]["text"] == "Home\nAbout us"                       # as received
+    assert res.counters == {"c4_lines:lines_removed": 3, "c4_lines:docs_changed": 1,
+                            "c4_lines:chars_removed": len(noisy) - len(kept["en"]["text"])}
+    flat = cls(cls.Params(keep_blank_lines=False, languages=[]), StageContext(output_root=".", stage_dir="."))
+    out = {r["id"]: r["text"] for r in flat.process(table).kept.to_pylist()}
+    assert "\n\n" not in out["en"] and out["fr"] == out["en"]
 
 
 def test_chinese_prose_passes_and_seo_spam_fails(zh_chunks, confs, shared_corpora):

@@ -105,7 +105,9 @@ def cmd_stages(a) -> int:
 
     for name in all_stages():
         cls = get_stage(name)
-        print(f"{name}  [{cls.kind}]  {cls.description}")
+        role = "transform: may rewrite text" if cls.changes_text else "filter: never changes text"
+        print(f"{name}  [{cls.kind}; {role}]  {cls.description}" if cls.kind == "map"
+              else f"{name}  [{cls.kind}]  {cls.description}")
         for fname, f in cls.Params.model_fields.items():
             desc = f" - {f.description}" if f.description else ""
             if f.is_required():

@@ -3,7 +3,8 @@
 NFC normalisation, mojibake repair with ftfy (e.g. "CafÃ©" -> "Café"), control
 characters removed (tab and newline kept), trailing spaces stripped, runs of
 spaces collapsed and at most `max_blank_lines` blank lines in a row. Documents
-that are empty afterwards are rejected as `empty_after_clean`.
+that are empty afterwards are rejected as `empty_after_clean` (the reject keeps the text
+as it came in).
 """
 from __future__ import annotations
 
@@ -49,6 +50,7 @@ def clean_text(t: str, p: CleanParams) -> str:
 class CleanStage(Stage):
     name = "clean"
     Params = CleanParams
+    changes_text = True
     description = "NFC + ftfy mojibake repair, control characters, whitespace; rejects empty results."
 
     def process(self, batch: pa.Table) -> BatchResult:
@@ -58,5 +60,5 @@ class CleanStage(Stage):
             c = clean_text(t or "", self.params)
             out.append(c)
             reasons.append(None if c else "empty_after_clean")
-        batch = batch.set_column(batch.column_names.index("text"), "text", pa.array(out, pa.string()))
-        return BatchResult.split(batch, self.name, reasons)
+        cleaned = batch.set_column(batch.column_names.index("text"), "text", pa.array(out, pa.string()))
+        return BatchResult.rewritten(batch, cleaned, self.name, reasons)

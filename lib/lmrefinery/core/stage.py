@@ -47,6 +47,16 @@ class BatchResult:
             rejected = None
         return BatchResult(kept, rejected, counters or {})
 
+    @staticmethod
+    def rewritten(received: pa.Table, out: pa.Table, stage: str, reasons: list[str | None],
+                  counters=None) -> "BatchResult":
+        """For a stage that changes text: kept rows come from `out` (the rewritten batch),
+        rejected rows from `received`, exactly as the stage got them, so a reject never
+        loses what the stage would have changed."""
+        kept = BatchResult.split(out, stage, reasons, counters)
+        kept.rejected = BatchResult.split(received, stage, reasons).rejected
+        return kept
+
 
 @dataclass
 class StageContext:
@@ -63,6 +73,13 @@ class StageContext:
 class Stage:
     name: ClassVar[str]
     kind: ClassVar[str] = "map"          # "map" | "read" | "global"
+    # False: a filter, which only decides (and may add signal columns); kept rows keep the
+    # text they came with. True: a transform (clean, c4_lines, pii), which may rewrite text.
+    # Either way a rejected row is the row the stage received (tests/test_stage_contract.py).
+    changes_text: ClassVar[bool] = False
+    # Base columns a stage may fill in on every row, rejects included (lid: `lang`, and
+    # line labels in `meta`). Any other base column of a reject is exactly as received.
+    annotates: ClassVar[tuple[str, ...]] = ()
     Params: ClassVar[type[StageParams]] = StageParams
     description: ClassVar[str] = ""
 
@@ -102,6 +119,7 @@ STAGE_MODULES = [
     "lmrefinery.ingest.read",
     "lmrefinery.clean.normalize",
     "lmrefinery.clean.length",
+    "lmrefinery.clean.lines",
     "lmrefinery.lid.stage",
     "lmrefinery.quality.stage",
     "lmrefinery.quality.model_stage",

@@ -68,6 +68,7 @@ class NormalizeParams(StageParams):
 @register
 class InstructNormalize(_InstructStage):
     name = "instruct_normalize"
+    changes_text = True
     Params = NormalizeParams
     description = "Conversation rows: per-turn language (fastText), categories mapped to the shared taxonomy, provenance."
 
@@ -97,7 +98,7 @@ class InstructNormalize(_InstructStage):
                 c[f"category:{r['meta']['category']}"] += 1
                 c[f"lang:{r.get('lang')}"] += 1
         out = _replace_rows(batch, rows)
-        return BatchResult.split(out, self.name, reasons, dict(c))
+        return BatchResult.rewritten(batch, out, self.name, reasons, dict(c))
 
 
 def _replace_rows(batch: pa.Table, rows: list[dict]) -> pa.Table:
@@ -123,6 +124,7 @@ class ConstructParams(StageParams):
 @register
 class InstructConstruct(_InstructStage):
     name = "instruct_construct"
+    changes_text = True
     Params = ConstructParams
     description = "Task-table rows (typed columns) -> instruction/response conversations through seeded Jinja templates."
 

@@ -145,6 +145,7 @@ def paragraph_shares(model, text: str, min_chars: int, how: str = "auto") -> dic
 @register
 class LidStage(Stage):
     name = "lid"
+    annotates = ("lang", "meta")
     Params = LidParams
     description = "fastText lid.176 language ID: lang, lang_score (+top-k, paragraph shares); allowed list, min scores."
 

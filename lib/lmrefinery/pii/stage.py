@@ -130,6 +130,7 @@ class Redactor:
 @register
 class PiiStage(Stage):
     name = "pii"
+    changes_text = True
     Params = PiiParams
     description = "Replace e-mails, IPv4/IPv6, phone numbers (and optionally card numbers) with typed placeholders."
 

@@ -40,7 +40,7 @@ DEFAULTS: dict[str, dict] = {
         "min_alpha_words_ratio": 0.8, "min_stop_words": 2,
     },
     "c4": {
-        "enabled": True, "rewrite": True,
+        "enabled": True,
         "min_num_sentences": 5, "min_words_per_line": 3, "max_word_length": 1000,
         "remove_citations": True, "filter_no_terminal_punct": True, "filter_lorem_ipsum": True,
         "filter_javascript": True, "filter_curly_bracket": True, "filter_policy": True,
@@ -235,6 +235,9 @@ def load_lang_confs(conf_dir: str | None, overrides: dict[str, dict] | None = No
 def _check_key(rule: str, key: str) -> None:
     if rule not in DEFAULTS:
         raise ValueError(f"unknown quality rule {rule!r}; known: {RULE_ORDER}")
+    if rule == "c4" and key == "rewrite":
+        raise ValueError("c4.rewrite was removed: the quality stage never changes text; to drop the lines "
+                         "C4 would drop, add the `c4_lines` stage before `quality`")
     if key not in DEFAULTS[rule]:
         raise ValueError(f"unknown threshold {rule}.{key}; known: {sorted(DEFAULTS[rule])}")
 
@@ -339,36 +342,64 @@ _POLICY = ("terms of use", "privacy policy", "cookie policy", "uses cookies", "u
 _END = (".", "?", "!", '"', "'")
 
 
-def c4(text: str, t: dict) -> tuple[dict, str]:
-    """C4's line-level cleaning plus its document rules. Returns (signals, cleaned text)."""
+@dataclass(frozen=True)
+class C4LineRules:
+    """C4's line rules (Raffel et al. 2020): which lines its cleaning would drop."""
+    min_words_per_line: int = 3
+    max_word_length: int | None = 1000
+    remove_citations: bool = True
+    filter_no_terminal_punct: bool = True
+    filter_javascript: bool = True
+    filter_policy: bool = True
+
+    @classmethod
+    def of(cls, t: dict) -> "C4LineRules":
+        return cls(**{k: t[k] for k in cls.__dataclass_fields__ if k in t})
+
+
+def c4_line(line: str, r: C4LineRules) -> str | None:
+    """One line after C4's rules: the stripped line (citations removed), or None when
+    C4 drops it (a word over max_word_length, no terminal punctuation, fewer than
+    min_words_per_line words, 'javascript', a cookie/policy notice)."""
+    line = line.strip()
+    words = line.split()
+    maxw = r.max_word_length
+    if maxw not in (-1, None) and words and max(map(len, words)) > maxw:
+        return None
+    if r.remove_citations:
+        line = _CITATION.sub("", line)
+    if r.filter_no_terminal_punct and (not line.endswith(_END) or line.endswith("...")):
+        return None
+    if len(words) < r.min_words_per_line:
+        return None
+    low = line.lower()
+    if r.filter_javascript and "javascript" in low:
+        return None
+    if r.filter_policy and any(p in low for p in _POLICY):
+        return None
+    return line
+
+
+def c4(text: str, t: dict) -> dict:
+    """C4's document rules, measured on the lines C4's cleaning would keep. The text
+    itself is never changed here (a filter decides, it does not rewrite): removing the
+    lines is the separate `c4_lines` stage."""
+    rules = C4LineRules.of(t)
     lines = text.splitlines()
-    kept, n_sent, lorem, curly = [], 0, 0.0, 0.0
-    maxw = t["max_word_length"]
-    for line in lines:
-        line = line.strip()
-        words = line.split()
-        if maxw != -1 and maxw is not None and words and max(map(len, words)) > maxw:
-            continue
-        if t["remove_citations"]:
-            line = _CITATION.sub("", line)
-        if t["filter_no_terminal_punct"] and (not line.endswith(_END) or line.endswith("...")):
-            continue
-        if len(words) < t["min_words_per_line"]:
+    n_kept, n_sent, lorem, curly = 0, 0, 0.0, 0.0
+    for raw in lines:
+        line = c4_line(raw, rules)
+        if line is None:
             continue
         low = line.lower()
         if t["filter_lorem_ipsum"] and "lorem ipsum" in low:
             lorem = 1.0
-        if t["filter_javascript"] and "javascript" in low:
-            continue
         if t["filter_curly_bracket"] and "{" in line:
             curly = 1.0
-        if t["filter_policy"] and any(p in low for p in _POLICY):
-            continue
         n_sent += max(1, len(_SENT_END.findall(line)))
-        kept.append(line)
-    sig = {"lorem_ipsum": lorem, "curly_bracket": curly, "n_sentences": float(n_sent),
-           "lines_removed_frac": (1 - len(kept) / len(lines)) if lines else 0.0}
-    return sig, "\n".join(kept).strip()
+        n_kept += 1
+    return {"lorem_ipsum": lorem, "curly_bracket": curly, "n_sentences": float(n_sent),
+            "lines_removed_frac": (1 - n_kept / len(lines)) if lines else 0.0}
 
 
 def fineweb(text: str, n_words: int, t: dict) -> dict:
@@ -405,7 +436,6 @@ def _fires(sig: float, op: str, thr) -> bool:
 class Verdict:
     signals: dict[str, dict[str, float]]   # rule -> signal -> value
     reasons: list[str]                     # every check that fired, in rule order
-    text: str                              # text after C4 cleaning (== input if not rewritten)
 
 
 def evaluate(text: str, conf: LangConf, rules: list[str], all_signals: bool = True) -> Verdict:
@@ -416,7 +446,6 @@ def evaluate(text: str, conf: LangConf, rules: list[str], all_signals: bool = Tr
     words: list[str] | None = None
     signals: dict[str, dict] = {}
     reasons: list[str] = []
-    cur = text
     for r in RULE_ORDER:
         if r not in rules:
             continue
@@ -432,14 +461,11 @@ def evaluate(text: str, conf: LangConf, rules: list[str], all_signals: bool = Tr
         elif r == "gopher_quality":
             sig = gopher_quality(text, words, t, conf.stop_words)
         elif r == "c4":
-            sig, cleaned = c4(cur, t)
-            if t.get("rewrite", True):
-                cur = cleaned
+            sig = c4(text, t)
         elif r == "fineweb":
-            nw = len(words) if (cur is text and words is not None) else len(tok(cur))
-            sig = fineweb(cur, nw, t)
+            sig = fineweb(text, len(words) if words is not None else len(tok(text)), t)
         else:
-            sig = cjk(cur, t)
+            sig = cjk(text, t)
         signals[r] = sig
         fired = []
         for check, s, op, key in CHECKS[r]:
@@ -451,4 +477,4 @@ def evaluate(text: str, conf: LangConf, rules: list[str], all_signals: bool = Tr
         reasons.extend(fired)
         if fired and not all_signals:
             break
-    return Verdict(signals, reasons, cur)
+    return Verdict(signals, reasons)

@@ -4,7 +4,8 @@
 Every signal is kept as a column (`q_<rule>_<signal>`, float) so thresholds can
 be re-tuned on the output without recomputing; `q_reasons` lists every check
 that fired (`gopher_quality:mean_word_length`, `c4:too_few_sentences`, ...) and
-the first one is the rejection reason. Language settings come from
+the first one is the rejection reason. The stage decides, it never changes `text`
+(C4's line removal is the separate `c4_lines` stage, in `clean/lines.py`). Language settings come from
 `quality/languages/<lang>.yaml` (package data; tokenizer, stop words, thresholds), chosen by the
 row's `lang` (set by the `lid` stage); rows without one use `default_lang`.
 """
@@ -103,8 +104,7 @@ class QualityStage(Stage):
         texts = batch.column("text").to_pylist()
         langs = batch.column("lang").to_pylist()
         cols = {signal_column(r, s): [] for r in p.rules for s in SIGNALS[r]}
-        out_text, reasons, all_reasons = [], [], []
-        changed = False
+        reasons, all_reasons = [], []
         for text, lang in zip(texts, langs):
             v = evaluate(text or "", self.conf_for(lang), p.rules, p.all_signals)
             for r in p.rules:
@@ -112,13 +112,8 @@ class QualityStage(Stage):
                 for s in SIGNALS[r]:
                     x = sig.get(s)
                     cols[signal_column(r, s)].append(math.nan if x is None else float(x))
-            if v.text != (text or ""):
-                changed = True
-            out_text.append(v.text)
             reasons.append(v.reasons[0] if v.reasons else None)
             all_reasons.append(",".join(v.reasons))
-        if changed:
-            batch = batch.set_column(batch.column_names.index("text"), "text", pa.array(out_text, pa.string()))
         for name, vals in cols.items():
             arr = pa.array(vals, pa.float64())
             if name in batch.column_names:
