@@ -224,11 +224,12 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     a = build_parser().parse_args(argv)
     from .core.recipe import RecipeError
+    from .core.stage import StageDataError
     from .core.storage import StorageError
 
     try:
         return a.fn(a) or 0
-    except (RecipeError, StorageError, FileNotFoundError, KeyError) as e:
+    except (RecipeError, StorageError, StageDataError, FileNotFoundError, KeyError) as e:
         msg = e.args[0] if isinstance(e, KeyError) and e.args else str(e)
         print(f"lmrefinery: error: {msg}", file=sys.stderr)
         return 2

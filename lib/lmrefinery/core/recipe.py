@@ -49,6 +49,9 @@ class Resources(_Strict):
 class StageSpec(_Strict):
     stage: str
     params: dict[str, Any] = Field(default_factory=dict)
+    # map stages only: run on rows whose `source` (input name) is listed; other rows pass
+    # through unchanged and are counted as `<stage>:not_for_source` (None: every row)
+    sources: list[str] | None = None
 
 
 class Recipe(_Strict):
@@ -122,7 +125,7 @@ def apply_overrides(raw: dict, overrides: list[str], src: str) -> dict:
                 else:
                     node = node[idx]
                     # stage params live under 'params' but may be addressed directly
-                    if isinstance(node, dict) and "stage" in node and parts[i + 1] not in ("stage", "params"):
+                    if isinstance(node, dict) and "stage" in node and parts[i + 1] not in ("stage", "params", "sources"):
                         node = node.setdefault("params", {})
                 continue
             if not isinstance(node, dict):
@@ -146,9 +149,10 @@ def _normalise_stages(raw: dict, src: str) -> None:
         elif isinstance(s, dict) and "stage" in s:
             s = dict(s)
             name = s.pop("stage")
+            sources = s.pop("sources", None)
             params = dict(s.pop("params", {}) or {})
             params.update(s)
-            out.append({"stage": name, "params": params})
+            out.append({"stage": name, "params": params, **({"sources": sources} if sources is not None else {})})
         else:
             raise RecipeError(f"{src}: key 'stages[{i}]': expected a stage name or a mapping with 'stage:', got {s!r}")
     raw["stages"] = out
@@ -265,4 +269,24 @@ def load_recipe(path_or_dict: str | dict, overrides: list[str] | None = None,
     names = [i.name for i in recipe.inputs]
     if len(set(names)) != len(names):
         raise RecipeError(f"{src}: key 'inputs': input names must be unique, got {names}")
+    for i, s in enumerate(recipe.stages):
+        validate_stage_sources(s, names, src, f"stages[{i}]")
     return recipe
+
+
+def validate_stage_sources(spec: StageSpec, inputs: list[str], src: str, where: str) -> None:
+    """`sources:` names inputs of this recipe and only scopes map stages (a global stage such
+    as dedup compares rows across sources, so scoping it would change what it means)."""
+    if spec.sources is None:
+        return
+    kind = get_stage(spec.stage).kind
+    if kind != "map":
+        raise RecipeError(f"{src}: key '{where}.sources': only map stages can be limited to some sources; "
+                          f"{spec.stage!r} is a {kind} stage")
+    if not spec.sources:
+        raise RecipeError(f"{src}: key '{where}.sources': empty list (leave the key out to run on every source)")
+    from .names import unknown_name
+
+    for name in spec.sources:
+        if name not in inputs:
+            raise RecipeError(f"{src}: key '{where}.sources': {unknown_name('input', name, inputs)}")

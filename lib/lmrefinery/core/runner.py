@@ -19,7 +19,7 @@ from . import storage
 from .recipe import Recipe
 from .schema import conform, concat
 from .progress import RunProgress, StageProgress
-from .stage import BatchResult, Stage, StageContext, get_stage
+from .stage import BatchResult, Stage, StageContext, get_stage, process_for_sources
 
 
 class AccountingError(RuntimeError):
@@ -132,7 +132,7 @@ def run_part(task: dict) -> dict:
     for batch in storage.iter_parquet_batches(task["input"], batch_size=task.get("batch_size", 2048)):
         tb = pa.Table.from_batches([batch])
         n_in += tb.num_rows
-        results.append(st.process(tb))
+        results.append(process_for_sources(st, tb, task.get("sources")))
     if n_in == 0:
         results.append(st.process(conform(storage.read_parquet(task["input"]).slice(0, 0))))
     return finish_part(task, results, n_in, t0)
@@ -301,7 +301,8 @@ class Runner:
             else:
                 files = None
                 inputs_desc = [{"path": storage.relpath(p, self.out)} for p in prev_outputs]
-                fp = _h([prev_fp, spec.stage, params, cls.code_hash()])
+                fp = _h([prev_fp, spec.stage, params, cls.code_hash()]
+                        + ([sorted(spec.sources)] if spec.sources is not None else []))
             forcing = forcing or spec.stage in self.force
             if forcing:
                 storage.delete_prefix(sdir)  # parts would otherwise be reused by fingerprint
@@ -329,7 +330,7 @@ class Runner:
                     tasks = [{"input": p, "input_desc": storage.relpath(p, self.out)} for p in prev_outputs]
                 for i, t in enumerate(tasks):
                     t.update(stage=spec.stage, params=params, ctx=ctx, stage_dir=sdir, part=i, fingerprint=fp,
-                             batch_size=self.recipe.resources.batch_size)
+                             batch_size=self.recipe.resources.batch_size, sources=spec.sources)
                 sizes = [f["size"] for f in files] if files is not None else prev_sizes
                 bar = self.progress.stage(k, spec.stage, len(tasks), sizes)
                 parts = self.engine.map(run_part, tasks, desc=spec.stage, on_result=bar.on_part)
@@ -338,7 +339,9 @@ class Runner:
                 job = GlobalJob(self, sdir, prev_outputs, fp, ctx, params, spec.stage, bar)
                 st = cls(cls.Params(**params), StageContext(**ctx))
                 parts = st.execute(job)
-            m = self._commit(k, spec.stage, sdir, fp, params, inputs_desc, parts, time.time() - t0)
+            prev_kept_chars = self.stats[-1]["chars"].get("kept") if self.stats else None
+            m = self._commit(k, spec.stage, sdir, fp, params, inputs_desc, parts, time.time() - t0,
+                             chars_in=prev_kept_chars, sources=spec.sources)
             bar.close(m["counts"]["in"], m["seconds"])
             prev_outputs = [storage.join(sdir, o["path"]) for o in m["outputs"]]
             prev_sizes = [int(o.get("bytes", 0)) for o in m["outputs"]]
@@ -398,7 +401,8 @@ class Runner:
         mf.write_json(storage.join(self.out, "stats.json"), stored)
         return stats
 
-    def _commit(self, k, name, sdir, fp, params, inputs_desc, parts, seconds) -> dict:
+    def _commit(self, k, name, sdir, fp, params, inputs_desc, parts, seconds, chars_in: int | None = None,
+                sources: list[str] | None = None) -> dict:
         if self.lock is not None:
             self.lock.check()  # never commit over a run that took the output root over
         n_in = sum(p["in"] for p in parts)
@@ -415,6 +419,10 @@ class Runner:
         if n_in != kept + sum(rej.values()):
             raise AccountingError(f"stage {name}: in={n_in} != kept={kept} + rejected={sum(rej.values())} "
                                   f"({dict(rej)}); refusing to commit")
+        # characters in = what the stage before kept (a read stage: what it produced); what a
+        # transform removed from the rows it kept is in - kept - rejected
+        chars["in"] = chars_in if chars_in is not None else chars["kept"] + chars["rejected"]
+        chars["removed_from_kept"] = chars["in"] - chars["kept"] - chars["rejected"]
         m = {"stage": name, "index": k, "fingerprint": fp, "recipe": self.recipe.fingerprint(),
              "code_version": mf.code_version(), "params": params, "inputs": inputs_desc,
              "outputs": [p["output"] for p in parts], "rejects": [p["rejects"] for p in parts],
@@ -422,6 +430,8 @@ class Runner:
              "counters": dict(sorted(counters.items())), "chars": dict(sorted(chars.items())), "length_hist": dict(sorted(hist.items(), key=lambda x: int(x[0]))),
              "seconds": round(seconds, 3), "engine": self.recipe.engine, "workers": self.recipe.resources.workers,
              "skipped_parts": sum(1 for p in parts if p.get("skipped")), "complete": True}
+        if sources is not None:
+            m["sources"] = sources
         for extra in ("artifacts",):
             vals = [p[extra] for p in parts if extra in p]
             if vals:
@@ -435,7 +445,10 @@ class Runner:
         return {"stage": m["stage"], "index": m["index"], "in": c["in"], "kept": c["kept"],
                 "rejected": c["rejected"], "counters": m.get("counters", {}),
                 "seconds": 0.0 if skipped else m["seconds"], "committed_seconds": m["seconds"], "skipped": skipped,
-                "length_hist": m.get("length_hist", {}), "fingerprint": m["fingerprint"]}
+                "length_hist": m.get("length_hist", {}), "fingerprint": m["fingerprint"],
+                "chars": m.get("chars", {}), **({"sources": m["sources"]} if "sources" in m else {}),
+                **({"tokens": m["artifacts"][0]["tokens"]} if m.get("artifacts") and "tokens" in m["artifacts"][0]
+                   else {})}
 
 
 def format_summary(stats: dict) -> str:

@@ -21,6 +21,11 @@ from pydantic import BaseModel, ConfigDict
 from .schema import concat, empty_docs, with_reason
 
 
+class StageDataError(ValueError):
+    """A stage stopped because of what its input holds (e.g. a mixed source with no documents
+    left): the CLI prints the message and exits 2, no traceback."""
+
+
 class StageParams(BaseModel):
     """Base for every stage's parameters: unknown keys are errors."""
 
@@ -111,6 +116,30 @@ class Stage:
         return h.hexdigest()[:16]
 
 
+def process_for_sources(stage: Stage, batch: pa.Table, sources: list[str] | None) -> BatchResult:
+    """Run a map stage on the rows whose `source` is listed (a recipe's per-stage `sources:`);
+    the other rows pass through unchanged, in their place, with the stage's new columns
+    null, and are counted as `passed_through`."""
+    if sources is None:
+        return stage.process(batch)
+    import numpy as np
+    import pyarrow.compute as pc
+
+    mask = pc.fill_null(pc.is_in(batch.column("source"), pa.array(sources, pa.string())), False)
+    res = stage.process(batch.filter(mask))
+    rest = batch.filter(pc.invert(mask))
+    if rest.num_rows == 0:
+        return res
+    merged = pa.concat_tables([res.kept, rest], promote_options="default")
+    first: dict[str, int] = {}
+    for i, doc_id in enumerate(batch.column("id").to_pylist()):
+        first.setdefault(doc_id, i)
+    order = [first.get(doc_id, batch.num_rows + k) for k, doc_id in enumerate(merged.column("id").to_pylist())]
+    res.kept = merged.take(pa.array(np.argsort(order, kind="stable")))
+    res.counters = dict(res.counters, passed_through=rest.num_rows)
+    return res
+
+
 _REGISTRY: dict[str, type[Stage]] = {}
 
 # Modules that define stages, in pipeline order. A module listed here that is
@@ -169,5 +198,5 @@ def all_stages() -> list[str]:
     return list(_REGISTRY)
 
 
-__all__ = ["Stage", "StageParams", "BatchResult", "StageContext", "register", "get_stage",
+__all__ = ["Stage", "StageParams", "StageDataError", "BatchResult", "StageContext", "register", "get_stage", "process_for_sources",
            "all_stages", "concat", "empty_docs", "with_reason"]

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import math
 import os
+import sys
 import tempfile
 import time
 from collections import defaultdict
@@ -39,7 +40,7 @@ from ..core import manifest as mf
 from ..core import storage
 from ..core.runner import finish_part
 from ..core.schema import messages_of, meta_loads
-from ..core.stage import BatchResult, Stage, StageParams, register
+from ..core.stage import BatchResult, Stage, StageDataError, StageParams, register
 from .indexed import IndexedWriter, dtype_for_vocab
 from .reader import DATASET_MANIFEST
 
@@ -63,6 +64,22 @@ class Mixing(_Strict):
     weights: dict[str, float] = Field(default_factory=dict,
                                       description="source -> target token share (proportions) or epochs")
     total_tokens: int | None = Field(None, ge=1, description="proportions: train tokens wanted (default: natural total)")
+    on_empty_source: Literal["error", "warn"] = Field(
+        "error", description="a source with a positive weight but no train documents left: error stops the run; "
+                             "warn tokenizes the others (weights rescaled) and records it in dataset.json")
+
+
+class EmptySourceError(StageDataError):
+    """A mixed source lost every document before tokenize."""
+
+
+def empty_sources(names: list[str], mode: str, weights: dict[str, float], input_weights: dict[str, float]) -> list[str]:
+    """Sources given a positive mixing weight (in `mix.weights` or an input's `weight`) that
+    have no train documents."""
+    if mode == "none":
+        return []
+    wanted = {s for s, w in {**input_weights, **weights}.items() if w and w > 0}
+    return sorted(wanted - set(names))
 
 
 class TokenizeParams(StageParams):
@@ -358,6 +375,16 @@ def plan_mixing(table: pa.Table, mix: dict, input_weights: dict[str, float], max
     natural = {s: int(ntok_all[ix].sum()) for s, ix in idx.items()}
     total = sum(natural.values())
     mode = mix["mode"]
+    lost = empty_sources(names, mode, mix["weights"], input_weights)
+    if lost and mix.get("on_empty_source", "error") == "error":
+        raise EmptySourceError(
+            f"tokenize: mixed source(s) {lost} have no train documents left (every document was rejected by an "
+            "earlier stage; stats.json and `lmrefinery rejects` show by which). Fix the recipe (e.g. give that "
+            "source its own stages with `sources:`), or set tokenize mix.on_empty_source: warn to go on without "
+            "them, the other weights rescaled")
+    if lost:
+        print(f"WARNING tokenize: mixed source(s) {lost} have no train documents; the other weights are "
+              "rescaled (mix.on_empty_source: warn)", file=sys.stderr, flush=True)
     weights = {s: float(mix["weights"].get(s, input_weights.get(s, 0.0 if mode == "proportions" else 1.0)))
                for s in names} if mode != "none" else {s: 1.0 for s in names}
     if mode == "proportions":
@@ -400,7 +427,7 @@ def plan_mixing(table: pa.Table, mix: dict, input_weights: dict[str, float], max
         plan[s] = {"base": base, "threshold": threshold, "extra": sorted(extra), "factor": round(f, 6)}
         achieved_tokens[s] = base * natural[s] + used
     out_total = sum(achieved_tokens.values())
-    return {"mode": mode, "weights": weights, "plan": plan,
+    return {"mode": mode, "weights": weights, "plan": plan, "empty_sources": lost,
             "natural": {s: {"documents": len(idx[s]), "tokens": natural[s]} for s in names},
             "target": {s: round(v, 6) for s, v in sorted(target.items())} if target else None,
             "achieved": {s: round(achieved_tokens[s] / out_total, 6) if out_total else 0.0 for s in names},
