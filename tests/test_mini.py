@@ -35,6 +35,38 @@ def test_every_stage_accounts_for_every_document(mini_run):
         prev = s["kept"]
 
 
+def test_rejects_are_the_rows_each_stage_received(mini_run):
+    """Across the whole run: a reject's id and text are those of a row the stage before kept
+    (nothing lost to a rewrite), and characters in = kept + rejected for every filter."""
+    import pyarrow.parquet as pq
+
+    from lmrefinery.core.stage import get_stage
+
+    out = mini_run["output"]
+
+    def rows(stage: dict, what: str) -> dict:
+        d = os.path.join(out, "stages", f"{stage['index']:02d}-{stage['stage']}", what)
+        got = {}
+        for f in sorted(os.listdir(d)):
+            if f.endswith(".parquet"):
+                t = pq.read_table(os.path.join(d, f), columns=["id", "text"])
+                got.update(zip(t.column("id").to_pylist(), t.column("text").to_pylist()))
+        return got
+
+    stages = mini_run["stages"]
+    checked = 0
+    for before, stage in zip(stages, stages[1:]):
+        if stage["stage"] == "tokenize" or not sum(stage["rejected"].values()):
+            continue
+        received, rejected = rows(before, "data"), rows(stage, "rejects")
+        assert rejected and all(received[i] == t for i, t in rejected.items()), stage["stage"]
+        checked += 1
+        if not get_stage(stage["stage"]).changes_text:
+            c = stage["chars"]
+            assert c["in"] == c["kept"] + c["rejected"] and c["removed_from_kept"] == 0, stage
+    assert checked >= 4   # length_filter, lid, quality, the dedups (clean and pii reject nothing here)
+
+
 def test_planted_problems_are_removed_by_the_right_stages(mini_run):
     p = mini_run["planted"]
     print(format_summary(mini_run))
