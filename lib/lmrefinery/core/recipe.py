@@ -44,6 +44,9 @@ class Resources(_Strict):
     spark_master: str = "local[*]"
     batch_size: int = Field(2048, ge=1)
     cpus_per_task: float = Field(1.0, gt=0)
+    # consecutive map stages (read included) run in one pass per part, each still writing its
+    # own parts, markers and manifest, byte-identical to running them one by one
+    fuse: bool = True
 
 
 class StageSpec(_Strict):

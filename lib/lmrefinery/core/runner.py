@@ -1,141 +1,22 @@
 """Runs a recipe: plans stages, skips committed work, executes the rest on an
-engine, checks the accounting, commits manifests, writes stats and the report."""
+engine, checks the accounting, commits manifests, writes stats and the report.
+The worker side (one stage on one part, markers, fusion of map stages) is core/parts.py."""
 from __future__ import annotations
 
-import hashlib
-import json
-import math
 import os
 import sys
 import time
 from collections import Counter
-from typing import Any
-
-import pyarrow as pa
-import pyarrow.compute as pc
+from dataclasses import dataclass
 
 from . import manifest as mf
 from . import storage
-from .recipe import Recipe
-from .schema import conform, concat
+from .parts import AccountingError, _h, finish_part, part_name, run_chain, run_part
 from .progress import RunProgress, StageProgress
-from .stage import BatchResult, Stage, StageContext, get_stage, process_for_sources
+from .recipe import Recipe, StageSpec
+from .stage import Stage, StageContext, get_stage
 
-
-class AccountingError(RuntimeError):
-    pass
-
-
-def _h(obj: Any) -> str:
-    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:16]
-
-
-def part_name(i: int) -> str:
-    return f"part-{i:05d}.parquet"
-
-
-def length_hist(table: pa.Table) -> dict[str, int]:
-    """Counts of text lengths in log2 buckets ("2^k" = [2^k, 2^(k+1)))."""
-    if table.num_rows == 0 or "text" not in table.column_names:
-        return {}
-    lens = pc.utf8_length(table.column("text").fill_null("")).to_numpy(zero_copy_only=False)
-    out: Counter = Counter()
-    for n in lens:
-        out[str(int(math.log2(n)) if n > 0 else -1)] += 1
-    return dict(out)
-
-
-def text_chars(table: pa.Table) -> int:
-    """Unicode characters of text in a table (for the report's character funnel)."""
-    if table.num_rows == 0 or "text" not in table.column_names:
-        return 0
-    return int(pc.sum(pc.utf8_length(table.column("text").fill_null(""))).as_py() or 0)
-
-
-# ---------------------------------------------------------------- worker side
-_STAGES: dict[str, Stage] = {}
-
-
-def stage_instance(name: str, params: dict, ctx: dict) -> Stage:
-    key = _h([name, params, ctx])
-    if key not in _STAGES:
-        cls = get_stage(name)
-        st = cls(cls.Params(**params), StageContext(**ctx))
-        st.setup()
-        _STAGES[key] = st
-    return _STAGES[key]
-
-
-def write_part(stage_dir: str, i: int, kept: pa.Table, rejected: pa.Table | None) -> tuple[dict, dict]:
-    kept = conform(kept)
-    out = storage.write_parquet(kept, storage.join(stage_dir, "data", part_name(i)))
-    out["path"] = f"data/{part_name(i)}"
-    rej = conform(rejected) if rejected is not None and rejected.num_rows else None
-    if rej is None:
-        from .schema import with_reason
-
-        rej = with_reason(conform(kept.slice(0, 0)), "", [])
-    ro = storage.write_parquet(rej, storage.join(stage_dir, "rejects", part_name(i)))
-    ro["path"] = f"rejects/{part_name(i)}"
-    return out, ro
-
-
-def finish_part(task: dict, results: list[BatchResult], n_in: int | None, t0: float,
-                extra: dict | None = None) -> dict:
-    """Write a part's kept rows and rejects, check its accounting, commit its marker."""
-    stage_dir, i = task["stage_dir"], task["part"]
-    kept = concat([r.kept for r in results])
-    rejected = concat([r.rejected for r in results if r.rejected is not None])
-    reasons = Counter()
-    if rejected.num_rows:
-        reasons.update(rejected.column("reject_reason").to_pylist())
-    counters: Counter = Counter()
-    for r in results:
-        counters.update(r.counters)
-    if n_in is None:
-        n_in = kept.num_rows + rejected.num_rows
-    if n_in != kept.num_rows + rejected.num_rows:
-        raise AccountingError(f"stage {task['stage']} part {i}: in={n_in} but kept={kept.num_rows} + "
-                              f"rejected={rejected.num_rows}")
-    out, ro = write_part(stage_dir, i, kept, rejected)
-    marker = {"part": i, "fingerprint": task["fingerprint"], "in": n_in, "kept": kept.num_rows,
-              "rejected": dict(reasons), "counters": dict(counters), "output": out, "rejects": ro,
-              "length_hist": length_hist(kept), "chars": {"kept": text_chars(kept), "rejected": text_chars(rejected)},
-              "seconds": round(time.time() - t0, 3),
-              "input": task.get("input_desc")}
-    if extra:
-        marker.update(extra)
-    mf.write_json(storage.join(stage_dir, "_parts", f"part-{i:05d}.json"), marker)
-    return marker
-
-
-def reuse_part(task: dict) -> dict | None:
-    m = mf.read_json(storage.join(task["stage_dir"], "_parts", f"part-{task['part']:05d}.json"))
-    if m and m.get("fingerprint") == task["fingerprint"]:
-        if storage.exists(storage.join(task["stage_dir"], m["output"]["path"])):
-            m["skipped"] = True
-            return m
-    return None
-
-
-def run_part(task: dict) -> dict:
-    """The one worker entry point for map and read stages (runs on Ray or Spark)."""
-    done = reuse_part(task)
-    if done:
-        return done
-    t0 = time.time()
-    st = stage_instance(task["stage"], task["params"], task["ctx"])
-    if st.kind == "read":
-        results = list(st.read(task["input"]))
-        return finish_part(task, results, None, t0)
-    results, n_in = [], 0
-    for batch in storage.iter_parquet_batches(task["input"], batch_size=task.get("batch_size", 2048)):
-        tb = pa.Table.from_batches([batch])
-        n_in += tb.num_rows
-        results.append(process_for_sources(st, tb, task.get("sources")))
-    if n_in == 0:
-        results.append(st.process(conform(storage.read_parquet(task["input"]).slice(0, 0))))
-    return finish_part(task, results, n_in, t0)
+__all__ = ["Runner", "AccountingError", "finish_part", "format_summary", "run_part"]
 
 
 # ---------------------------------------------------------------- driver side
@@ -169,6 +50,20 @@ def _clean_tmp(sdir: str) -> None:
         for f in fs:
             if storage.is_tmp_name(f):
                 os.remove(os.path.join(root, f))
+
+
+@dataclass
+class _Step:
+    """One stage of this run, planned: what it runs with and what its fingerprint is."""
+    k: int
+    spec: StageSpec
+    cls: type[Stage]
+    params: dict
+    sdir: str
+    ctx: dict
+    fp: str
+    inputs_desc: list[dict]
+    files: list[dict] | None = None   # read stage: the input objects (or byte ranges)
 
 
 class GlobalJob:
@@ -274,79 +169,46 @@ class Runner:
         prev_fp = _h([[i.model_dump() for i in self.recipe.inputs], self.recipe.seed])
         prev_outputs: list[str] = []
         prev_sizes: list[int] = []
-        ctx_base = dict(output_root=self.out, seed=self.recipe.seed,
-                        inputs=[i.model_dump() for i in self.recipe.inputs], run_name=self.recipe.name)
         did_work = forcing = False
-        for k, spec in enumerate(self.recipe.stages):
-            cls = get_stage(spec.stage)
-            params = cls.Params(**spec.params).model_dump(mode="json")
-            sdir = self.stage_dir(k, spec.stage)
-            ctx = dict(ctx_base, stage_dir=sdir)
-            t0 = time.time()
-            if cls.kind == "read":
-                files = self.input_files()
-                if self.new_only:
-                    files = self._ledger().new_files(files)
-                    if not files:
-                        self.log(f"[{k:02d} {spec.stage}] --new-only: no input object is new since the last run")
-                        return self._nothing_new(t_run)
-                self.read_files = files
-                if hasattr(cls, "plan_tasks"):  # e.g. byte ranges of large splittable objects
-                    files = cls.plan_tasks(files)
-                inputs_desc = [{"path": f"{f['input']}:{f['rel']}" + (f"@{f['range'][0]}-{f['range'][1]}"
-                                                                      if f.get("range") else ""),
-                                "size": f["size"], "etag": f["etag"]} for f in files]
-                fp = _h([prev_fp, spec.stage, params, cls.code_hash(),
-                         [(d["path"], d["size"], d["etag"]) for d in inputs_desc]])
-            else:
-                files = None
-                inputs_desc = [{"path": storage.relpath(p, self.out)} for p in prev_outputs]
-                fp = _h([prev_fp, spec.stage, params, cls.code_hash()]
-                        + ([sorted(spec.sources)] if spec.sources is not None else []))
-            forcing = forcing or spec.stage in self.force
+        k = 0
+        while k < len(self.recipe.stages):
+            step = self._plan(k, prev_fp, prev_outputs)
+            if step is None:
+                return self._nothing_new(t_run)
+            forcing = forcing or step.spec.stage in self.force
             if forcing:
-                storage.delete_prefix(sdir)  # parts would otherwise be reused by fingerprint
-            done = None if forcing else mf.committed(sdir, fp)
-            selected = forcing or self.only is None or spec.stage in self.only
+                storage.delete_prefix(step.sdir)  # parts would otherwise be reused by fingerprint
+            done = None if forcing else mf.committed(step.sdir, step.fp)
+            selected = forcing or self.only is None or step.spec.stage in self.only
             if done or not selected:
                 if not done:
-                    raise RuntimeError(f"stage {spec.stage} is not selected with --stages but has no committed "
+                    raise RuntimeError(f"stage {step.spec.stage} is not selected with --stages but has no committed "
                                        f"output matching the recipe; run it too")
-                hint = f"; --force {spec.stage} re-runs it" if self.only and spec.stage in self.only else ""
-                self.log(f"[{k:02d} {spec.stage}] up to date (manifest {done['fingerprint']}), skipped{hint}")
-                prev_outputs = [storage.join(sdir, o["path"]) for o in done["outputs"]]
+                hint = f"; --force {step.spec.stage} re-runs it" if self.only and step.spec.stage in self.only else ""
+                self.log(f"[{k:02d} {step.spec.stage}] up to date (manifest {done['fingerprint']}), skipped{hint}")
+                prev_outputs = [storage.join(step.sdir, o["path"]) for o in done["outputs"]]
                 prev_sizes = [int(o.get("bytes", 0)) for o in done["outputs"]]
                 self.stats.append(self._stat_row(done, skipped=True))
-                prev_fp = fp
+                prev_fp = step.fp
+                k += 1
                 continue
             did_work = True
-            prepare_stage_dir(sdir, fp)  # nothing of another recipe/input/code survives
-            t0 += self._start_engine()  # a stage's seconds exclude the engine's start-up
-            self.log(f"[{k:02d} {spec.stage}] running on {self.engine.name} ({self.recipe.resources.workers} workers)")
-            if cls.kind in ("map", "read"):
-                if cls.kind == "read":
-                    tasks = [{"input": f, "input_desc": d["path"]} for f, d in zip(files, inputs_desc)]
-                else:
-                    tasks = [{"input": p, "input_desc": storage.relpath(p, self.out)} for p in prev_outputs]
-                for i, t in enumerate(tasks):
-                    t.update(stage=spec.stage, params=params, ctx=ctx, stage_dir=sdir, part=i, fingerprint=fp,
-                             batch_size=self.recipe.resources.batch_size, sources=spec.sources)
-                sizes = [f["size"] for f in files] if files is not None else prev_sizes
-                bar = self.progress.stage(k, spec.stage, len(tasks), sizes)
-                parts = self.engine.map(run_part, tasks, desc=spec.stage, on_result=bar.on_part)
+            chain = [step]
+            if step.cls.kind in ("map", "read") and self.recipe.resources.fuse:
+                more, forcing = self._fusable(step, forcing)
+                chain += more
+            for st in chain:
+                prepare_stage_dir(st.sdir, st.fp)  # nothing of another recipe/input/code survives
+            t0 = time.time() + self._start_engine()  # a stage's seconds exclude the engine's start-up
+            if step.cls.kind in ("map", "read"):
+                ms = self._run_parts(chain, prev_outputs, prev_sizes, t0)
             else:
-                bar = self.progress.stage(k, spec.stage, len(prev_outputs))
-                job = GlobalJob(self, sdir, prev_outputs, fp, ctx, params, spec.stage, bar)
-                st = cls(cls.Params(**params), StageContext(**ctx))
-                parts = st.execute(job)
-            prev_kept_chars = self.stats[-1]["chars"].get("kept") if self.stats else None
-            m = self._commit(k, spec.stage, sdir, fp, params, inputs_desc, parts, time.time() - t0,
-                             chars_in=prev_kept_chars, sources=spec.sources)
-            bar.close(m["counts"]["in"], m["seconds"])
-            prev_outputs = [storage.join(sdir, o["path"]) for o in m["outputs"]]
-            prev_sizes = [int(o.get("bytes", 0)) for o in m["outputs"]]
-            self.stats.append(self._stat_row(m, skipped=False))
-            prev_fp = fp
+                ms = [self._run_global(step, prev_outputs, t0)]
+            last = ms[-1]
+            prev_outputs = [storage.join(chain[-1].sdir, o["path"]) for o in last["outputs"]]
+            prev_sizes = [int(o.get("bytes", 0)) for o in last["outputs"]]
+            prev_fp = chain[-1].fp
+            k += len(chain)
         wall = time.time() - t_run
         stats = {"run": self.recipe.name, "recipe_fingerprint": self.recipe.fingerprint(),
                  "engine": self.recipe.engine, "workers": self.recipe.resources.workers,
@@ -370,6 +232,121 @@ class Runner:
 
             stats["report"] = write_report(self.out, stored)
         return stats
+
+    def _plan(self, k: int, prev_fp: str, prev_outputs: list[str]) -> "_Step | None":
+        """Stage k's parameters, folder, inputs and fingerprint (None: --new-only found nothing)."""
+        spec = self.recipe.stages[k]
+        cls = get_stage(spec.stage)
+        params = cls.Params(**spec.params).model_dump(mode="json")
+        sdir = self.stage_dir(k, spec.stage)
+        ctx = dict(output_root=self.out, seed=self.recipe.seed, inputs=[i.model_dump() for i in self.recipe.inputs],
+                   run_name=self.recipe.name, stage_dir=sdir)
+        if cls.kind != "read":
+            fp = _h([prev_fp, spec.stage, params, cls.code_hash()]
+                    + ([sorted(spec.sources)] if spec.sources is not None else []))
+            return _Step(k, spec, cls, params, sdir, ctx, fp,
+                         [{"path": storage.relpath(p, self.out)} for p in prev_outputs])
+        files = self.input_files()
+        if self.new_only:
+            files = self._ledger().new_files(files)
+            if not files:
+                self.log(f"[{k:02d} {spec.stage}] --new-only: no input object is new since the last run")
+                return None
+        self.read_files = files
+        if hasattr(cls, "plan_tasks"):  # e.g. byte ranges of large splittable objects
+            files = cls.plan_tasks(files)
+        desc = [{"path": f"{f['input']}:{f['rel']}" + (f"@{f['range'][0]}-{f['range'][1]}" if f.get("range") else ""),
+                 "size": f["size"], "etag": f["etag"]} for f in files]
+        fp = _h([prev_fp, spec.stage, params, cls.code_hash(), [(d["path"], d["size"], d["etag"]) for d in desc]])
+        return _Step(k, spec, cls, params, sdir, ctx, fp, desc, files)
+
+    def _fusable(self, first: "_Step", forcing: bool) -> "tuple[list[_Step], bool]":
+        """The map stages right after `first` that also have to run: they run fused with it."""
+        chain: list[_Step] = []
+        prev = first
+        for k in range(first.k + 1, len(self.recipe.stages)):
+            if get_stage(self.recipe.stages[k].stage).kind != "map":
+                break
+            outputs = [storage.join(prev.sdir, "data", part_name(i)) for i in range(len(prev.inputs_desc))]
+            step = self._plan(k, prev.fp, outputs)
+            assert step is not None
+            forcing_here = forcing or step.spec.stage in self.force
+            selected = forcing_here or self.only is None or step.spec.stage in self.only
+            if not selected or (not forcing_here and mf.committed(step.sdir, step.fp)):
+                break
+            if forcing_here:
+                storage.delete_prefix(step.sdir)
+            forcing = forcing_here
+            chain.append(step)
+            prev = step
+        return chain, forcing
+
+    def _run_parts(self, chain: "list[_Step]", prev_outputs: list[str], prev_sizes: list[int],
+                   t0: float) -> list[dict]:
+        """Map/read stages, one task per part; several stages in a row run fused (core/parts.py)."""
+        first = chain[0]
+        if first.files is not None:
+            inputs = [(f, d["path"]) for f, d in zip(first.files, first.inputs_desc)]
+            sizes = [f["size"] for f in first.files]
+        else:
+            inputs = [(p, storage.relpath(p, self.out)) for p in prev_outputs]
+            sizes = prev_sizes
+        tasks: list[list[dict]] = []   # [stage][part]
+        for j, st in enumerate(chain):
+            if j:
+                before = chain[j - 1].sdir
+                inputs = [(p, storage.relpath(p, self.out))
+                          for p in (storage.join(before, "data", part_name(i)) for i in range(len(inputs)))]
+            tasks.append([dict(input=src, input_desc=desc, stage=st.spec.stage, params=st.params, ctx=st.ctx,
+                               stage_dir=st.sdir, part=i, fingerprint=st.fp, sources=st.spec.sources,
+                               batch_size=self.recipe.resources.batch_size) for i, (src, desc) in enumerate(inputs)])
+        bars = [self.progress.stage(st.k, st.spec.stage, len(inputs), sizes if j == 0 else None)
+                for j, st in enumerate(chain)]
+        workers = f"{self.engine.name} ({self.recipe.resources.workers} workers)"
+        if len(chain) == 1:
+            self.log(f"[{first.k:02d} {first.spec.stage}] running on {workers}")
+            per_stage = [self.engine.map(run_part, tasks[0], desc=first.spec.stage, on_result=bars[0].on_part)]
+        else:
+            names = ", ".join(f"{st.k:02d} {st.spec.stage}" for st in chain)
+            self.log(f"[{first.k:02d} {first.spec.stage}] running on {workers}, fused: {names}")
+
+            def on_result(i: int, markers: list[dict]) -> None:
+                for bar, m in zip(bars, markers):
+                    bar.on_part(i, m)
+
+            results = self.engine.map(run_chain, [{"steps": [t[i] for t in tasks]} for i in range(len(inputs))],
+                                      desc="+".join(st.spec.stage for st in chain), on_result=on_result)
+            per_stage = [[r[j] for r in results] for j in range(len(chain))]
+        # fused stages share the wall time in proportion to the work their parts measured
+        wall = time.time() - t0
+        work = [sum(float(m.get("seconds", 0.0)) for m in parts) for parts in per_stage]
+        total = sum(work)
+        out = []
+        for st, parts, w, bar in zip(chain, per_stage, work, bars):
+            seconds = wall * (w / total if total else 1 / len(chain))
+            m = self._commit(st.k, st.spec.stage, st.sdir, st.fp, st.params, st.inputs_desc, parts, seconds,
+                             chars_in=self.stats[-1]["chars"].get("kept") if self.stats else None,
+                             sources=st.spec.sources)
+            bar.close(m["counts"]["in"], m["seconds"])
+            row = self._stat_row(m, skipped=False)
+            if len(chain) > 1:
+                row["fused_with"] = [c.spec.stage for c in chain if c is not st]
+            self.stats.append(row)
+            out.append(m)
+        return out
+
+    def _run_global(self, step: "_Step", prev_outputs: list[str], t0: float) -> dict:
+        self.log(f"[{step.k:02d} {step.spec.stage}] running on {self.engine.name} "
+                 f"({self.recipe.resources.workers} workers)")
+        bar = self.progress.stage(step.k, step.spec.stage, len(prev_outputs))
+        job = GlobalJob(self, step.sdir, prev_outputs, step.fp, step.ctx, step.params, step.spec.stage, bar)
+        parts = step.cls(step.cls.Params(**step.params), StageContext(**step.ctx)).execute(job)
+        m = self._commit(step.k, step.spec.stage, step.sdir, step.fp, step.params, step.inputs_desc, parts,
+                         time.time() - t0, chars_in=self.stats[-1]["chars"].get("kept") if self.stats else None,
+                         sources=step.spec.sources)
+        bar.close(m["counts"]["in"], m["seconds"])
+        self.stats.append(self._stat_row(m, skipped=False))
+        return m
 
     def _start_engine(self) -> float:
         """Start Ray/Spark once, before the first stage that runs, timed on its own;

@@ -21,7 +21,7 @@ import xxhash
 from pydantic import Field
 
 from ..core import storage
-from ..core.runner import finish_part
+from ..core.parts import finish_part
 from ..core.schema import with_reason
 from ..core.stage import BatchResult, Stage, StageParams, register
 

@@ -38,7 +38,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from ..core import manifest as mf
 from ..core import storage
-from ..core.runner import finish_part
+from ..core.parts import finish_part
 from ..core.schema import messages_of, meta_loads
 from ..core.stage import BatchResult, Stage, StageDataError, StageParams, register
 from .indexed import IndexedWriter, dtype_for_vocab
