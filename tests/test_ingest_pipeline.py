@@ -124,6 +124,20 @@ def test_jsonl_byte_ranges_match_a_whole_read(shared_corpora):
     assert len(plan_read_tasks([dict(f, options={})])) == 1
 
 
+def test_default_split_gives_a_mid_size_file_ranges_for_every_worker(shared_corpora, tmp_path):
+    # ~20 MB of real JSON Lines (the C4 sample 27 times): 3 ranges of 8 MiB by default, the plan a
+    # function of the file alone (no worker count goes in), and the ranges read the whole file
+    src = open(os.path.join(shared_corpora, "web", "c4_demo.jsonl"), "rb").read()
+    path = str(tmp_path / "big.jsonl")
+    with open(path, "wb") as f:
+        f.write(src * 27)
+    f = {"path": path, "format": "jsonl", "size": os.path.getsize(path), "options": {}}
+    plan = plan_read_tasks([f])
+    assert [p["range"] for p in plan] == [[0, 8 << 20], [8 << 20, 16 << 20], [16 << 20, len(src) * 27]]
+    n = sum(1 for p in plan for i in get_reader("jsonl")(dict(p, rel="big", fields={})) if isinstance(i, Record))
+    assert n == 300 * 27
+
+
 def test_new_only_reads_only_objects_not_in_the_ledger(tmp_path):
     from lmrefinery.cli import main
     from lmrefinery.ingest.ledger import Ledger, default_location

@@ -28,12 +28,79 @@ class CleanParams(StageParams):
     max_blank_lines: int = Field(1, ge=0)
 
 
+# ---------------------------------------------------------------- ftfy only where it can act
+# ftfy.fix_text cuts the text into segments (after each "\n", at most max_decode_length
+# characters) and fixes each on its own; the one state carried over is that HTML
+# unescaping stops for good at the first segment holding "<". In a segment, with the
+# options used here, it can change only: mojibake (found by ftfy.badness.BADNESS_RE,
+# each of whose alternatives needs a character of MOJIBAKE_ANCHORS: checked against the
+# installed ftfy by tests/test_clean_fast.py), HTML entities (&), C1 and other control
+# characters, terminal escapes (\x1b), surrogates, line breaks (\r, \u2028, \u2029)
+# and the Unicode normal form. A segment with none of these is left as it is, which is
+# what ftfy returns for it; "\r" (which this stage turns into "\n" right after) counts
+# only at the end of a segment cut by length.
+_ANCHOR_CATEGORIES = ("c1", "bad", "upper_accented", "lower_accented", "currency", "numeric", "law", "box")
+_ANCHOR_LITERALS = "ŒœÂÃÎÐ×ØÙà√≈‚вГВРСβΒΓΞΟā"
+_ftfy_trigger = None
+
+
+def _expand(chars: str) -> set[str]:
+    out, i = set(), 0
+    while i < len(chars):
+        if i + 2 < len(chars) and chars[i + 1] == "-":
+            out.update(map(chr, range(ord(chars[i]), ord(chars[i + 2]) + 1)))
+            i += 3
+        else:
+            out.add(chars[i])
+            i += 1
+    return out
+
+
+def mojibake_anchors() -> set[str]:
+    from ftfy.badness import MOJIBAKE_CATEGORIES
+
+    return set().union(*(_expand(MOJIBAKE_CATEGORIES[c]) for c in _ANCHOR_CATEGORIES), _ANCHOR_LITERALS)
+
+
+def _trigger():
+    global _ftfy_trigger
+    if _ftfy_trigger is None:
+        from ftfy.chardata import CONTROL_CHARS
+
+        chars = mojibake_anchors() | set(map(chr, CONTROL_CHARS)) | set("&\x1b\u2028\u2029\x85")
+        cls = "".join(f"\\U{ord(c):08x}" for c in sorted(chars))
+        _ftfy_trigger = re.compile(f"[{cls}\\ud800-\\udfff]")
+    return _ftfy_trigger
+
+
+def fix_text_where_needed(t: str, normalization: str) -> str:
+    """``ftfy.fix_text(t, normalization=..., uncurl_quotes=False, fix_latin_ligatures=False,
+    fix_character_width=False)``, running ftfy only on the segments it could change."""
+    import ftfy
+
+    kw = dict(normalization=normalization, uncurl_quotes=False, fix_latin_ligatures=False,
+              fix_character_width=False)
+    limit = ftfy.TextFixerConfig().max_decode_length
+    find = _trigger().search
+    if len(t) <= limit and not find(t) and unicodedata.is_normalized(normalization, t):
+        return t
+    out, html, pos = [], "auto", 0
+    while pos < len(t):
+        end = t.find("\n", pos) + 1 or len(t)
+        end = min(end, pos + limit)
+        seg = t[pos:end]
+        if "<" in seg:
+            html = False
+        if find(seg) or not unicodedata.is_normalized(normalization, seg) or (seg[-1] == "\r" and end < len(t)):
+            seg = ftfy.fix_text(seg, unescape_html=html, **kw)
+        out.append(seg)
+        pos = end
+    return "".join(out)
+
+
 def clean_text(t: str, p: CleanParams) -> str:
     if p.fix_mojibake:
-        import ftfy
-
-        t = ftfy.fix_text(t, normalization="NFC" if p.normalization == "none" else p.normalization,
-                          uncurl_quotes=False, fix_latin_ligatures=False, fix_character_width=False)
+        t = fix_text_where_needed(t, "NFC" if p.normalization == "none" else p.normalization)
     elif p.normalization != "none":
         t = unicodedata.normalize(p.normalization, t)
     t = t.replace("\r\n", "\n").replace("\r", "\n")

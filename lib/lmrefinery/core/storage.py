@@ -489,6 +489,11 @@ def read_parquet(uri: str, columns: list[str] | None = None) -> pa.Table:
     return pq.read_table(io.BytesIO(read_bytes(uri)), columns=columns, use_threads=False)
 
 
+def parquet_schema(uri: str) -> pa.Schema:
+    """The schema of a Parquet object (local: from its footer; S3: from its bytes)."""
+    return pq.ParquetFile(io.BytesIO(read_bytes(uri)) if is_s3(uri) else uri).schema_arrow
+
+
 def iter_parquet_batches(uri: str, batch_size: int = 4096, columns=None) -> Iterator[pa.RecordBatch]:
     pf = pq.ParquetFile(io.BytesIO(read_bytes(uri)) if is_s3(uri) else uri)
     yield from pf.iter_batches(batch_size=batch_size, columns=columns, use_threads=False)

@@ -179,27 +179,63 @@ def resolve_index(path: str) -> str:
 
 
 # ---------------------------------------------------------------- 1. sign
-def _sign_task(t: dict) -> dict:
-    t0 = time.time()
-    p, part, ix, B = t["params"], t["part"], t["index"], t["params"]["buckets"]
-    tbl = storage.read_parquet(t["input"])
-    n = tbl.num_rows
-    ids = tbl.column("id").to_pylist()
-    texts = tbl.column("text").to_pylist()
-    langs = tbl.column("lang").to_pylist() if "lang" in tbl.column_names else [None] * n
-    srcs = tbl.column("source").to_pylist()
-    qcol = p["quality_column"]
-    if qcol in tbl.column_names:
-        q = np.array([np.nan if v is None else float(v) for v in tbl.column(qcol).to_pylist()], dtype=np.float64)
+SIGN_BATCH_ROWS = 512  # documents shingled and signed at once: bounds the transient arrays of a sign task
+
+
+def _sign_batch(b: pa.RecordBatch, p: dict, qcol: str, pref: dict) -> dict:
+    """Signatures, band keys, document info and shingle sets of one batch of rows."""
+    n = b.num_rows
+    names = b.schema.names
+    ids = b.column(names.index("id")).to_pylist()
+    texts = b.column(names.index("text")).to_pylist()
+    langs = b.column(names.index("lang")).to_pylist() if "lang" in names else [None] * n
+    srcs = b.column(names.index("source")).to_pylist()
+    if qcol in names:
+        q = np.array([np.nan if v is None else float(v) for v in b.column(names.index(qcol)).to_pylist()],
+                     dtype=np.float64)
     else:
         q = np.full(n, np.nan)
-    hl = []
-    for txt, lg in zip(texts, langs):
-        hl.append(text_shingle_hashes(txt, lg, p["script"], p["ngram"], p["char_ngram"], p["hash"]))
+    hl = [text_shingle_hashes(txt, lg, p["script"], p["ngram"], p["char_ngram"], p["hash"])
+          for txt, lg in zip(texts, langs)]
     sig = signatures(hl, p["num_perm"], p["seed"], p["scheme"])
-    keys = band_keys(sig, p["bands"], p["rows"], p["seed"])
-    nodes = node_ids(ids)
-    has = np.array([len(h) > 0 for h in hl], dtype=bool)
+    return {"keys": band_keys(sig, p["bands"], p["rows"], p["seed"]), "nodes": node_ids(ids),
+            "has": np.array([len(h) > 0 for h in hl], dtype=bool), "ids": ids, "srcs": srcs, "q": q,
+            "src_rank": [pref.get(s, len(pref)) for s in srcs], "length": [len(x or "") for x in texts],
+            "tkey": [text_key(x) for x in texts],
+            "sets": _shingle_sets(hl) if p["verify"] else None}
+
+
+def _shingle_sets(hl: list[np.ndarray]) -> pa.ListArray:
+    """Each document's sorted distinct shingle hashes, as one Arrow list array."""
+    sets = [np.unique(h) for h in hl]
+    offs = np.r_[0, np.cumsum([len(x) for x in sets])].astype(np.int32)
+    vals = np.concatenate(sets).astype(np.uint32, copy=False) if sets else np.empty(0, np.uint32)
+    return pa.ListArray.from_arrays(pa.array(offs, pa.int32()), pa.array(vals, pa.uint32()))
+
+
+def _sign_task(t: dict) -> dict:
+    """Per input part, read and signed SIGN_BATCH_ROWS documents at a time: only the
+    compact results (band keys, document info, and the shingle sets when verify is on)
+    stay for the whole part, not the texts or the per-shingle arrays."""
+    t0 = time.time()
+    p, part, ix, B = t["params"], t["part"], t["index"], t["params"]["buckets"]
+    qcol = p["quality_column"]
+    pref = {s: i for i, s in enumerate(p["prefer_sources"])}
+    names = storage.parquet_schema(t["input"]).names
+    cols = [c for c in ("id", "text", "source", "lang", qcol) if c in names]
+    acc: dict[str, list] = {}
+    for b in storage.iter_parquet_batches(t["input"], batch_size=SIGN_BATCH_ROWS, columns=cols):
+        for k, v in _sign_batch(b, p, qcol, pref).items():
+            acc.setdefault(k, []).append(v)
+    if not acc:  # a part without rows
+        acc = {k: [v] for k, v in _sign_batch(pa.record_batch({"id": pa.array([], pa.string()),
+                                                                 "text": pa.array([], pa.string()),
+                                                                 "source": pa.array([], pa.string())}),
+                                               p, qcol, pref).items()}
+    nodes = np.concatenate(acc["nodes"])
+    has = np.concatenate(acc["has"])
+    keys = np.concatenate(acc["keys"])
+    n = len(nodes)
     # band keys -> B buckets
     kk = keys[has].reshape(-1)
     kn = np.repeat(nodes[has], p["bands"])
@@ -210,24 +246,20 @@ def _sign_task(t: dict) -> dict:
                          "part": pa.array(np.full(int(m.sum()), part, np.int32), pa.int32())}),
                storage.join(ix, "bands", f"b{b:04d}", f"p{part:05d}.parquet"))
     # document info -> node partitions
-    pref = {s: i for i, s in enumerate(p["prefer_sources"])}
+    flat = {k: [x for chunk in acc[k] for x in chunk] for k in ("ids", "srcs", "src_rank", "length", "tkey")}
     info = pa.table({
-        "node": pa.array(nodes, pa.int64()), "id": pa.array(ids, pa.string()),
-        "source": pa.array(srcs, pa.string()), "part": pa.array(np.full(n, part, np.int32), pa.int32()),
+        "node": pa.array(nodes, pa.int64()), "id": pa.array(flat["ids"], pa.string()),
+        "source": pa.array(flat["srcs"], pa.string()), "part": pa.array(np.full(n, part, np.int32), pa.int32()),
         "row": pa.array(np.arange(n, dtype=np.int64), pa.int64()),
-        "src_rank": pa.array([pref.get(s, len(pref)) for s in srcs], pa.int32()),
-        "quality": pa.array(q, pa.float64()),
-        "length": pa.array([len(x or "") for x in texts], pa.int64()),
-        "tkey": pa.array([text_key(x) for x in texts], pa.uint64())})
+        "src_rank": pa.array(flat["src_rank"], pa.int32()),
+        "quality": pa.array(np.concatenate(acc["q"]), pa.float64()),
+        "length": pa.array(flat["length"], pa.int64()),
+        "tkey": pa.array(flat["tkey"], pa.uint64())})
     kpart = nodes % B
     for k in range(B):
         _write(info.filter(pa.array(kpart == k)), storage.join(ix, "docs", f"k{k:04d}", f"p{part:05d}.parquet"))
-    if p["verify"]:
-        sets = [np.unique(h) for h in hl]
-        offs = np.r_[0, np.cumsum([len(s) for s in sets])].astype(np.int32)
-        vals = np.concatenate(sets) if sets else np.empty(0, np.uint32)
-        sh = pa.ListArray.from_arrays(pa.array(offs, pa.int32()), pa.array(vals.astype(np.uint32), pa.uint32()))
-        _write(pa.table({"node": pa.array(nodes, pa.int64()), "sh": sh}),
+    if p["verify"]:  # one list chunk per batch: the sets are never concatenated
+        _write(pa.table({"node": pa.array(nodes, pa.int64()), "sh": pa.chunked_array(acc["sets"], pa.list_(pa.uint32()))}),
                storage.join(ix, "shingles", f"p{part:05d}.parquet"))
     return {"part": part, "rows": n, "empty": int((~has).sum()), "seconds": round(time.time() - t0, 3),
             "rss_mb": _rss_mb()}

@@ -46,8 +46,9 @@ class ReaderOptions(BaseModel):
     exactly as for stage parameters."""
     model_config = ConfigDict(extra="forbid")
 
-    split_bytes: int = Field(256 << 20, ge=0, description="byte range per read task for splittable "
-                             "files (JSON Lines, text, multistream bz2 dumps); 0 = whole files")
+    split_bytes: int = Field(8 << 20, ge=0, description="byte range per read task for splittable "
+                             "files (JSON Lines, text, multistream bz2 dumps); 0 = whole files. A fixed size, "
+                             "not one derived from the worker count, so outputs are the same on any cluster")
 
 
 class LineOptions(ReaderOptions):
