@@ -61,6 +61,7 @@ def write_corpus(folder: str, copies: int, files: int) -> dict:
     os.makedirs(folder, exist_ok=True)
     outs = [open(os.path.join(folder, f"part-{i:02d}.jsonl"), "w", encoding="utf-8") for i in range(files)]
     n = size = cjk = 0
+    chinese = []
     for c in range(copies):
         for i, t in enumerate(docs):
             line = json.dumps({"text": t, "url": f"doc://{c}/{i}"}, ensure_ascii=False)
@@ -68,10 +69,13 @@ def write_corpus(folder: str, copies: int, files: int) -> dict:
             n += 1
             b = len(t.encode("utf-8"))
             size += b
-            cjk += b if sum("\u4e00" <= ch <= "\u9fff" for ch in t[:500]) > 100 else 0
+            if sum("\u4e00" <= ch <= "\u9fff" for ch in t[:500]) > 100:
+                cjk += b
+                chinese.append(f"doc://{c}/{i}")
     for f in outs:
         f.close()
-    return {"documents": n, "mb": round(size / 1e6, 2), "chinese_bytes_frac": round(cjk / size, 3), "files": files}
+    return {"documents": n, "mb": round(size / 1e6, 2), "chinese_bytes_frac": round(cjk / size, 3), "files": files,
+            "chinese_urls": chinese}
 
 
 # ----------------------------------------------------------------- sides (run in a child process)
@@ -113,11 +117,12 @@ def side_datatrove(corpus: str, out: str) -> dict:
 
     model = os.path.expanduser(os.environ.get("LMR_LID_MODEL", "~/.cache/lmrefinery/models/lid.176.ftz"))
 
-    class LocalLid(LanguageFilter):  # the same lid.176.ftz file, no download
-        def __init__(self, **kw):
-            super().__init__(**kw)
-            fasttext.FastText.eprint = lambda *a, **k: None
-            self.model._model = fasttext.load_model(model)
+    class LocalLid(LanguageFilter):  # the same lid.176.ftz file, loaded in each worker, no download
+        def filter(self, doc):
+            if self.model._model is None:
+                fasttext.FastText.eprint = lambda *a, **k: None
+                self.model._model = fasttext.load_model(model)
+            return super().filter(doc)
 
     n_files = len([f for f in os.listdir(corpus) if f.endswith(".jsonl")])
     ex = LocalPipelineExecutor(pipeline=[
@@ -166,7 +171,7 @@ def main(argv=None) -> int:
     ap.add_argument("--side", choices=["ours", "datatrove"])
     ap.add_argument("--corpus")
     ap.add_argument("--work")
-    ap.add_argument("--copies", type=int, default=2)
+    ap.add_argument("--copies", type=int, default=1)
     ap.add_argument("--files", type=int, default=8)
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--dt-python", default="/tmp/lmr/dt-venv/bin/python")
@@ -182,6 +187,7 @@ def main(argv=None) -> int:
     tmp = tempfile.mkdtemp(prefix="lmr-bench-pipeline-")
     corpus = os.path.join(tmp, "corpus")
     info = write_corpus(corpus, a.copies, a.files)
+    chinese = set(info.pop("chinese_urls"))
     print(f"corpus: {info}", flush=True)
     load0 = os.getloadavg()[0]
     runs: dict[str, list[dict]] = {"ours": [], "datatrove": []}
@@ -199,6 +205,8 @@ def main(argv=None) -> int:
     ko, kd = set(runs["ours"][-1]["kept"]), set(runs["datatrove"][-1]["kept"])
     all_ids = [f"doc://{c}/{i}" for c in range(a.copies) for i in range(info["documents"] // a.copies)]
     agree = sum((u in ko) == (u in kd) for u in all_ids) / len(all_ids)
+    en_ids = [u for u in all_ids if u not in chinese]
+    agree_en = sum((u in ko) == (u in kd) for u in en_ids) / len(en_ids)
     result = {
         "machine": f"{platform.machine()} {os.cpu_count()} cores, {platform.python_version()}",
         "load_avg_1m_before_after": [round(load0, 2), round(os.getloadavg()[0], 2)],
@@ -212,7 +220,8 @@ def main(argv=None) -> int:
                  "engine_startup_s": startup, "kept": len(ko)},
         "datatrove": {"wall_s": round(med["datatrove"]["wall"], 2), "cpu_s": round(med["datatrove"]["cpu"], 2),
                       "kept": len(kd)},
-        "same_decisions": round(agree, 4),
+        "same_decisions": round(agree, 4), "same_decisions_non_chinese": round(agree_en, 4),
+        "kept_chinese": {"ours": len(ko & chinese), "datatrove": len(kd & chinese), "of": len(chinese)},
         "notes": "wall and CPU of the whole child process tree (interpreter start, imports, Ray start-up included); "
                  "medians of interleaved runs. Decisions differ by design on Chinese (ours: zh rule settings and "
                  "jieba words; DataTrove: its English defaults) and by tokenizer (ours: regex; DataTrove: spaCy). "
@@ -221,7 +230,8 @@ def main(argv=None) -> int:
     os.makedirs(os.path.dirname(a.out), exist_ok=True)
     with open(a.out, "w") as f:
         json.dump(result, f, indent=1)
-    print(json.dumps({k: result[k] for k in ("x_datatrove", "x_datatrove_cpu", "ours", "datatrove", "same_decisions")}))
+    print(json.dumps({k: result[k] for k in ("x_datatrove", "x_datatrove_cpu", "ours", "datatrove", "same_decisions",
+                                             "same_decisions_non_chinese", "kept_chinese")}))
     shutil.rmtree(tmp, ignore_errors=True)
     return 0
 
