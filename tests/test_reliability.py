@@ -170,7 +170,7 @@ class _Payload:
 def test_checkpoints_load_weights_only(tmp_path, monkeypatch):
     import torch
 
-    from lmrefinery.train.loop import STATE_FILE, read_state_file
+    from lmrefinery.train.files import STATE_FILE, read_state_file
 
     model = torch.nn.Linear(4, 3)
     opt = torch.optim.AdamW(model.parameters(), lr=1e-3)

@@ -163,7 +163,7 @@ def test_export_loads_generates_and_renders_chat(reference_run):
 
     from lmrefinery.train.config import load_train_recipe
     from lmrefinery.train.data import valid_batches
-    from lmrefinery.train.loop import _loss
+    from lmrefinery.train.step import batch_loss as _loss
 
     rep, rows = reference_run
     d = rep["model"]
@@ -202,6 +202,7 @@ def test_stop_resume_and_worker_failure_reproduce_straight_run(reference_run, co
     second run a worker raises at step 90, so Ray restarts the group from the step-80
     checkpoint. Same data, same losses as the straight run on local shards."""
     from conftest import upload_dir
+    from train_hooks import FAIL_MARKER, FailOnceAt, ship_by_value
 
     from lmrefinery.core import storage
     from lmrefinery.train.metrics import read_metrics
@@ -213,10 +214,11 @@ def test_stop_resume_and_worker_failure_reproduce_straight_run(reference_run, co
     first = run_training(_pretrain_recipe(corpus, out, "resumed", data=data, stop_at_step=HALF))
     assert not first["finished"] and "model" not in first
     assert max(_steps(read_metrics(first["run_dir"]))) == HALF
-    second = run_training(_pretrain_recipe(corpus, out, "resumed", data=data, fail_at_step=90))
+    ship_by_value()
+    second = run_training(_pretrain_recipe(corpus, out, "resumed", data=data), callbacks=[FailOnceAt(90)])
     assert second["finished"]
     assert second["starts"] == [None, HALF, 80]   # fresh, resumed by re-running, restarted by Ray
-    assert storage.exists(storage.join(second["run_dir"], "_injected_failure"))
+    assert storage.exists(storage.join(second["run_dir"], FAIL_MARKER))
     rows = read_metrics(second["run_dir"])
     ref, got = _steps(reference_run[1]), _steps(rows)
     assert sorted(got) == sorted(ref)
@@ -278,7 +280,7 @@ def test_document_masking_isolates_packed_documents():
     """With doc_mask, a document packed after another is scored exactly as if alone."""
     import torch
 
-    from lmrefinery.train.loop import _loss
+    from lmrefinery.train.step import batch_loss as _loss
     from lmrefinery.train.model import build_model
 
     model = build_model("scratch", "tiny", 300, seed=1).eval()

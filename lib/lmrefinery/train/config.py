@@ -64,7 +64,6 @@ class TrainerSpec(_Strict):
     max_failures: int = Field(2, ge=0)
     peak_flops: float | None = None          # per device; default: table in train/mfu.py
     stop_at_step: int | None = None          # end the run early (as if killed) after this step's checkpoint
-    fail_at_step: int | None = None          # testing: the last worker raises at this step, once per run folder
 
 
 class SFTSpec(_Strict):
