@@ -19,8 +19,7 @@ BIN = os.path.dirname(sys.executable)
 # curation stages + tokenize (conf/pipelines/mini.yaml has grown into the full, slower pipeline)
 RECIPE = "deploy/airflow/daily.yaml"
 
-sys.path.insert(0, ROOT)
-from jobs._common import parse_tagged  # noqa: E402
+from lmrefinery.jobs.protocol import parse_tagged  # noqa: E402
 from ray_nodes import RAY, RayNode, runtime_env_file as _runtime_env  # noqa: E402
 
 

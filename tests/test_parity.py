@@ -30,8 +30,7 @@ BIN = os.path.dirname(sys.executable)
 MINI = os.path.join(ROOT, "conf", "pipelines", "mini.yaml")
 DOCS, SEED = 120, 0
 
-sys.path.insert(0, ROOT)
-from jobs._common import parse_tagged  # noqa: E402
+from lmrefinery.jobs.protocol import parse_tagged  # noqa: E402
 
 pytestmark = pytest.mark.slow
 
