@@ -202,11 +202,10 @@ def test_stop_resume_and_worker_failure_reproduce_straight_run(reference_run, co
     second run a worker raises at step 90, so Ray restarts the group from the step-80
     checkpoint. Same data, same losses as the straight run on local shards."""
     from conftest import upload_dir
-    from train_hooks import FAIL_MARKER, FailOnceAt, ship_by_value
-
     from lmrefinery.core import storage
     from lmrefinery.train.metrics import read_metrics
     from lmrefinery.train.trainer import run_training
+    from train_hooks import FAIL_MARKER, FailOnceAt, ship_by_value
 
     upload_dir(corpus["pretrain"], s3_bucket, "tokens")
     data = {"train": f"s3://{s3_bucket}/tokens", "cache_dir": str(tmp_path / "cache")}
@@ -280,8 +279,8 @@ def test_document_masking_isolates_packed_documents():
     """With doc_mask, a document packed after another is scored exactly as if alone."""
     import torch
 
-    from lmrefinery.train.step import batch_loss as _loss
     from lmrefinery.train.model import build_model
+    from lmrefinery.train.step import batch_loss as _loss
 
     model = build_model("scratch", "tiny", 300, seed=1).eval()
     g = torch.Generator().manual_seed(0)

@@ -14,7 +14,7 @@ class LengthParams(StageParams):
     max_chars: int = Field(1_000_000, ge=1)
 
     @model_validator(mode="after")
-    def _range_not_empty(self) -> "LengthParams":
+    def _range_not_empty(self) -> LengthParams:
         if self.min_chars > self.max_chars:
             raise ValueError(f"min_chars ({self.min_chars}) > max_chars ({self.max_chars}) would reject every "
                              "document")

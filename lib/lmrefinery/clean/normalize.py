@@ -41,7 +41,7 @@ def clean_text(t: str, p: CleanParams) -> str:
         t = _SPACES.sub(" ", t)
     t = _TRAIL.sub("\n", t)
     blank = "\n" * (p.max_blank_lines + 2)
-    t = re.sub(r"\n{%d,}" % (p.max_blank_lines + 2), blank[:-1], t)
+    t = re.sub(rf"\n{{{p.max_blank_lines + 2},}}", blank[:-1], t)
     return t.strip()
 
 

@@ -10,7 +10,7 @@ HISTORY_KEEP = 200  # entries kept in stats.json
 
 
 def history_entry(stats: dict) -> dict:
-    return {"at": _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+    return {"at": _dt.datetime.now(_dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
             "did_work": bool(stats.get("did_work")), "wall_seconds": stats.get("wall_seconds"),
             "engine": stats.get("engine"), "workers": stats.get("workers"),
             "engine_startup_seconds": stats.get("engine_startup_seconds"),

@@ -16,9 +16,9 @@ import pyarrow.compute as pc
 
 from . import manifest as mf
 from . import storage
-from .recipe import Recipe
-from .schema import conform, concat
 from .progress import RunProgress, StageProgress
+from .recipe import Recipe
+from .schema import concat, conform
 from .stage import BatchResult, Stage, StageContext, get_stage
 
 
@@ -174,7 +174,7 @@ def _clean_tmp(sdir: str) -> None:
 class GlobalJob:
     """What a global stage gets: the engine, its input parts, where to write."""
 
-    def __init__(self, runner: "Runner", stage_dir: str, inputs: list[str], fingerprint: str, ctx: dict,
+    def __init__(self, runner: Runner, stage_dir: str, inputs: list[str], fingerprint: str, ctx: dict,
                  params: dict, name: str, progress: StageProgress):
         self.runner, self.engine, self.progress = runner, runner.engine, progress
         self.stage_dir, self.inputs, self.fingerprint = stage_dir, inputs, fingerprint
@@ -419,7 +419,8 @@ class Runner:
              "code_version": mf.code_version(), "params": params, "inputs": inputs_desc,
              "outputs": [p["output"] for p in parts], "rejects": [p["rejects"] for p in parts],
              "counts": {"in": n_in, "kept": kept, "rejected": dict(sorted(rej.items()))},
-             "counters": dict(sorted(counters.items())), "chars": dict(sorted(chars.items())), "length_hist": dict(sorted(hist.items(), key=lambda x: int(x[0]))),
+             "counters": dict(sorted(counters.items())), "chars": dict(sorted(chars.items())),
+             "length_hist": dict(sorted(hist.items(), key=lambda x: int(x[0]))),
              "seconds": round(seconds, 3), "engine": self.recipe.engine, "workers": self.recipe.resources.workers,
              "skipped_parts": sum(1 for p in parts if p.get("skipped")), "complete": True}
         for extra in ("artifacts",):

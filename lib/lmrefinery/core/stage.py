@@ -34,7 +34,7 @@ class BatchResult:
     counters: dict[str, int] = field(default_factory=dict)  # e.g. pii replacements by type
 
     @staticmethod
-    def split(table: pa.Table, stage: str, reasons: list[str | None], counters=None) -> "BatchResult":
+    def split(table: pa.Table, stage: str, reasons: list[str | None], counters=None) -> BatchResult:
         """Split a batch by a per-row reason list (None = keep), order kept."""
         import numpy as np
 
@@ -77,7 +77,7 @@ class Stage:
         raise NotImplementedError
 
     # global stages implement this instead of process()
-    def execute(self, job: "Any") -> list[dict]:  # pragma: no cover - abstract
+    def execute(self, job: Any) -> list[dict]:  # pragma: no cover - abstract
         raise NotImplementedError
 
     @classmethod

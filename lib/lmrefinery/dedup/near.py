@@ -47,8 +47,7 @@ from pydantic import Field, model_validator
 from ..core import storage
 from ..core.stage import Stage, StageParams, register
 from .exact import apply_drops, text_key
-from .minhash import (band_keys, exact_jaccard, lsh_threshold, optimal_bands_rows, signatures,
-                      text_shingle_hashes)
+from .minhash import band_keys, exact_jaccard, lsh_threshold, optimal_bands_rows, signatures, text_shingle_hashes
 
 INDEX_VERSION = 1
 _COMPAT_KEYS = ("ngram", "char_ngram", "script", "num_perm", "bands", "rows", "seed", "hash", "scheme", "buckets")

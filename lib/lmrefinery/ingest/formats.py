@@ -7,14 +7,14 @@ import csv
 import io
 import json
 import zlib
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterator
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from ..core import storage
 from .lines import MAX_SNIPPET, iter_line_range
-
 
 
 @dataclass
@@ -160,7 +160,7 @@ def map_fields(obj: dict, fields: dict[str, str]) -> dict:
     return doc
 
 
-def _check_text(doc: dict, pos: str, raw) -> "Record | Quarantine":
+def _check_text(doc: dict, pos: str, raw) -> Record | Quarantine:
     t = doc.get("text")
     if t is None:
         return Quarantine("missing_field:text", pos, "record has no text field (see the input's `fields` mapping)",
@@ -177,7 +177,7 @@ def _json_type(v) -> str:
 
 
 @reader("jsonl", "ndjson", options=LineOptions)
-def read_jsonl(spec: dict) -> Iterator["Record | Quarantine"]:
+def read_jsonl(spec: dict) -> Iterator[Record | Quarantine]:
     """JSON Lines, one record per line, fields mapped to columns."""
 
     max_bytes = spec_options(spec, LineOptions).max_doc_bytes
@@ -208,7 +208,7 @@ def read_jsonl(spec: dict) -> Iterator["Record | Quarantine"]:
 
 
 @reader("json", options=JsonArrayOptions)
-def read_json_array(spec: dict) -> Iterator["Record | Quarantine"]:
+def read_json_array(spec: dict) -> Iterator[Record | Quarantine]:
     """A JSON array of records (options.records_key for a wrapped array)."""
     try:
         with storage.open_read(spec["path"]) as f:
@@ -239,7 +239,7 @@ def read_json_array(spec: dict) -> Iterator["Record | Quarantine"]:
 
 
 @reader("parquet")
-def read_parquet(spec: dict) -> Iterator["Record | Quarantine"]:
+def read_parquet(spec: dict) -> Iterator[Record | Quarantine]:
     """Parquet rows, fields mapped to columns."""
     import pyarrow.parquet as pq
 
@@ -257,7 +257,7 @@ def read_parquet(spec: dict) -> Iterator["Record | Quarantine"]:
 
 
 @reader("csv", "tsv", options=CsvOptions)
-def read_csv(spec: dict) -> Iterator["Record | Quarantine"]:
+def read_csv(spec: dict) -> Iterator[Record | Quarantine]:
     """CSV/TSV rows with a header line, fields mapped to columns."""
     tab = spec.get("format") == "tsv" or spec["path"].endswith(".tsv")
     delim = spec_options(spec, CsvOptions).delimiter or ("\t" if tab else ",")
@@ -298,11 +298,11 @@ def _escaped_json(rec: dict) -> str:
 
 
 @reader("text", "txt", options=LineOptions)
-def read_text_lines(spec: dict) -> Iterator["Record | Quarantine"]:
+def read_text_lines(spec: dict) -> Iterator[Record | Quarantine]:
     """One document per line (e.g. already-extracted Wikipedia plain text)."""
 
     max_bytes = spec_options(spec, LineOptions).max_doc_bytes
-    for pos, off, line, err in iter_line_range(spec, max_bytes):
+    for pos, _off, line, err in iter_line_range(spec, max_bytes):
         kind, n = pos.split(":", 1)
         if err:
             yield Quarantine(err.split(":", 1)[0], pos, f"{spec['rel']} {pos}: {err}",

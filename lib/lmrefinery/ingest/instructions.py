@@ -14,7 +14,8 @@ alpaca_bilingual, conversation (field-mapped).
 from __future__ import annotations
 
 import json
-from typing import Any, Callable, Iterator
+from collections.abc import Callable, Iterator
+from typing import Any
 
 from pydantic import Field
 

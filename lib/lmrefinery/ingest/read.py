@@ -2,7 +2,7 @@
 documents (and one part of quarantined input with reasons)."""
 from __future__ import annotations
 
-from typing import Iterator
+from collections.abc import Iterator
 
 from pydantic import Field
 

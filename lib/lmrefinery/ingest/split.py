@@ -18,7 +18,6 @@ same file; both are stable for a fixed ``split_bytes``.
 """
 from __future__ import annotations
 
-
 from ..core import storage
 
 DEFAULT_SPLIT_BYTES = 256 << 20

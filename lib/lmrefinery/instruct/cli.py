@@ -357,7 +357,8 @@ def cmd_build(a) -> int:
               formats=tuple(a.formats.split(",")), sep=a.sep, seed=a.seed, sources=a.input, check_lang=not a.no_lang,
               near_dedup=a.near_dedup, pin_splits=not a.no_pin)
     print(json.dumps({k: m[k] for k in ("version", "parent", "records", "counts")}, ensure_ascii=False, indent=1))
-    print(f"version: {os.path.join(a.prefix, 'versions', m['version'])}" + (" (unchanged, reused)" if m.get("reused") else ""))
+    reused = " (unchanged, reused)" if m.get("reused") else ""
+    print(f"version: {os.path.join(a.prefix, 'versions', m['version'])}{reused}")
     return 0
 
 

@@ -29,7 +29,6 @@ from ..core.stage import BatchResult, Stage, StageParams, register
 from ..dedup import exact as exact_mod
 from .common import rows_to_table, table_to_rows
 
-
 # ---------------------------------------------------------------- fingerprints
 _HELPERS = ("common", "normalize", "filters", "templates", "balance", "split", "versioning", "export", "rouge",
             "tools", "scoring")
@@ -69,7 +68,8 @@ class NormalizeParams(StageParams):
 class InstructNormalize(_InstructStage):
     name = "instruct_normalize"
     Params = NormalizeParams
-    description = "Conversation rows: per-turn language (fastText), categories mapped to the shared taxonomy, provenance."
+    description = ("Conversation rows: per-turn language (fastText), categories mapped to the shared taxonomy, "
+                   "provenance.")
 
     def setup(self):
         from .normalize import LangID, load_taxonomy
@@ -124,15 +124,16 @@ class ConstructParams(StageParams):
 class InstructConstruct(_InstructStage):
     name = "instruct_construct"
     Params = ConstructParams
-    description = "Task-table rows (typed columns) -> instruction/response conversations through seeded Jinja templates."
+    description = ("Task-table rows (typed columns) -> instruction/response conversations through seeded "
+                   "Jinja templates.")
 
     def process(self, batch: pa.Table) -> BatchResult:
         from .templates import construct_row
 
         p = self.params
         rows = table_to_rows(batch)
-        made, reasons, keep_idx = [], [], []
-        for i, r in enumerate(rows):
+        made, reasons = [], []
+        for r in rows:
             rec, why = construct_row(r, p.task, p.lang, seed=self.ctx.seed, columns=p.columns,
                                      label_set=p.label_set or None, template_dirs=tuple(p.template_dirs),
                                      source=p.source or r.get("source"))
@@ -152,16 +153,20 @@ class InstructConstruct(_InstructStage):
 class FilterParams(StageParams):
     min_response_words: int = Field(1, ge=0)
     min_response_chars: int = Field(2, ge=0)
-    copy_threshold: float = Field(0.9, gt=0, le=1.01, description="ROUGE-L(instruction, response) at which the response is a copy")
+    copy_threshold: float = Field(0.9, gt=0, le=1.01,
+                                  description="ROUGE-L(instruction, response) at which the response is a copy")
     refusal_lists: list[str] = Field(default_factory=lambda: ["refusals_en.txt", "refusals_zh.txt"],
-                                     description="phrase files: names in the packaged instruct/data (or $LMR_INSTRUCT_CONF), or paths")
+                                     description="phrase files: names in the packaged instruct/data "
+                                                 "(or $LMR_INSTRUCT_CONF), or paths")
     check_lang: bool = True
     exempt_categories: list[str] = Field(default_factory=lambda: ["translation"])
     lid_model: str | None = None
     max_turn_chars: int | None = Field(32000, ge=1, description="longest turn allowed (characters); null: no limit")
-    max_repetition: float = Field(0.5, gt=0, le=1, description="1 - distinct/total word 4-grams of an answer above which it is a loop")
+    max_repetition: float = Field(0.5, gt=0, le=1,
+                                  description="1 - distinct/total word 4-grams of an answer above which it is a loop")
     repetition_min_words: int = Field(30, ge=4, description="answers shorter than this are not checked for repetition")
-    max_ifd: float | None = Field(None, gt=0, description="reject rows whose meta.ifd (instruct_score) is at least this")
+    max_ifd: float | None = Field(None, gt=0,
+                                  description="reject rows whose meta.ifd (instruct_score) is at least this")
     min_judge_score: float | None = Field(None, description="reject rows whose meta.judge_score is below this")
 
 
@@ -198,7 +203,8 @@ class ScoreParams(StageParams):
 class InstructScore(_InstructStage):
     name = "instruct_score"
     Params = ScoreParams
-    description = "Instruction-Following Difficulty with a local causal LM: meta.ifd, loss_with_instruction, loss_response_only."
+    description = ("Instruction-Following Difficulty with a local causal LM: meta.ifd, loss_with_instruction, "
+                   "loss_response_only.")
 
     def setup(self):
         from .scoring import IFDScorer
@@ -265,8 +271,8 @@ def _summary_task(t: dict) -> dict:
     for r in rows:
         m = r["meta"]
         light.append({"id": r["id"], "lang": r.get("lang"), "part": t["part"],
-                      "meta": {**{k: m.get(k) for k in ("category", "task", "repeat_of", "origin", "parent_id", "pair_id",
-                                                         *t.get("link_fields", ()))},
+                      "meta": {**{k: m.get(k) for k in ("category", "task", "repeat_of", "origin", "parent_id",
+                                                         "pair_id", *t.get("link_fields", ()))},
                                "source": r.get("source")},
                       "prompt": prompt_text(r) if t.get("with_prompt") else ""})
     import json
@@ -342,7 +348,8 @@ def _apply_decisions(job, work: str, decisions: dict[str, dict], light: list[dic
 
 
 class BalanceParams(StageParams):
-    by: list[str] = Field(default_factory=lambda: ["category"], description="group fields: category, task, lang, source")
+    by: list[str] = Field(default_factory=lambda: ["category"],
+                          description="group fields: category, task, lang, source")
     temperature: float = Field(1.0, gt=0, description="sampling temperature over groups (1 = natural mix)")
     caps: dict[str, int] = Field(default_factory=dict, description="group -> max rows ('*' = every group)")
     floors: dict[str, int] = Field(default_factory=dict, description="group -> min rows (shortfall reported)")
@@ -359,7 +366,8 @@ class InstructBalance(_InstructStage):
     name = "instruct_balance"
     kind = "global"
     Params = BalanceParams
-    description = "Caps/floors and temperature sampling per category/task/language; before/after in balance_report.json."
+    description = ("Caps/floors and temperature sampling per category/task/language; before/after in "
+                   "balance_report.json.")
 
     def execute(self, job) -> list[dict]:
         from . import balance as bal
@@ -403,7 +411,8 @@ class InstructSplit(_InstructStage):
     name = "instruct_split"
     kind = "global"
     Params = SplitParams
-    description = "Deterministic train/validation/test (meta.split) by hash, stratified, near-dup clusters never straddle."
+    description = ("Deterministic train/validation/test (meta.split) by hash, stratified, near-dup clusters "
+                   "never straddle.")
 
     def execute(self, job) -> list[dict]:
         from . import split as spl
@@ -458,7 +467,8 @@ class InstructVersion(_InstructStage):
     name = "instruct_version"
     kind = "global"
     Params = VersionParams
-    description = "Pass rows through and write an immutable, content-addressed dataset version with exports and a manifest."
+    description = ("Pass rows through and write an immutable, content-addressed dataset version with exports "
+                   "and a manifest.")
 
     def execute(self, job) -> list[dict]:
         from .versioning import build_version

@@ -41,7 +41,7 @@ import io
 import os
 import struct
 import tempfile
-from typing import Iterable
+from collections.abc import Iterable
 
 import numpy as np
 

@@ -62,7 +62,8 @@ class Mixing(_Strict):
     mode: Literal["none", "proportions", "epochs"] = "none"
     weights: dict[str, float] = Field(default_factory=dict,
                                       description="source -> target token share (proportions) or epochs")
-    total_tokens: int | None = Field(None, ge=1, description="proportions: train tokens wanted (default: natural total)")
+    total_tokens: int | None = Field(None, ge=1,
+                                     description="proportions: train tokens wanted (default: natural total)")
 
 
 class TokenizeParams(StageParams):

@@ -11,9 +11,9 @@ import time
 from collections.abc import Sequence
 
 from ..core import storage
-from .config import TrainRecipe
 from .callbacks import TrainCallback
 from .checkpoint import BEST_DIR, TRAINER_STATE
+from .config import TrainRecipe
 from .loop import train_loop
 from .metrics import read_metrics
 
@@ -137,7 +137,6 @@ def run_training(recipe: TrainRecipe, callbacks: Sequence[TrainCallback] = ()) -
     """Train (or resume) the run of ``recipe``; ``callbacks`` run inside every worker
     (see ``train/callbacks.py``: a code-level hook, e.g. for tests, never a recipe key)."""
     from ..engines.ray_engine import ensure_ray
-
     from .preflight import check_data, check_paths
 
     t0 = time.time()
