@@ -24,11 +24,13 @@ class RecipeError(ValueError):
     pass
 
 
-class _Strict(BaseModel):
+class StrictModel(BaseModel):
+    """A pydantic model whose unknown keys are errors (recipes, stage and trainer settings)."""
+
     model_config = ConfigDict(extra="forbid")
 
 
-class InputSpec(_Strict):
+class InputSpec(StrictModel):
     name: str
     paths: list[str] = Field(min_length=1)
     format: str = "jsonl"
@@ -38,7 +40,7 @@ class InputSpec(_Strict):
     weight: float | None = None                            # mixing weight (tokenize)
 
 
-class Resources(_Strict):
+class Resources(StrictModel):
     workers: int = Field(2, ge=1)
     ray_address: str | None = None        # None: local Ray (or RAY_ADDRESS if set)
     spark_master: str = "local[*]"
@@ -46,12 +48,12 @@ class Resources(_Strict):
     cpus_per_task: float = Field(1.0, gt=0)
 
 
-class StageSpec(_Strict):
+class StageSpec(StrictModel):
     stage: str
     params: dict[str, Any] = Field(default_factory=dict)
 
 
-class Recipe(_Strict):
+class Recipe(StrictModel):
     name: str
     output: str
     engine: Literal["ray", "spark", "local"] = "ray"

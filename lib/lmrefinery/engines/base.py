@@ -21,9 +21,6 @@ class Engine:
     def start(self) -> None:
         """Bring the engine up (Ray/Spark start-up), so it is timed apart from any stage."""
 
-    def shutdown(self) -> None:
-        pass
-
 
 class LocalEngine(Engine):
     """Runs tasks one after another in this process: for debugging and `stage`."""

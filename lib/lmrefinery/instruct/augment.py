@@ -278,7 +278,7 @@ class SynonymModel:
 
     @classmethod
     def train(cls, texts: list[str], dim: int = 50, epoch: int = 10, min_count: int = 3, threshold: float = 0.75,
-              seed: int = 0, threads: int = 2) -> SynonymModel:
+              threads: int = 2) -> SynonymModel:
         import fasttext
 
         fasttext.FastText.eprint = lambda *a, **k: None

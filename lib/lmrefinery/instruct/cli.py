@@ -178,7 +178,7 @@ def cmd_augment(a) -> int:
             model = SynonymModel.from_dictionary(a.dictionary)
         else:
             texts = [m.get("content") or "" for r in rows for m in messages(r)]
-            model = SynonymModel.train(texts, seed=a.seed)
+            model = SynonymModel.train(texts)
         recs, rej = synonym_augment(rows, model, rate=a.rate, seed=a.seed)
     else:
         if a.translator:

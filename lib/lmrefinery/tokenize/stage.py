@@ -33,10 +33,11 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import xxhash
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import Field, model_validator
 
 from ..core import manifest as mf
 from ..core import storage
+from ..core.recipe import StrictModel
 from ..core.runner import finish_part
 from ..core.schema import messages_of, meta_loads
 from ..core.stage import BatchResult, Stage, StageParams, register
@@ -46,11 +47,7 @@ from .reader import DATASET_MANIFEST
 U64 = float(1 << 64)
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-
-class TrainTokenizer(_Strict):
+class TrainTokenizer(StrictModel):
     vocab_size: int = Field(32000, ge=300, le=1 << 20)
     sample_docs: int = Field(20000, ge=1, description="documents sampled across (source, lang) groups")
     min_frequency: int = Field(2, ge=1)
@@ -58,7 +55,7 @@ class TrainTokenizer(_Strict):
     specials: dict[str, str] = Field(default_factory=dict, description="override eos/bos/pad/eot token strings")
 
 
-class Mixing(_Strict):
+class Mixing(StrictModel):
     mode: Literal["none", "proportions", "epochs"] = "none"
     weights: dict[str, float] = Field(default_factory=dict,
                                       description="source -> target token share (proportions) or epochs")
