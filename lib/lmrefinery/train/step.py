@@ -27,7 +27,8 @@ def lr_at(step: int, t: TrainerSpec) -> float:
 
 def param_groups(model: Any, weight_decay: float) -> list[dict[str, Any]]:
     """AdamW groups: weight decay on matrices only (not on norms, biases or vectors)."""
-    decay, no_decay = [], []
+    decay: list[Any] = []
+    no_decay: list[Any] = []
     for n, p in model.named_parameters():
         if not p.requires_grad:
             continue

@@ -77,7 +77,8 @@ def build_trainer(recipe: TrainRecipe, callbacks: Sequence[TrainCallback] = ()):
     scaling = ScalingConfig(num_workers=t.workers, use_gpu=t.use_gpu, resources_per_worker=res)
     run = RunConfig(name=recipe.name, failure_config=FailureConfig(max_failures=t.max_failures),
                     checkpoint_config=CheckpointConfig(num_to_keep=t.keep_last),
-                    worker_runtime_env={"env_vars": worker_env()},
+                    # Ray Train v2's RunConfig (the one used at run time) takes it; mypy sees v1's
+                    worker_runtime_env={"env_vars": worker_env()},  # type: ignore[call-arg]
                     **_storage_args(recipe.output))
     return TorchTrainer(train_loop, train_loop_config={"recipe": recipe.model_dump(mode="json"),
                                                          "callbacks": list(callbacks)},
@@ -182,8 +183,7 @@ def sft_evaluate(recipe: TrainRecipe, tuned_uri: str) -> dict:
     convs = heldout_conversations(recipe, recipe.sft.eval_prompts)
     if not convs:
         return {"error": "no held-out instruction documents with a loss mask"}
-    opts = {"num_gpus": 1} if recipe.trainer.use_gpu else {"num_cpus": 1}
-    task = ray.remote(**opts)(_eval_task)
+    task = (ray.remote(num_gpus=1) if recipe.trainer.use_gpu else ray.remote(num_cpus=1))(_eval_task)
     s = recipe.sft
     tuned = ray.get(task.remote(tuned_uri, convs, s.max_new_tokens, s.zh_tokenize, s.samples_in_report,
                                 recipe.tokenizer, recipe.chat_template))

@@ -55,7 +55,7 @@ def set_sdpa_backend(name: str | None) -> None:
 
 
 def _device(t: TrainerSpec) -> tuple[Any, bool]:
-    import ray.train
+    import ray.train.torch
     import torch
 
     if t.use_gpu and torch.cuda.is_available():
@@ -111,7 +111,7 @@ def setup_worker(recipe: TrainRecipe) -> Worker:
     raw.to(device)
     model = _distribute(raw, t, world, device, use_cuda, amp_dtype)
     opt = torch.optim.AdamW(param_groups(raw if t.strategy == "ddp" else model, t.weight_decay),
-                            lr=t.lr, betas=tuple(t.betas), eps=1e-8,
+                            lr=t.lr, betas=(t.betas[0], t.betas[1]), eps=1e-8,
                             fused=bool(use_cuda), foreach=None if use_cuda else False)
     peak = t.peak_flops or peak_flops(device_name() if use_cuda else None, "bf16" if amp_dtype else "fp32")
     return Worker(recipe=recipe, rank=rank, world=world, device=device, use_cuda=use_cuda, amp_dtype=amp_dtype,
