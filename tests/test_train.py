@@ -549,3 +549,24 @@ def test_credentials_never_reach_run_files_reports_or_ray_logs(corpus, tmp_path,
         monkeypatch.setenv(k, v)
     w = worker_env()
     assert not set(planted) & set(w) and w["RAY_TRAIN_ENABLE_PRINT_PATCH"] == "0"
+
+
+def test_failure_injection_is_a_test_callback_not_a_recipe_key(tmp_path):
+    """A recipe cannot ask a worker to fail; tests pass a callback to run_training instead."""
+    from lmrefinery.core.recipe import RecipeError
+    from lmrefinery.train.callbacks import StepEnd, TrainCallback
+    from lmrefinery.train.config import load_train_recipe
+    from train_hooks import FailOnceAt
+
+    base = {"name": "r", "output": str(tmp_path), "tokenizer": str(tmp_path / "tok"), "data": {"train": "x"}}
+    load_train_recipe(base)
+    with pytest.raises(RecipeError, match="fail_at_step"):
+        load_train_recipe(dict(base, trainer={"fail_at_step": 3}))
+    hook = FailOnceAt(3)
+    assert isinstance(hook, TrainCallback)
+    hook.on_step_end(StepEnd(step=3, rank=0, world=2, resumed_from=None, run_dir=str(tmp_path)))  # not the last rank
+    hook.on_step_end(StepEnd(step=2, rank=1, world=2, resumed_from=None, run_dir=str(tmp_path)))  # not the step
+    with pytest.raises(RuntimeError, match="injected failure at step 3"):
+        hook.on_step_end(StepEnd(step=3, rank=1, world=2, resumed_from=None, run_dir=str(tmp_path)))
+    assert (tmp_path / "_injected_failure").exists()
+    hook.on_step_end(StepEnd(step=3, rank=1, world=2, resumed_from=None, run_dir=str(tmp_path)))  # once per run folder
