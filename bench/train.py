@@ -30,7 +30,7 @@ def bench_one(preset: str, seq: int, mbs: int, steps: int, warmup: int, device: 
     from lmrefinery.train.mfu import device_name, mfu, peak_flops
     from lmrefinery.train.model import build_model, flops_per_token, matmul_params, param_counts, use_causal_sdpa
     from lmrefinery.train.step import batch_loss as _loss
-    from lmrefinery.train.step import param_groups as _param_groups
+    from lmrefinery.train.worker import param_groups as _param_groups
     from lmrefinery.train.worker import set_sdpa_backend
 
     if threads:

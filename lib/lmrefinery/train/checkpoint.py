@@ -13,6 +13,7 @@ from typing import Any
 
 from ..core import storage
 from .files import STATE_FILE, read_state_file, upload_dir
+from .worker import Worker
 
 BEST_DIR = "best_checkpoint"
 TRAINER_STATE = "trainer_state.json"
@@ -44,7 +45,7 @@ class TrainState:
         return d
 
 
-def restore(w: Any) -> tuple[TrainState, int | None]:
+def restore(w: Worker) -> tuple[TrainState, int | None]:
     """Model and optimizer from Ray Train's checkpoint, if any; the state and the step
     resumed from (None for a fresh start)."""
     import ray.train
@@ -70,7 +71,7 @@ def _write(folder: str, blob: dict[str, Any], state: TrainState) -> None:
         json.dump(state.to_json(), f)
 
 
-def save_and_report(w: Any, state: TrainState, metrics: dict[str, Any], val: float | None, writer: Any) -> None:
+def save_and_report(w: Worker, state: TrainState, metrics: dict[str, Any], val: float | None, writer: Any) -> None:
     """Gather the full state dict (a collective: every rank calls this), write the
     checkpoint on rank 0 and hand it to Ray Train with the metrics."""
     import ray.train

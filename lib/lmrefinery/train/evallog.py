@@ -9,6 +9,7 @@ from typing import Any
 from .checkpoint import TrainState
 from .mfu import mfu
 from .step import FINGERPRINT_MOD, StepOutcome, batch_loss
+from .worker import Worker
 
 
 @dataclass
@@ -28,7 +29,7 @@ class Window:
         self.fingerprint = out.fingerprint
 
 
-def evaluate(w: Any, valid: list[dict[str, Any]]) -> float | None:
+def evaluate(w: Worker, valid: list[dict[str, Any]]) -> float | None:
     """Mean validation loss per target token over all ranks (None without validation data)."""
     import torch
     import torch.distributed as dist
@@ -48,7 +49,7 @@ def evaluate(w: Any, valid: list[dict[str, Any]]) -> float | None:
     return float(tot[0] / tot[1].clamp(min=1))
 
 
-def _global_fingerprint(w: Any, fp: int) -> int:
+def _global_fingerprint(w: Worker, fp: int) -> int:
     """The ranks' window fingerprints combined in rank order (a collective)."""
     import torch
     import torch.distributed as dist
@@ -61,7 +62,7 @@ def _global_fingerprint(w: Any, fp: int) -> int:
     return int(sum(int(x.item()) * (r + 1) for r, x in enumerate(all_fp)) % FINGERPRINT_MOD)
 
 
-def metrics_row(w: Any, state: TrainState, out: StepOutcome, win: Window) -> dict[str, Any]:
+def metrics_row(w: Worker, state: TrainState, out: StepOutcome, win: Window) -> dict[str, Any]:
     """The logged row for the window ending at ``state.step`` (a collective: every rank calls it)."""
     tps = win.tokens / max(win.seconds, 1e-9)
     util = mfu(w.flops_per_token, tps, w.world, w.peak_flops)

@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 
 from .config import TrainerSpec
+from .worker import Worker
 
 FINGERPRINT_MOD = 1_000_000_007
 
@@ -23,17 +24,6 @@ def lr_at(step: int, t: TrainerSpec) -> float:
     span = max(1, t.max_steps - t.warmup_steps)
     p = min(1.0, (step - t.warmup_steps) / span)
     return t.lr * (t.min_lr_ratio + (1 - t.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * p)))
-
-
-def param_groups(model: Any, weight_decay: float) -> list[dict[str, Any]]:
-    """AdamW groups: weight decay on matrices only (not on norms, biases or vectors)."""
-    decay: list[Any] = []
-    no_decay: list[Any] = []
-    for n, p in model.named_parameters():
-        if not p.requires_grad:
-            continue
-        (no_decay if p.ndim < 2 or "norm" in n or n.endswith(".bias") else decay).append(p)
-    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
 
 
 def batch_fingerprint(ids: np.ndarray) -> int:
@@ -96,10 +86,9 @@ class StepOutcome:
     fingerprint: int     # running data fingerprint of this rank, after the step's micro-batches
 
 
-def train_step(w: Any, stream: Any, step: int, fingerprint: int) -> StepOutcome:
+def train_step(w: Worker, stream: Any, step: int, fingerprint: int) -> StepOutcome:
     """Draw this rank's ``grad_accum`` micro-batches from ``stream``, forward/backward,
-    clip, optimizer step. ``w`` is the worker's :class:`~lmrefinery.train.worker.Worker`;
-    ``fingerprint`` the rank's running data fingerprint so far (in the logging window)."""
+    clip, optimizer step. ``fingerprint`` the rank's running data fingerprint so far (in the logging window)."""
     import torch
     import torch.distributed as dist
 

@@ -6,7 +6,6 @@ from dataclasses import dataclass
 from typing import Any
 
 from .config import TrainerSpec, TrainRecipe
-from .step import param_groups
 
 
 @dataclass
@@ -37,6 +36,17 @@ class Worker:
     def global_batch(self) -> int:
         """Sequences per optimizer step over all ranks."""
         return self.trainer.micro_batch_size * self.trainer.grad_accum * self.world
+
+
+def param_groups(model: Any, weight_decay: float) -> list[dict[str, Any]]:
+    """AdamW groups: weight decay on matrices only (not on norms, biases or vectors)."""
+    decay: list[Any] = []
+    no_decay: list[Any] = []
+    for n, p in model.named_parameters():
+        if not p.requires_grad:
+            continue
+        (no_decay if p.ndim < 2 or "norm" in n or n.endswith(".bias") else decay).append(p)
+    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
 
 
 def set_sdpa_backend(name: str | None) -> None:
