@@ -25,6 +25,7 @@ class LengthParams(StageParams):
 class LengthFilter(Stage):
     name = "length_filter"
     Params = LengthParams
+    params: LengthParams
     description = "Reject documents shorter than min_chars or longer than max_chars (characters)."
 
     def process(self, batch: pa.Table) -> BatchResult:

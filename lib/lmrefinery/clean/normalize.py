@@ -49,6 +49,7 @@ def clean_text(t: str, p: CleanParams) -> str:
 class CleanStage(Stage):
     name = "clean"
     Params = CleanParams
+    params: CleanParams
     description = "NFC + ftfy mojibake repair, control characters, whitespace; rejects empty results."
 
     def process(self, batch: pa.Table) -> BatchResult:

@@ -20,6 +20,7 @@ class ReadStage(Stage):
     name = "read"
     kind = "read"
     Params = ReadParams
+    params: ReadParams
     description = "Read the recipe's inputs (jsonl, json, parquet, csv, text, and the ingest formats) into documents."
 
     @staticmethod

@@ -68,6 +68,7 @@ class NormalizeParams(StageParams):
 class InstructNormalize(_InstructStage):
     name = "instruct_normalize"
     Params = NormalizeParams
+    params: NormalizeParams
     description = ("Conversation rows: per-turn language (fastText), categories mapped to the shared taxonomy, "
                    "provenance.")
 
@@ -124,6 +125,7 @@ class ConstructParams(StageParams):
 class InstructConstruct(_InstructStage):
     name = "instruct_construct"
     Params = ConstructParams
+    params: ConstructParams
     description = ("Task-table rows (typed columns) -> instruction/response conversations through seeded "
                    "Jinja templates.")
 
@@ -174,6 +176,7 @@ class FilterParams(StageParams):
 class InstructFilter(_InstructStage):
     name = "instruct_filter"
     Params = FilterParams
+    params: FilterParams
     description = "Reject empty/short responses, copies of the instruction, refusal boilerplate, language mismatch."
 
     def setup(self):
@@ -203,6 +206,7 @@ class ScoreParams(StageParams):
 class InstructScore(_InstructStage):
     name = "instruct_score"
     Params = ScoreParams
+    params: ScoreParams
     description = ("Instruction-Following Difficulty with a local causal LM: meta.ifd, loss_with_instruction, "
                    "loss_response_only.")
 
@@ -255,6 +259,7 @@ class InstructDedup(_InstructStage):
     name = "instruct_dedup"
     kind = "global"
     Params = PromptDedupParams
+    params: PromptDedupParams
     description = "Exact duplicates of the prompt (user turns) across all inputs, via the exact_dedup rounds."
 
     def execute(self, job) -> list[dict]:
@@ -366,6 +371,7 @@ class InstructBalance(_InstructStage):
     name = "instruct_balance"
     kind = "global"
     Params = BalanceParams
+    params: BalanceParams
     description = ("Caps/floors and temperature sampling per category/task/language; before/after in "
                    "balance_report.json.")
 
@@ -411,6 +417,7 @@ class InstructSplit(_InstructStage):
     name = "instruct_split"
     kind = "global"
     Params = SplitParams
+    params: SplitParams
     description = ("Deterministic train/validation/test (meta.split) by hash, stratified, near-dup clusters "
                    "never straddle.")
 
@@ -467,6 +474,7 @@ class InstructVersion(_InstructStage):
     name = "instruct_version"
     kind = "global"
     Params = VersionParams
+    params: VersionParams
     description = ("Pass rows through and write an immutable, content-addressed dataset version with exports "
                    "and a manifest.")
 

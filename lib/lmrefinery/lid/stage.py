@@ -146,6 +146,7 @@ def paragraph_shares(model, text: str, min_chars: int, how: str = "auto") -> dic
 class LidStage(Stage):
     name = "lid"
     Params = LidParams
+    params: LidParams
     description = "fastText lid.176 language ID: lang, lang_score (+top-k, paragraph shares); allowed list, min scores."
 
     def setup(self) -> None:

@@ -131,6 +131,7 @@ class Redactor:
 class PiiStage(Stage):
     name = "pii"
     Params = PiiParams
+    params: PiiParams
     description = "Replace e-mails, IPv4/IPv6, phone numbers (and optionally card numbers) with typed placeholders."
 
     def setup(self) -> None:

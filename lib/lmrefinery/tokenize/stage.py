@@ -517,6 +517,7 @@ class TokenizeStage(Stage):
     name = "tokenize"
     kind = "global"
     Params = TokenizeParams
+    params: TokenizeParams
     description = ("Tokenize (train or load a byte-level BPE), mix sources, shuffle globally and write "
                    "Megatron .bin/.idx shards (+ loss-mask companions for conversations) and dataset.json.")
 
