@@ -6,7 +6,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.lmr-installed
 
-.PHONY: setup demo test bench clean airflow-venv chromium
+.PHONY: setup demo test lint bench clean airflow-venv chromium
 
 setup: $(STAMP)
 
@@ -47,6 +47,11 @@ $(AF_STAMP): Makefile
 
 test: setup airflow-venv
 	$(BIN)/python -m pytest -q tests
+
+# ruff + mypy (the same checks tests/test_habits.py makes in `make test`)
+lint: setup
+	$(BIN)/ruff check lib jobs tests bench deploy
+	$(BIN)/mypy || true  # not clean yet: tests/test_habits.py holds each module to its count
 
 bench: setup
 	$(BIN)/pip install -q -e '.[bench]'

@@ -18,6 +18,7 @@ Needs `pip install datatrove spacy` (plain datatrove, NOT datatrove[processing])
 from __future__ import annotations
 
 import sys as _sys  # bench/ holds other scripts (e.g. tokenize.py): keep it off the import path
+
 _sys.path[:] = [p for p in _sys.path if p not in ("", __import__("os").path.dirname(__import__("os").path.abspath(__file__)))]
 
 import argparse
@@ -140,8 +141,12 @@ def dt_lid(docs):
 
 
 def dt_quality(docs):
-    from datatrove.pipeline.filters import (C4QualityFilter, FineWebQualityFilter, GopherQualityFilter,
-                                            GopherRepetitionFilter)
+    from datatrove.pipeline.filters import (
+        C4QualityFilter,
+        FineWebQualityFilter,
+        GopherQualityFilter,
+        GopherRepetitionFilter,
+    )
 
     chain = [("gopher_repetition", GopherRepetitionFilter(language="en")),
              ("gopher_quality", GopherQualityFilter(language="en")),

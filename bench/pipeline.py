@@ -109,8 +109,13 @@ def side_ours(corpus: str, out: str) -> dict:
 def side_datatrove(corpus: str, out: str) -> dict:
     import fasttext
     from datatrove.executor import LocalPipelineExecutor
-    from datatrove.pipeline.filters import (C4QualityFilter, FineWebQualityFilter, GopherQualityFilter,
-                                            GopherRepetitionFilter, LanguageFilter)
+    from datatrove.pipeline.filters import (
+        C4QualityFilter,
+        FineWebQualityFilter,
+        GopherQualityFilter,
+        GopherRepetitionFilter,
+        LanguageFilter,
+    )
     from datatrove.pipeline.formatters import FTFYFormatter
     from datatrove.pipeline.readers import JsonlReader
     from datatrove.pipeline.writers import JsonlWriter

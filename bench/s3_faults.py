@@ -57,8 +57,9 @@ def main(rounds: int = 100, rate: float = 0.3, seed: int = 19) -> dict:
             for i in range(rounds):
                 for op, fn, want in (("parquet_read", lambda: storage.read_parquet("s3://bench/t.parquet"), tb),
                                      ("stream_read", lambda: storage.open_read("s3://bench/l.txt.zst").read(), lines),
-                                     ("multipart_write", lambda: (storage.write_bytes(f"s3://bench/big{i}", big),
-                                                                  storage.read_bytes(f"s3://bench/big{i}"))[1], big)):
+                                     ("multipart_write", lambda i=i: (storage.write_bytes(f"s3://bench/big{i}", big),
+                                                                     storage.read_bytes(f"s3://bench/big{i}"))[1],
+                                     big)):
                     if op == "multipart_write" and i % 5:
                         continue
                     ops[op] += 1

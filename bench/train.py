@@ -27,9 +27,11 @@ def bench_one(preset: str, seq: int, mbs: int, steps: int, warmup: int, device: 
               doc_mask: bool, vocab: int, threads: int | None, sdpa: str = "auto", legacy: bool = False) -> dict:
     import torch
 
-    from lmrefinery.train.loop import _loss, _param_groups, set_sdpa_backend
     from lmrefinery.train.mfu import device_name, mfu, peak_flops
     from lmrefinery.train.model import build_model, flops_per_token, matmul_params, param_counts, use_causal_sdpa
+    from lmrefinery.train.step import batch_loss as _loss
+    from lmrefinery.train.worker import param_groups as _param_groups
+    from lmrefinery.train.worker import set_sdpa_backend
 
     if threads:
         torch.set_num_threads(threads)

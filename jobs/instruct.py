@@ -9,9 +9,7 @@ recipe with `run RECIPE`) on the cluster the job was submitted to.
 import os
 import sys
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
-
-from lmrefinery.cli import main  # noqa: E402
+from lmrefinery.cli import main
 
 if __name__ == "__main__":
     args = sys.argv[1:]

@@ -36,7 +36,7 @@ def free_ports(n: int) -> list[int]:
 class RayNode:
     """One `ray start` node: the head (``head=None``) or a node joining it."""
 
-    def __init__(self, head: "RayNode | None" = None, num_cpus: int = 2, resources: str | None = None,
+    def __init__(self, head: RayNode | None = None, num_cpus: int = 2, resources: str | None = None,
                  env_extra: dict | None = None):
         self.tmp = tempfile.mkdtemp(prefix="lmrn-", dir="/tmp")  # short: unix socket paths
         self.head = head

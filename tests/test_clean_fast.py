@@ -13,7 +13,6 @@ import re
 import unicodedata
 
 import ftfy
-import pytest
 from ftfy.badness import BADNESS_RE
 
 from lmrefinery.clean import normalize

@@ -9,6 +9,7 @@ import os
 
 import pyarrow as pa
 import pytest
+from pydantic import ValidationError
 
 from lmrefinery.core import storage
 from lmrefinery.core.recipe import load_recipe
@@ -112,7 +113,7 @@ def test_flag_mode_and_pipeline(shared_corpora, corpus, tmp_path):
 
 def test_eval_set_errors(shared_corpora, tmp_path):
     cls = get_stage("decontaminate")
-    with pytest.raises(Exception):
+    with pytest.raises(ValidationError, match="eval_sets"):
         cls.Params(eval_sets=[])
     st = cls(cls.Params(eval_sets=[{"name": "x", "paths": [str(tmp_path / "missing*.jsonl")]}]),
              StageContext(output_root="/tmp", stage_dir="/tmp"))

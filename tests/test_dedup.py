@@ -389,7 +389,7 @@ def test_planted_sample_duplicates(samples_dir, tmp_path):
     by = {}
     for c, i, size, kept, is_kept in cl:
         by.setdefault(c, []).append((i, size, kept, is_kept))
-    for c, ms in by.items():
+    for ms in by.values():
         assert len(ms) == ms[0][1] >= 2
         assert sum(m[3] for m in ms) == 1 and {m[2] for m in ms} == {next(m[0] for m in ms if m[3])}
     keeper_of = {i: kept for c, i, size, kept, is_kept in cl}

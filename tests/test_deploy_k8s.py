@@ -210,7 +210,7 @@ def test_manifests_wire_s3_secret_gpus_and_entrypoints():
         if d["kind"] in ("Namespace", "ServiceAccount"):
             continue
         assert d["metadata"]["namespace"] in namespaces, name
-        for where, spec, c in _containers(d):
+        for where, spec, _c in _containers(d):
             if "serviceAccountName" in spec:
                 assert (d["metadata"]["namespace"], spec["serviceAccountName"]) in accounts, f"{name} {where}"
         for where, _, c in _containers(d):

@@ -14,14 +14,15 @@ import pyarrow.parquet as pq
 import pytest
 import yaml
 
+from lmrefinery.jobs.protocol import parse_tagged
+from ray_nodes import RAY, RayNode
+from ray_nodes import runtime_env_file as _runtime_env
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BIN = os.path.dirname(sys.executable)
 # curation stages + tokenize (conf/pipelines/mini.yaml has grown into the full, slower pipeline)
 RECIPE = "deploy/airflow/daily.yaml"
 
-sys.path.insert(0, ROOT)
-from jobs._common import parse_tagged  # noqa: E402
-from ray_nodes import RAY, RayNode, runtime_env_file as _runtime_env  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -154,12 +155,12 @@ try:
 except ImportError:
     from airflow.models.dagbag import DagBag
 b = DagBag("deploy/airflow")
-d = b.dags.get("%s")
+d = b.dags.get(DAG_ID)
 print(json.dumps({"errors": {k: str(v) for k, v in b.import_errors.items()},
                   "tasks": {t.task_id: sorted(t.upstream_task_ids) for t in d.tasks} if d else None,
                   "retries": sorted({t.retries for t in d.tasks}) if d else None,
                   "schedule": str(getattr(d.timetable, "_expression", d.timetable)) if d else None}))
-""" % DAG_ID)
+""".replace("DAG_ID", repr(DAG_ID)))
     info = json.loads(out.strip().splitlines()[-1])
     assert info["errors"] == {}
     assert info["tasks"] == {"curate": [], "instruct": [], "tokenize": ["curate"], "pretrain": ["tokenize"],

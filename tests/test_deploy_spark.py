@@ -8,13 +8,13 @@ import os
 import subprocess
 import sys
 
+from lmrefinery.jobs.protocol import parse_tagged
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BIN = os.path.dirname(sys.executable)
 # curation stages + tokenize (conf/pipelines/mini.yaml has grown into the full, slower pipeline)
 RECIPE = "deploy/airflow/daily.yaml"
 
-sys.path.insert(0, ROOT)
-from jobs._common import parse_tagged  # noqa: E402
 
 
 def _part_hashes(out: str) -> dict:

@@ -88,8 +88,8 @@ def test_warc_with_one_corrupt_gzip_member_keeps_every_record_after_it(shared_co
 
 @pytest.mark.parametrize("compressed", [False, True])
 def test_warc_record_with_a_false_length_does_not_swallow_the_rest(tmp_path, compressed):
-    import sys
     import os
+    import sys
 
     sys.path.insert(0, os.path.dirname(__file__))
     from test_ingest_web import _resp

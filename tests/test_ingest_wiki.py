@@ -29,7 +29,7 @@ def inventory(path):
     out = []
     for p in root.iter():
         if p.tag.endswith("}page"):
-            get = lambda name: next((c.text for c in p.iter() if c.tag.endswith("}" + name)), None)  # noqa: E731
+            get = lambda name, p=p: next((c.text for c in p.iter() if c.tag.endswith("}" + name)), None)  # noqa: E731
             redirect = any(c.tag.endswith("}redirect") for c in p)
             out.append({"title": get("title"), "ns": int(get("ns")), "redirect": redirect, "text": get("text") or ""})
     return out

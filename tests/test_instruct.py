@@ -19,9 +19,9 @@ from lmrefinery.instruct import export as ex
 from lmrefinery.instruct.balance import balance, plan
 from lmrefinery.instruct.common import make_record, messages, pair, table_to_rows
 from lmrefinery.instruct.filters import PairFilter
-from lmrefinery.instruct.split import assign_splits, near_dup_clusters
+from lmrefinery.instruct.split import assign_splits
 from lmrefinery.instruct.templates import TemplateError, construct, construct_row
-from lmrefinery.instruct.versioning import build_version, diff, format_diff, version_rows
+from lmrefinery.instruct.versioning import diff, format_diff, version_rows
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

@@ -63,7 +63,7 @@ def test_chinese_swaps_keep_script_and_pos(sentences):
     assert all(_is_han(syn) and len(syn) >= 2 for _, syn, _ in swaps)                # script kept
     # jieba tags the synonym with the same part of speech class (n/v/a) as the word it replaced
     agree = Counter()
-    for w, syn, pos in swaps:
+    for _w, syn, pos in swaps:
         tag = next(iter(pseg.cut(syn))).flag
         agree[tag[:1] == pos or (pos == "a" and tag[:1] in "ad")] += 1
     assert agree[True] / sum(agree.values()) > 0.8, agree

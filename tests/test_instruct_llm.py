@@ -19,9 +19,15 @@ import pytest
 from lmrefinery.instruct.backends import CachedBackend, ChatRequest, OpenAIBackend, TransformersBackend
 from lmrefinery.instruct.common import make_record, pair
 from lmrefinery.instruct.rouge import RougePool
-from lmrefinery.instruct.self_instruct import (SelfInstructConfig, instruction_reject, load_seed_tasks,
-                                               parse_instances, parse_instructions, parse_yes_no,
-                                               run_self_instruct)
+from lmrefinery.instruct.self_instruct import (
+    SelfInstructConfig,
+    instruction_reject,
+    load_seed_tasks,
+    parse_instances,
+    parse_instructions,
+    parse_yes_no,
+    run_self_instruct,
+)
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SMALL = {"temperature": 0.8, "top_p": 0.9, "max_tokens": 16}
@@ -430,10 +436,10 @@ def test_ifd_and_judge_scores_feed_filter_and_balance(tiny_model, tmp_path, shar
 
 
 def test_score_stage_in_a_recipe(tiny_model, tmp_path, shared_corpora):
+    from lmrefinery.core import storage
     from lmrefinery.core.recipe import load_recipe
     from lmrefinery.core.runner import Runner
     from lmrefinery.instruct.common import table_to_rows
-    from lmrefinery.core import storage
 
     S = os.path.join(shared_corpora, "instructions")
     out = str(tmp_path / "run")

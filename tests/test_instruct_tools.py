@@ -25,7 +25,7 @@ TOOLS = [{"name": "calculate_area", "description": "Calculate the area of a give
 def _glaive_records() -> list[dict]:
     """Conversations in the layout of LLaMA-Factory's glaive_toolcall_*_demo.json."""
     recs = []
-    for k, (shape, dims, area) in enumerate([("rectangle", [5, 3], 15), ("circle", [4], 50.24), ("square", [7], 49)]):
+    for shape, dims, area in [("rectangle", [5, 3], 15), ("circle", [4], 50.24), ("square", [7], 49)]:
         recs.append({"conversations": [
             {"from": "human", "value": f"I need the area of a {shape} with dimensions {dims}."},
             {"from": "function_call", "value": json.dumps({"name": "calculate_area",

@@ -117,7 +117,7 @@ def test_paragraph_shares_and_partitions(shared_corpora, tmp_path):
     for lang in set(langs.values()):
         t = pa.concat_tables([pq.read_table(tmp_path / "by_lang" / f"lang={lang}" / f)
                               for f in parts[f"lang={lang}"]])
-        assert sorted(t.column("id").to_pylist()) == sorted(i for i, l in langs.items() if l == lang)
+        assert sorted(t.column("id").to_pylist()) == sorted(i for i, lg in langs.items() if lg == lang)
 
 
 def test_model_location(tmp_path):

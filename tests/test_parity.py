@@ -23,6 +23,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from lmrefinery.core import storage
+from lmrefinery.jobs.protocol import parse_tagged
 from ray_nodes import RAY, RayNode, runtime_env_file, wait_for_nodes
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -30,8 +31,6 @@ BIN = os.path.dirname(sys.executable)
 MINI = os.path.join(ROOT, "conf", "pipelines", "mini.yaml")
 DOCS, SEED = 120, 0
 
-sys.path.insert(0, ROOT)
-from jobs._common import parse_tagged  # noqa: E402
 
 pytestmark = pytest.mark.slow
 

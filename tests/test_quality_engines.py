@@ -126,7 +126,7 @@ def test_same_decisions_on_ray_and_spark(runs):
 
 
 def test_pii_originals_nowhere_after_pii(runs):
-    for engine, (out, stats) in runs.items():
+    for engine, (out, _stats) in runs.items():
         stages = sorted(glob.glob(f"{out}/stages/*"))
         after = stages[[os.path.basename(s).endswith("-pii") for s in stages].index(True):]
         files = [os.path.join(r, f) for s in after for r, _, fs in os.walk(s) for f in fs]

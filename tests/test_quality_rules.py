@@ -174,7 +174,7 @@ def test_signals_columns_allow_retuning(base, zh_chunks):
     texts = [base, MUTATIONS["gopher_quality:short_doc"](base), MUTATIONS["fineweb:newline_ratio"](base),
              MUTATIONS["gopher_repetition:top_2_gram"](base), zh_chunks[0]]
     langs = ["en", "en", "en", "en", "zh"]
-    res = st.process(docs_to_table([{"id": str(i), "text": t, "lang": l} for i, (t, l) in enumerate(zip(texts, langs))]))
+    res = st.process(docs_to_table([{"id": str(i), "text": t, "lang": lg} for i, (t, lg) in enumerate(zip(texts, langs))]))
     rows = {r["id"]: r for r in res.kept.to_pylist() + res.rejected.to_pylist()}
     assert sorted(r["id"] for r in res.kept.to_pylist()) == ["0", "4"]
     assert rows["1"]["reject_reason"] == "gopher_quality:short_doc"       # 30 words < 40

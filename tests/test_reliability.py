@@ -148,8 +148,9 @@ def test_a_missing_dedup_index_file_is_an_error_not_empty_data(tmp_path):
 
 # ------------------------------------------------------------------ file modes, checkpoints
 def test_token_shards_get_the_same_mode_as_every_other_output(tmp_path):
-    import numpy as np
     import stat
+
+    import numpy as np
 
     from lmrefinery.tokenize.indexed import IndexedWriter
 
@@ -170,7 +171,7 @@ class _Payload:
 def test_checkpoints_load_weights_only(tmp_path, monkeypatch):
     import torch
 
-    from lmrefinery.train.loop import STATE_FILE, read_state_file
+    from lmrefinery.train.files import STATE_FILE, read_state_file
 
     model = torch.nn.Linear(4, 3)
     opt = torch.optim.AdamW(model.parameters(), lr=1e-3)

@@ -163,7 +163,7 @@ def test_export_loads_generates_and_renders_chat(reference_run):
 
     from lmrefinery.train.config import load_train_recipe
     from lmrefinery.train.data import valid_batches
-    from lmrefinery.train.loop import _loss
+    from lmrefinery.train.step import batch_loss as _loss
 
     rep, rows = reference_run
     d = rep["model"]
@@ -202,10 +202,10 @@ def test_stop_resume_and_worker_failure_reproduce_straight_run(reference_run, co
     second run a worker raises at step 90, so Ray restarts the group from the step-80
     checkpoint. Same data, same losses as the straight run on local shards."""
     from conftest import upload_dir
-
     from lmrefinery.core import storage
     from lmrefinery.train.metrics import read_metrics
     from lmrefinery.train.trainer import run_training
+    from train_hooks import FAIL_MARKER, FailOnceAt, ship_by_value
 
     upload_dir(corpus["pretrain"], s3_bucket, "tokens")
     data = {"train": f"s3://{s3_bucket}/tokens", "cache_dir": str(tmp_path / "cache")}
@@ -213,10 +213,11 @@ def test_stop_resume_and_worker_failure_reproduce_straight_run(reference_run, co
     first = run_training(_pretrain_recipe(corpus, out, "resumed", data=data, stop_at_step=HALF))
     assert not first["finished"] and "model" not in first
     assert max(_steps(read_metrics(first["run_dir"]))) == HALF
-    second = run_training(_pretrain_recipe(corpus, out, "resumed", data=data, fail_at_step=90))
+    ship_by_value()
+    second = run_training(_pretrain_recipe(corpus, out, "resumed", data=data), callbacks=[FailOnceAt(90)])
     assert second["finished"]
     assert second["starts"] == [None, HALF, 80]   # fresh, resumed by re-running, restarted by Ray
-    assert storage.exists(storage.join(second["run_dir"], "_injected_failure"))
+    assert storage.exists(storage.join(second["run_dir"], FAIL_MARKER))
     rows = read_metrics(second["run_dir"])
     ref, got = _steps(reference_run[1]), _steps(rows)
     assert sorted(got) == sorted(ref)
@@ -278,8 +279,8 @@ def test_document_masking_isolates_packed_documents():
     """With doc_mask, a document packed after another is scored exactly as if alone."""
     import torch
 
-    from lmrefinery.train.loop import _loss
     from lmrefinery.train.model import build_model
+    from lmrefinery.train.step import batch_loss as _loss
 
     model = build_model("scratch", "tiny", 300, seed=1).eval()
     g = torch.Generator().manual_seed(0)
@@ -548,3 +549,24 @@ def test_credentials_never_reach_run_files_reports_or_ray_logs(corpus, tmp_path,
         monkeypatch.setenv(k, v)
     w = worker_env()
     assert not set(planted) & set(w) and w["RAY_TRAIN_ENABLE_PRINT_PATCH"] == "0"
+
+
+def test_failure_injection_is_a_test_callback_not_a_recipe_key(tmp_path):
+    """A recipe cannot ask a worker to fail; tests pass a callback to run_training instead."""
+    from lmrefinery.core.recipe import RecipeError
+    from lmrefinery.train.callbacks import StepEnd, TrainCallback
+    from lmrefinery.train.config import load_train_recipe
+    from train_hooks import FailOnceAt
+
+    base = {"name": "r", "output": str(tmp_path), "tokenizer": str(tmp_path / "tok"), "data": {"train": "x"}}
+    load_train_recipe(base)
+    with pytest.raises(RecipeError, match="fail_at_step"):
+        load_train_recipe(dict(base, trainer={"fail_at_step": 3}))
+    hook = FailOnceAt(3)
+    assert isinstance(hook, TrainCallback)
+    hook.on_step_end(StepEnd(step=3, rank=0, world=2, resumed_from=None, run_dir=str(tmp_path)))  # not the last rank
+    hook.on_step_end(StepEnd(step=2, rank=1, world=2, resumed_from=None, run_dir=str(tmp_path)))  # not the step
+    with pytest.raises(RuntimeError, match="injected failure at step 3"):
+        hook.on_step_end(StepEnd(step=3, rank=1, world=2, resumed_from=None, run_dir=str(tmp_path)))
+    assert (tmp_path / "_injected_failure").exists()
+    hook.on_step_end(StepEnd(step=3, rank=1, world=2, resumed_from=None, run_dir=str(tmp_path)))  # once per run folder

@@ -3,7 +3,7 @@
     curate -> tokenize -> pretrain -> sft
     instruct ------------------------^
 
-Each task submits `python jobs/<phase>.py ...` to a Ray cluster through Ray's
+Each task submits `python jobs/<phase script>.py ...` to a Ray cluster through Ray's
 Jobs SDK (uploading the checkout as the job's working dir), waits for it, fails
 with the job's error if the job fails, and pushes the job's result (outputs,
 report, per-stage counts; the `LMR_RESULT` line of its log) to XCom as
@@ -46,6 +46,9 @@ except ImportError:
 HERE = os.path.dirname(os.path.abspath(__file__))
 CONFIG_PATH = os.environ.get("LMR_DAG_CONFIG", os.path.join(HERE, "pipeline.yaml"))
 RECIPE_PHASES = ("curate", "tokenize")   # take RECIPE --set ... --partition ...
+# the job script of each phase (jobs/tokenize.py would shadow the standard library)
+SCRIPTS = {"curate": "jobs/curate.py", "tokenize": "jobs/tokenize_phase.py", "instruct": "jobs/instruct.py",
+           "pretrain": "jobs/pretrain.py", "sft": "jobs/sft.py"}
 UPSTREAM = {"curate": [], "instruct": [], "tokenize": ["curate"], "pretrain": ["tokenize"],
             "sft": ["pretrain", "instruct"]}
 TERMINAL = {"SUCCEEDED", "FAILED", "STOPPED"}
@@ -73,7 +76,7 @@ def effective_config(run_conf: dict | None) -> dict:
 
 
 def parse_tagged(log: str, tag: str) -> dict | None:
-    """The last ``TAG {json}`` line of a job log (the protocol jobs/_common.py writes).
+    """The last ``TAG {json}`` line of a job log (the protocol lmrefinery/jobs/protocol.py writes).
     Repeated here on purpose: the DAG file must import nothing but Airflow and Ray's job
     client, so the Airflow workers need no lmrefinery install."""
     found = None
@@ -109,7 +112,7 @@ def entrypoint(phase: str, spec: dict, cfg: dict, partition: str) -> str:
         args.append("--quiet")
     else:
         args = list(spec.get("args", []))
-    return " ".join(shlex.quote(a) for a in ["python", f"jobs/{phase}.py", *args])
+    return " ".join(shlex.quote(a) for a in ["python", SCRIPTS[phase], *args])
 
 
 def runtime_env(cfg: dict) -> dict:

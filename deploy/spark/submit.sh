@@ -13,8 +13,8 @@
 #   JOB            which entrypoint of jobs/ to run: curate (default: the curation stages)
 #                  or run_recipe (every stage of the recipe, tokenize included)
 #
-# The code ships as build/lmrefinery-pyfiles.zip (the lmrefinery package plus
-# jobs/), built here on every call; the recipe is passed as a file with --files
+# The code ships as build/lmrefinery-pyfiles.zip (the lmrefinery package; jobs/*.py
+# only call its `lmrefinery job` command), built here on every call; the recipe is passed as a file with --files
 # in cluster mode, so use s3:// inputs and outputs there.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
@@ -37,8 +37,6 @@ with zipfile.ZipFile(sys.argv[1], "w", zipfile.ZIP_DEFLATED) as z:
             for f in files:
                 if not f.endswith((".pyc", ".ftz", ".bin")):
                     z.write(os.path.join(root, f))
-    for f in ("__init__.py", "_common.py"):
-        z.write(os.path.join("..", "jobs", f), os.path.join("jobs", f))
 PY
 )
 

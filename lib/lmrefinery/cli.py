@@ -10,7 +10,8 @@ import time
 
 def _add_common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                   help="override a recipe key, e.g. --set resources.workers=4 --set stages.length_filter.min_chars=100")
+                   help="override a recipe key, e.g. --set resources.workers=4 "
+                        "--set stages.length_filter.min_chars=100")
 
 
 def _names(csv: list[str] | str | None) -> list[str] | None:
@@ -67,11 +68,9 @@ def _stage_overrides(name: str, overrides: list[str]) -> tuple[dict, dict]:
 
 def cmd_stage(a) -> int:
     """Run one stage on JSONL/Parquet files with a text column."""
-    from .core.recipe import load_recipe
-    from .core.runner import Runner, format_summary
-
     from .core.names import unknown_name
-    from .core.recipe import RecipeError
+    from .core.recipe import RecipeError, load_recipe
+    from .core.runner import Runner, format_summary
     from .core.stage import all_stages
 
     if a.name not in all_stages():
@@ -130,9 +129,8 @@ def cmd_samples(a) -> int:
 
 def cmd_demo(a) -> int:
     """Generate sample shards and run the mini recipe on them (the README's first command)."""
-    from .samples.generate import write_samples
-
     from .core.resources import package_folder
+    from .samples.generate import write_samples
 
     # Samples and runs go under the current directory (the checkout for `make demo`);
     # the recipe is the packaged mini recipe, so an installed wheel runs the same demo.
@@ -150,7 +148,8 @@ ENGINES = ["ray", "spark", "local"]
 
 def _add_run_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--engine", choices=ENGINES, help="override the recipe's engine (default: the recipe's, else ray)")
-    p.add_argument("--workers", type=int, help="concurrent tasks (Ray) / partitions (Spark); outputs do not depend on it")
+    p.add_argument("--workers", type=int,
+                   help="concurrent tasks (Ray) / partitions (Spark); outputs do not depend on it")
     p.add_argument("--quiet", action="store_true",
                    help="no progress bars or per-stage lines (for schedulers); the summary is still printed")
 

@@ -11,6 +11,7 @@ COMMAND_MODULES = [
     "lmrefinery.quality.cli",    # quality-model train
     "lmrefinery.ingest.cli",     # ledger
     "lmrefinery.lid.calibrate",  # lid calibrate
+    "lmrefinery.jobs",           # job PHASE RECIPE (what jobs/*.py run)
 ]
 
 

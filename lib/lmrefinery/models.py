@@ -82,7 +82,8 @@ def fetch_lid(force: bool = False) -> str:
 
 def register(sub) -> None:
     p = sub.add_parser("models", help="fetch or locate model files (fastText lid.176)")
-    p.add_argument("action", choices=["fetch", "where"], help="fetch: download into the model cache; where: print its path")
+    p.add_argument("action", choices=["fetch", "where"],
+                   help="fetch: download into the model cache; where: print its path")
     p.add_argument("--force", action="store_true", help="fetch again even when the file is already cached")
 
     def run(a):

@@ -14,7 +14,7 @@ class LengthParams(StageParams):
     max_chars: int = Field(1_000_000, ge=1)
 
     @model_validator(mode="after")
-    def _range_not_empty(self) -> "LengthParams":
+    def _range_not_empty(self) -> LengthParams:
         if self.min_chars > self.max_chars:
             raise ValueError(f"min_chars ({self.min_chars}) > max_chars ({self.max_chars}) would reject every "
                              "document")
@@ -25,6 +25,7 @@ class LengthParams(StageParams):
 class LengthFilter(Stage):
     name = "length_filter"
     Params = LengthParams
+    params: LengthParams
     description = "Reject documents shorter than min_chars or longer than max_chars (characters)."
 
     def process(self, batch: pa.Table) -> BatchResult:

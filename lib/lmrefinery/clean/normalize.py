@@ -109,7 +109,7 @@ def clean_text(t: str, p: CleanParams) -> str:
         t = _SPACES.sub(" ", t)
     t = _TRAIL.sub("\n", t)
     blank = "\n" * (p.max_blank_lines + 2)
-    t = re.sub(r"\n{%d,}" % (p.max_blank_lines + 2), blank[:-1], t)
+    t = re.sub(rf"\n{{{p.max_blank_lines + 2},}}", blank[:-1], t)
     return t.strip()
 
 
@@ -118,6 +118,7 @@ class CleanStage(Stage):
     name = "clean"
     Params = CleanParams
     changes_text = True
+    params: CleanParams
     description = "NFC + ftfy mojibake repair, control characters, whitespace; rejects empty results."
 
     def process(self, batch: pa.Table) -> BatchResult:

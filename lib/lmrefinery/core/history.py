@@ -5,12 +5,13 @@ with "wall 0.02 s, every stage 0.0 s skipped"."""
 from __future__ import annotations
 
 import datetime as _dt
+from typing import Any
 
 HISTORY_KEEP = 200  # entries kept in stats.json
 
 
-def history_entry(stats: dict) -> dict:
-    return {"at": _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+def history_entry(stats: dict[str, Any]) -> dict[str, Any]:
+    return {"at": _dt.datetime.now(_dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
             "did_work": bool(stats.get("did_work")), "wall_seconds": stats.get("wall_seconds"),
             "engine": stats.get("engine"), "workers": stats.get("workers"),
             "engine_startup_seconds": stats.get("engine_startup_seconds"),
@@ -18,7 +19,7 @@ def history_entry(stats: dict) -> dict:
             "seconds": {s["stage"]: s.get("seconds", 0.0) for s in stats.get("stages", []) if not s.get("skipped")}}
 
 
-def with_history(previous: dict | None, current: dict) -> dict:
+def with_history(previous: dict[str, Any] | None, current: dict[str, Any]) -> dict[str, Any]:
     """What to store as stats.json after a run whose own stats are ``current``.
 
     A no-op run over the same recipe keeps ``previous`` (the last real timings)
@@ -27,7 +28,7 @@ def with_history(previous: dict | None, current: dict) -> dict:
     history.append(history_entry(current))
     history = history[-HISTORY_KEEP:]
     same_recipe = previous is not None and previous.get("recipe_fingerprint") == current.get("recipe_fingerprint")
-    if not current.get("did_work") and same_recipe and previous.get("stages"):
+    if previous is not None and not current.get("did_work") and same_recipe and previous.get("stages"):
         kept = {k: v for k, v in previous.items() if k != "nothing_new"}
         kept["history"] = history
         kept["last_run_did_work"] = False

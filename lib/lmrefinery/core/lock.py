@@ -178,7 +178,7 @@ class RunLock:
     def _body(self) -> bytes:
         return json.dumps(asdict(self.info), sort_keys=True).encode()
 
-    def acquire(self) -> "RunLock":
+    def acquire(self) -> RunLock:
         stale_after = _env_seconds("LMR_LOCK_STALE_S", 120)
         for _ in range(3):
             if self.store.create(self._body()):
@@ -235,11 +235,11 @@ class RunLock:
             if holder is not None and holder.run_id == self.info.run_id:
                 self.store.delete()
 
-    def __enter__(self) -> "RunLock":
+    def __enter__(self) -> RunLock:
         self.acquire()
         self._thread = threading.Thread(target=self._beat, name="lmr-run-lock", daemon=True)
         self._thread.start()
         return self
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.release()

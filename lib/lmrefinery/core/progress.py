@@ -11,8 +11,9 @@ from __future__ import annotations
 import os
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable, Literal
+from typing import Literal
 
 Mode = Literal["bar", "log", "off"]
 LOG_EVERY_S = 10.0  # log mode: at most one line per stage this often (plus the last one)

@@ -24,11 +24,13 @@ class RecipeError(ValueError):
     pass
 
 
-class _Strict(BaseModel):
+class StrictModel(BaseModel):
+    """A pydantic model whose unknown keys are errors (recipes, stage and trainer settings)."""
+
     model_config = ConfigDict(extra="forbid")
 
 
-class InputSpec(_Strict):
+class InputSpec(StrictModel):
     name: str
     paths: list[str] = Field(min_length=1)
     format: str = "jsonl"
@@ -38,7 +40,7 @@ class InputSpec(_Strict):
     weight: float | None = None                            # mixing weight (tokenize)
 
 
-class Resources(_Strict):
+class Resources(StrictModel):
     workers: int = Field(2, ge=1)
     ray_address: str | None = None        # None: local Ray (or RAY_ADDRESS if set)
     spark_master: str = "local[*]"
@@ -49,7 +51,7 @@ class Resources(_Strict):
     fuse: bool = True
 
 
-class StageSpec(_Strict):
+class StageSpec(StrictModel):
     stage: str
     params: dict[str, Any] = Field(default_factory=dict)
     # map stages only: run on rows whose `source` (input name) is listed; other rows pass
@@ -57,7 +59,7 @@ class StageSpec(_Strict):
     sources: list[str] | None = None
 
 
-class Recipe(_Strict):
+class Recipe(StrictModel):
     name: str
     output: str
     engine: Literal["ray", "spark", "local"] = "ray"
@@ -128,7 +130,8 @@ def apply_overrides(raw: dict, overrides: list[str], src: str) -> dict:
                 else:
                     node = node[idx]
                     # stage params live under 'params' but may be addressed directly
-                    if isinstance(node, dict) and "stage" in node and parts[i + 1] not in ("stage", "params", "sources"):
+                    inline = parts[i + 1] not in ("stage", "params", "sources")
+                    if isinstance(node, dict) and "stage" in node and inline:
                         node = node.setdefault("params", {})
                 continue
             if not isinstance(node, dict):

@@ -69,7 +69,7 @@ class _Step:
 class GlobalJob:
     """What a global stage gets: the engine, its input parts, where to write."""
 
-    def __init__(self, runner: "Runner", stage_dir: str, inputs: list[str], fingerprint: str, ctx: dict,
+    def __init__(self, runner: Runner, stage_dir: str, inputs: list[str], fingerprint: str, ctx: dict,
                  params: dict, name: str, progress: StageProgress):
         self.runner, self.engine, self.progress = runner, runner.engine, progress
         self.stage_dir, self.inputs, self.fingerprint = stage_dir, inputs, fingerprint
@@ -233,7 +233,7 @@ class Runner:
             stats["report"] = write_report(self.out, stored)
         return stats
 
-    def _plan(self, k: int, prev_fp: str, prev_outputs: list[str]) -> "_Step | None":
+    def _plan(self, k: int, prev_fp: str, prev_outputs: list[str]) -> _Step | None:
         """Stage k's parameters, folder, inputs and fingerprint (None: --new-only found nothing)."""
         spec = self.recipe.stages[k]
         cls = get_stage(spec.stage)
@@ -260,7 +260,7 @@ class Runner:
         fp = _h([prev_fp, spec.stage, params, cls.code_hash(), [(d["path"], d["size"], d["etag"]) for d in desc]])
         return _Step(k, spec, cls, params, sdir, ctx, fp, desc, files)
 
-    def _fusable(self, first: "_Step", forcing: bool) -> "tuple[list[_Step], bool]":
+    def _fusable(self, first: _Step, forcing: bool) -> tuple[list[_Step], bool]:
         """The map stages right after `first` that also have to run: they run fused with it."""
         chain: list[_Step] = []
         prev = first
@@ -281,7 +281,7 @@ class Runner:
             prev = step
         return chain, forcing
 
-    def _run_parts(self, chain: "list[_Step]", prev_outputs: list[str], prev_sizes: list[int],
+    def _run_parts(self, chain: list[_Step], prev_outputs: list[str], prev_sizes: list[int],
                    t0: float) -> list[dict]:
         """Map/read stages, one task per part; several stages in a row run fused (core/parts.py)."""
         first = chain[0]
@@ -335,7 +335,7 @@ class Runner:
             out.append(m)
         return out
 
-    def _run_global(self, step: "_Step", prev_outputs: list[str], t0: float) -> dict:
+    def _run_global(self, step: _Step, prev_outputs: list[str], t0: float) -> dict:
         self.log(f"[{step.k:02d} {step.spec.stage}] running on {self.engine.name} "
                  f"({self.recipe.resources.workers} workers)")
         bar = self.progress.stage(step.k, step.spec.stage, len(prev_outputs))
@@ -404,7 +404,8 @@ class Runner:
              "code_version": mf.code_version(), "params": params, "inputs": inputs_desc,
              "outputs": [p["output"] for p in parts], "rejects": [p["rejects"] for p in parts],
              "counts": {"in": n_in, "kept": kept, "rejected": dict(sorted(rej.items()))},
-             "counters": dict(sorted(counters.items())), "chars": dict(sorted(chars.items())), "length_hist": dict(sorted(hist.items(), key=lambda x: int(x[0]))),
+             "counters": dict(sorted(counters.items())), "chars": dict(sorted(chars.items())),
+             "length_hist": dict(sorted(hist.items(), key=lambda x: int(x[0]))),
              "seconds": round(seconds, 3), "engine": self.recipe.engine, "workers": self.recipe.resources.workers,
              "skipped_parts": sum(1 for p in parts if p.get("skipped")), "complete": True}
         if sources is not None:

@@ -39,7 +39,7 @@ class BatchResult:
     counters: dict[str, int] = field(default_factory=dict)  # e.g. pii replacements by type
 
     @staticmethod
-    def split(table: pa.Table, stage: str, reasons: list[str | None], counters=None) -> "BatchResult":
+    def split(table: pa.Table, stage: str, reasons: list[str | None], counters=None) -> BatchResult:
         """Split a batch by a per-row reason list (None = keep), order kept."""
         import numpy as np
 
@@ -54,7 +54,7 @@ class BatchResult:
 
     @staticmethod
     def rewritten(received: pa.Table, out: pa.Table, stage: str, reasons: list[str | None],
-                  counters=None) -> "BatchResult":
+                  counters=None) -> BatchResult:
         """For a stage that changes text: kept rows come from `out` (the rewritten batch),
         rejected rows from `received`, exactly as the stage got them, so a reject never
         loses what the stage would have changed."""
@@ -99,7 +99,7 @@ class Stage:
         raise NotImplementedError
 
     # global stages implement this instead of process()
-    def execute(self, job: "Any") -> list[dict]:  # pragma: no cover - abstract
+    def execute(self, job: Any) -> list[dict]:  # pragma: no cover - abstract
         raise NotImplementedError
 
     @classmethod
@@ -198,5 +198,6 @@ def all_stages() -> list[str]:
     return list(_REGISTRY)
 
 
-__all__ = ["Stage", "StageParams", "StageDataError", "BatchResult", "StageContext", "register", "get_stage", "process_for_sources",
+__all__ = ["Stage", "StageParams", "StageDataError", "BatchResult", "StageContext", "register", "get_stage",
+           "process_for_sources",
            "all_stages", "concat", "empty_docs", "with_reason"]

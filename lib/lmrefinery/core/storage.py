@@ -21,8 +21,9 @@ import threading
 import time
 import uuid
 import zlib
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import BinaryIO, Iterator
+from typing import Any, BinaryIO
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -45,7 +46,7 @@ def split_s3(uri: str) -> tuple[str, str]:
     return bucket, key
 
 
-def s3_client():
+def s3_client() -> Any:
     """One boto3 client per thread/process (clients are not fork-safe)."""
     key = (os.getpid(), os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL"))
     cache = getattr(_local, "clients", None)
@@ -494,6 +495,7 @@ def parquet_schema(uri: str) -> pa.Schema:
     return pq.ParquetFile(io.BytesIO(read_bytes(uri)) if is_s3(uri) else uri).schema_arrow
 
 
-def iter_parquet_batches(uri: str, batch_size: int = 4096, columns=None) -> Iterator[pa.RecordBatch]:
+def iter_parquet_batches(uri: str, batch_size: int = 4096,
+                         columns: list[str] | None = None) -> Iterator[pa.RecordBatch]:
     pf = pq.ParquetFile(io.BytesIO(read_bytes(uri)) if is_s3(uri) else uri)
     yield from pf.iter_batches(batch_size=batch_size, columns=columns, use_threads=False)

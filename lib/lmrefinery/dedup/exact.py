@@ -156,7 +156,8 @@ class ExactDedup(Stage):
     name = "exact_dedup"
     kind = "global"
     Params = ExactParams
-    description = "Drop exact duplicates (normalised-text hash, optionally URL) across all inputs; deterministic keeper."
+    description = ("Drop exact duplicates (normalised-text hash, optionally URL) across all inputs; "
+                   "deterministic keeper.")
 
     def execute(self, job) -> list[dict]:
         return run_exact_rounds(job, self.name, self.params.model_dump(), _hash_task)

@@ -144,7 +144,7 @@ def score(docs: list[dict], pairs: list[dict], clusters: list[dict], threshold: 
            "precision": tp / predicted if predicted else 1.0, "false_positives": wrong[:20]}
     for lang in ("all", "en", "zh"):
         sel = [p for p in pairs if lang == "all" or p["lang"] == lang]
-        for name, lo in (("recall_j>=%.2f" % high, high), ("recall_j>=thr", threshold)):
+        for name, lo in ((f"recall_j>={high:.2f}", high), ("recall_j>=thr", threshold)):
             pos = [p for p in sel if p["jaccard"] >= lo]
             hit = sum(1 for p in pos if same.get(tuple(sorted((p["a"], p["b"])))))
             out.setdefault(lang, {})[name] = hit / len(pos) if pos else None

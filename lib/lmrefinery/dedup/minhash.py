@@ -349,8 +349,8 @@ def optimal_bands_rows(threshold: float, num_perm: int, fp_weight: float = 0.5,
     best, opt = float("inf"), (1, 1)
     for b in range(1, num_perm + 1):
         for r in range(1, num_perm // b + 1):
-            fp = quad(lambda s: 1 - (1 - s ** r) ** b, 0.0, threshold)[0]
-            fn = quad(lambda s: (1 - s ** r) ** b, threshold, 1.0)[0]
+            fp = quad(lambda s, r=r, b=b: 1 - (1 - s ** r) ** b, 0.0, threshold)[0]
+            fn = quad(lambda s, r=r, b=b: (1 - s ** r) ** b, threshold, 1.0)[0]
             err = fp * fp_weight + fn * fn_weight
             if err < best:
                 best, opt = err, (b, r)

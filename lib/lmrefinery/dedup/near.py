@@ -47,8 +47,7 @@ from pydantic import Field, model_validator
 from ..core import storage
 from ..core.stage import Stage, StageParams, register
 from .exact import apply_drops, text_key
-from .minhash import (band_keys, exact_jaccard, lsh_threshold, optimal_bands_rows, signatures,
-                      text_shingle_hashes)
+from .minhash import band_keys, exact_jaccard, lsh_threshold, optimal_bands_rows, signatures, text_shingle_hashes
 
 INDEX_VERSION = 1
 _COMPAT_KEYS = ("ngram", "char_ngram", "script", "num_perm", "bands", "rows", "seed", "hash", "scheme", "buckets")
@@ -259,7 +258,8 @@ def _sign_task(t: dict) -> dict:
     for k in range(B):
         _write(info.filter(pa.array(kpart == k)), storage.join(ix, "docs", f"k{k:04d}", f"p{part:05d}.parquet"))
     if p["verify"]:  # one list chunk per batch: the sets are never concatenated
-        _write(pa.table({"node": pa.array(nodes, pa.int64()), "sh": pa.chunked_array(acc["sets"], pa.list_(pa.uint32()))}),
+        sets = pa.chunked_array(acc["sets"], pa.list_(pa.uint32()))
+        _write(pa.table({"node": pa.array(nodes, pa.int64()), "sh": sets}),
                storage.join(ix, "shingles", f"p{part:05d}.parquet"))
     return {"part": part, "rows": n, "empty": int((~has).sum()), "seconds": round(time.time() - t0, 3),
             "rss_mb": _rss_mb()}

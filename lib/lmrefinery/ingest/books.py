@@ -18,7 +18,7 @@ from __future__ import annotations
 import os
 import re
 import unicodedata
-from typing import Iterator
+from collections.abc import Iterator
 
 from pydantic import Field
 
@@ -158,7 +158,7 @@ def split_parts(paras: list[str], max_chars: int) -> list[str]:
     return [p for p in parts if p]
 
 
-def _emit(spec: dict, o: dict, body: str, info: dict, lang: str | None = None) -> Iterator["Record | Quarantine"]:
+def _emit(spec: dict, o: dict, body: str, info: dict, lang: str | None = None) -> Iterator[Record | Quarantine]:
     rel = spec["rel"]
     key = book_key(rel)
     paras = paragraphs(body, bool(o["join_lines"]))

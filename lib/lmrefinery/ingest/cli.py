@@ -34,7 +34,8 @@ def cmd_formats(a) -> int:
 
 def register(sub) -> None:
     p = sub.add_parser("ledger", help="show or edit the input ledger used by `run --new-only`")
-    p.add_argument("action", choices=["show", "forget"], help="show the recorded objects, or forget them so --new-only reads them again")
+    p.add_argument("action", choices=["show", "forget"],
+                   help="show the recorded objects, or forget them so --new-only reads them again")
     p.add_argument("output", help="the recipe's output root (the ledger lives under it)")
     p.add_argument("--ledger", help="ledger URI, if not the default <output>/_ledger/inputs.json")
     p.add_argument("--pattern", help="forget: only objects matching this glob (default: all)")

@@ -7,14 +7,14 @@ import csv
 import io
 import json
 import zlib
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterator
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from ..core import storage
 from .lines import MAX_SNIPPET, iter_line_range
-
 
 
 @dataclass
@@ -161,7 +161,7 @@ def map_fields(obj: dict, fields: dict[str, str]) -> dict:
     return doc
 
 
-def _check_text(doc: dict, pos: str, raw) -> "Record | Quarantine":
+def _check_text(doc: dict, pos: str, raw) -> Record | Quarantine:
     t = doc.get("text")
     if t is None:
         return Quarantine("missing_field:text", pos, "record has no text field (see the input's `fields` mapping)",
@@ -178,7 +178,7 @@ def _json_type(v) -> str:
 
 
 @reader("jsonl", "ndjson", options=LineOptions)
-def read_jsonl(spec: dict) -> Iterator["Record | Quarantine"]:
+def read_jsonl(spec: dict) -> Iterator[Record | Quarantine]:
     """JSON Lines, one record per line, fields mapped to columns."""
 
     max_bytes = spec_options(spec, LineOptions).max_doc_bytes
@@ -208,30 +208,44 @@ def read_jsonl(spec: dict) -> Iterator["Record | Quarantine"]:
         yield _check_text(map_fields(obj, spec.get("fields")), pos, s)
 
 
-@reader("json", options=JsonArrayOptions)
-def read_json_array(spec: dict) -> Iterator["Record | Quarantine"]:
-    """A JSON array of records (options.records_key for a wrapped array)."""
+def json_array_items(spec: dict, records_key: str | None, *, encoding: str = "utf-8",
+                     first_list: bool = False) -> Iterator[tuple[int, Any] | Quarantine]:
+    """(index, item) of a whole-file JSON array, or of the array under ``records_key`` in a
+    wrapping object (with ``first_list`` and no key: the object's first list value); one
+    file-level Quarantine instead when the file cannot be read or holds no array."""
+    rel = spec["rel"]
     try:
         with storage.open_read(spec["path"]) as f:
             data = f.read()
-    except Exception as e:
-        yield Quarantine("corrupt_compression", "file", f"{spec['rel']}: {type(e).__name__}: {e}")
+    except Exception as e:  # noqa: BLE001 - any read/decompression failure quarantines the file
+        yield Quarantine("corrupt_compression", "file", f"{rel}: {type(e).__name__}: {e}")
         return
     try:
-        obj = json.loads(data.decode("utf-8"))
+        obj = json.loads(data.decode(encoding))
     except UnicodeDecodeError as e:
-        yield Quarantine("invalid_utf8", "file", f"{spec['rel']}: {e}", snippet(data))
+        yield Quarantine("invalid_utf8", "file", f"{rel}: {e}", snippet(data))
         return
     except ValueError as e:
-        yield Quarantine("malformed_json", "file", f"{spec['rel']}: {e}", snippet(data))
+        yield Quarantine("malformed_json", "file", f"{rel}: {e}", snippet(data))
         return
-    key = spec_options(spec, JsonArrayOptions).records_key
-    if isinstance(obj, dict) and key:
-        obj = obj.get(key)
+    if isinstance(obj, dict) and records_key:
+        obj = obj.get(records_key)
+    elif isinstance(obj, dict) and first_list:
+        obj = next((v for v in obj.values() if isinstance(v, list)), None)
     if not isinstance(obj, list):
-        yield Quarantine("not_an_array", "file", f"{spec['rel']}: expected a JSON array of records", snippet(data))
+        yield Quarantine("not_an_array", "file", f"{rel}: expected a JSON array of records", snippet(data))
         return
-    for i, rec in enumerate(obj):
+    yield from enumerate(obj)
+
+
+@reader("json", options=JsonArrayOptions)
+def read_json_array(spec: dict) -> Iterator[Record | Quarantine]:
+    """A JSON array of records (options.records_key for a wrapped array)."""
+    for item in json_array_items(spec, spec_options(spec, JsonArrayOptions).records_key):
+        if isinstance(item, Quarantine):
+            yield item
+            return
+        i, rec = item
         pos = f"item:{i}"
         if not isinstance(rec, dict):
             yield Quarantine("not_an_object", pos, f"{spec['rel']} item {i}", snippet(json.dumps(rec)))
@@ -240,7 +254,7 @@ def read_json_array(spec: dict) -> Iterator["Record | Quarantine"]:
 
 
 @reader("parquet")
-def read_parquet(spec: dict) -> Iterator["Record | Quarantine"]:
+def read_parquet(spec: dict) -> Iterator[Record | Quarantine]:
     """Parquet rows, fields mapped to columns."""
     import pyarrow.parquet as pq
 
@@ -258,7 +272,7 @@ def read_parquet(spec: dict) -> Iterator["Record | Quarantine"]:
 
 
 @reader("csv", "tsv", options=CsvOptions)
-def read_csv(spec: dict) -> Iterator["Record | Quarantine"]:
+def read_csv(spec: dict) -> Iterator[Record | Quarantine]:
     """CSV/TSV rows with a header line, fields mapped to columns."""
     tab = spec.get("format") == "tsv" or spec["path"].endswith(".tsv")
     delim = spec_options(spec, CsvOptions).delimiter or ("\t" if tab else ",")
@@ -299,11 +313,11 @@ def _escaped_json(rec: dict) -> str:
 
 
 @reader("text", "txt", options=LineOptions)
-def read_text_lines(spec: dict) -> Iterator["Record | Quarantine"]:
+def read_text_lines(spec: dict) -> Iterator[Record | Quarantine]:
     """One document per line (e.g. already-extracted Wikipedia plain text)."""
 
     max_bytes = spec_options(spec, LineOptions).max_doc_bytes
-    for pos, off, line, err in iter_line_range(spec, max_bytes):
+    for pos, _off, line, err in iter_line_range(spec, max_bytes):
         kind, n = pos.split(":", 1)
         if err:
             yield Quarantine(err.split(":", 1)[0], pos, f"{spec['rel']} {pos}: {err}",

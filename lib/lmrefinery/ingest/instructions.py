@@ -14,13 +14,14 @@ alpaca_bilingual, conversation (field-mapped).
 from __future__ import annotations
 
 import json
-from typing import Any, Callable, Iterator
+from collections.abc import Callable, Iterator
+from typing import Any
 
 from pydantic import Field
 
 from ..core import storage
 from ..core.schema import conversation_doc, doc_id
-from .formats import LineOptions, Quarantine, Record, reader, snippet
+from .formats import LineOptions, Quarantine, Record, json_array_items, reader, snippet
 
 SHAREGPT_ROLES = {"human": "user", "user": "user", "gpt": "assistant", "assistant": "assistant",
                   "chatgpt": "assistant", "bard": "assistant", "bing": "assistant", "model": "assistant",
@@ -88,30 +89,10 @@ def _is_single_json(spec: dict, head: bytes) -> bool:
         return True
 
 
-def _iter_array(spec: dict):
-    rel = spec["rel"]
-    try:
-        with storage.open_read(spec["path"]) as f:
-            data = f.read()
-    except Exception as e:  # noqa: BLE001
-        yield Quarantine("corrupt_compression", "file", f"{rel}: {type(e).__name__}: {e}")
-        return
-    try:
-        obj = json.loads(data.decode("utf-8-sig"))
-    except UnicodeDecodeError as e:
-        yield Quarantine("invalid_utf8", "file", f"{rel}: {e}", snippet(data))
-        return
-    except ValueError as e:
-        yield Quarantine("malformed_json", "file", f"{rel}: {e}", snippet(data))
-        return
+def _iter_array(spec: dict) -> Iterator[tuple[str, Any] | Quarantine]:
     key = (spec.get("options") or {}).get("records_key")
-    if isinstance(obj, dict):
-        obj = obj.get(key) if key else next((v for v in obj.values() if isinstance(v, list)), None)
-    if not isinstance(obj, list):
-        yield Quarantine("not_an_array", "file", f"{rel}: expected a JSON array of records", snippet(data))
-        return
-    for i, rec in enumerate(obj):
-        yield f"item:{i}", rec
+    for item in json_array_items(spec, key, encoding="utf-8-sig", first_list=True):
+        yield item if isinstance(item, Quarantine) else (f"item:{item[0]}", item[1])
 
 
 # ------------------------------------------------------------ helpers

@@ -4,7 +4,8 @@ reported as ``too_large`` with its first ``MAX_SNIPPET`` bytes."""
 from __future__ import annotations
 
 import zlib
-from typing import BinaryIO, Iterator
+from collections.abc import Iterator
+from typing import BinaryIO
 
 from ..core import storage
 

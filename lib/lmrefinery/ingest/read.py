@@ -2,7 +2,7 @@
 documents (and one part of quarantined input with reasons)."""
 from __future__ import annotations
 
-from typing import Iterator
+from collections.abc import Iterator
 
 from pydantic import Field
 
@@ -20,6 +20,7 @@ class ReadStage(Stage):
     name = "read"
     kind = "read"
     Params = ReadParams
+    params: ReadParams
     description = "Read the recipe's inputs (jsonl, json, parquet, csv, text, and the ingest formats) into documents."
 
     @staticmethod

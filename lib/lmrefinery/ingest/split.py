@@ -26,7 +26,6 @@ same file; both are stable for a fixed ``split_bytes``.
 """
 from __future__ import annotations
 
-
 from ..core import storage
 
 DEFAULT_SPLIT_BYTES = 8 << 20

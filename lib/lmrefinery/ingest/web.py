@@ -27,8 +27,9 @@ import re
 import signal
 import threading
 import zlib
+from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import BinaryIO, Iterator, Literal
+from typing import BinaryIO, Literal
 
 from pydantic import Field
 
@@ -267,7 +268,7 @@ def extract_main_text(html: str, opts: dict) -> tuple[str, str | None]:
 
 
 def html_to_record(body: bytes, http_charset: str | None, opts: dict, pos: str, where: str,
-                   base: dict) -> "Record | Quarantine":
+                   base: dict) -> Record | Quarantine:
     if not body.strip():
         return Quarantine("empty_page", pos, f"{where}: empty body", None, base.get("meta", {}))
     html, enc, enc_src, bad = decode_html(body, http_charset)
@@ -481,7 +482,7 @@ class _PrefixReader:
         self.f.close()
 
 
-def iter_warc(spec: dict, only_conversion: bool = False) -> Iterator["Record | Quarantine | Skip"]:
+def iter_warc(spec: dict, only_conversion: bool = False) -> Iterator[Record | Quarantine | Skip]:
     """Records of a WARC file. A record FastWARC cannot parse (broken headers,
     garbage between records) is quarantined as ``broken_record`` and reading
     resumes at the next gzip member / ``WARC/`` line (gzip and plain files)."""

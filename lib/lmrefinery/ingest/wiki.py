@@ -22,10 +22,10 @@ import bz2
 import codecs
 import re
 import xml.etree.ElementTree as ET
+from collections.abc import Iterator
 from dataclasses import dataclass
 from dataclasses import field as dataclass_field
 from functools import cached_property
-from typing import Iterator
 
 from pydantic import Field
 
@@ -41,7 +41,7 @@ DISAMBIG_TEMPLATES = {
     # ja
     "aimai", "曖昧さ回避", "人名の曖昧さ回避", "地名の曖昧さ回避", "兵庫県の曖昧さ回避",
     # zh
-    "消歧义", "消歧義", "disambig", "消歧義頁", "消歧义页",
+    "消歧义", "消歧義", "消歧義頁", "消歧义页",
     # de / fr / es / ru
     "begriffsklärung", "homonymie", "desambiguación", "неоднозначность", "значения",
 }
@@ -498,7 +498,8 @@ def read_mediawiki(spec: dict):
             yield Quarantine("extract_timeout", pos, f"{rel} page {title!r}: {e}", snippet(text), meta)
             continue
         except Exception as e:  # noqa: BLE001
-            yield Quarantine("wikitext_error", pos, f"{rel} page {title!r}: {type(e).__name__}: {e}", snippet(text), meta)
+            yield Quarantine("wikitext_error", pos, f"{rel} page {title!r}: {type(e).__name__}: {e}",
+                             snippet(text), meta)
             continue
         if "\ufffd" in plain:
             meta["replaced_chars"] = plain.count("\ufffd")

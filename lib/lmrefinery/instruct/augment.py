@@ -152,7 +152,7 @@ def llm_augment(rows: list[dict], backend: Backend, kind: str, params: dict | No
                 for (_, _, codes, _, _), txt in zip(prepared, results)]
     out, rejects, seen = [], [], set()
     keep = []
-    for (r, t, codes, lg, k), new in zip(prepared, restored):
+    for (r, _t, codes, _lg, k), new in zip(prepared, restored):
         ins, _ = pair(r)
         why = None
         if new is None:
@@ -267,7 +267,7 @@ class SynonymModel:
         self._cache: dict[str, list[str]] = {}
 
     @classmethod
-    def from_dictionary(cls, path: str) -> "SynonymModel":
+    def from_dictionary(cls, path: str) -> SynonymModel:
         d = {}
         with open(path, encoding="utf-8") as f:
             for line in f:
@@ -278,7 +278,7 @@ class SynonymModel:
 
     @classmethod
     def train(cls, texts: list[str], dim: int = 50, epoch: int = 10, min_count: int = 3, threshold: float = 0.75,
-              seed: int = 0, threads: int = 2) -> "SynonymModel":
+              threads: int = 2) -> SynonymModel:
         import fasttext
 
         fasttext.FastText.eprint = lambda *a, **k: None

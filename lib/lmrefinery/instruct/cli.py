@@ -178,7 +178,7 @@ def cmd_augment(a) -> int:
             model = SynonymModel.from_dictionary(a.dictionary)
         else:
             texts = [m.get("content") or "" for r in rows for m in messages(r)]
-            model = SynonymModel.train(texts, seed=a.seed)
+            model = SynonymModel.train(texts)
         recs, rej = synonym_augment(rows, model, rate=a.rate, seed=a.seed)
     else:
         if a.translator:
@@ -357,7 +357,8 @@ def cmd_build(a) -> int:
               formats=tuple(a.formats.split(",")), sep=a.sep, seed=a.seed, sources=a.input, check_lang=not a.no_lang,
               near_dedup=a.near_dedup, pin_splits=not a.no_pin)
     print(json.dumps({k: m[k] for k in ("version", "parent", "records", "counts")}, ensure_ascii=False, indent=1))
-    print(f"version: {os.path.join(a.prefix, 'versions', m['version'])}" + (" (unchanged, reused)" if m.get("reused") else ""))
+    reused = " (unchanged, reused)" if m.get("reused") else ""
+    print(f"version: {os.path.join(a.prefix, 'versions', m['version'])}{reused}")
     return 0
 
 

@@ -6,11 +6,13 @@ import json
 import os
 import re
 import unicodedata
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 import pyarrow as pa
 
 from ..core.schema import BASE_COLUMNS, conversation_doc, doc_id, docs_to_table, meta_loads, render_messages
+
 
 def conf_folder():
     """Templates, taxonomy and phrase lists: ``$LMR_INSTRUCT_CONF`` if set (it
@@ -97,8 +99,8 @@ def sniff_format(obj: Any) -> str | None:
 
 
 def _first_object(spec: dict) -> Any:
-    from ..ingest.instructions import iter_objects
     from ..ingest.formats import Quarantine
+    from ..ingest.instructions import iter_objects
 
     first_bad = None
     for item in iter_objects(spec):

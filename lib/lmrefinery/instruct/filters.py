@@ -58,8 +58,8 @@ def _norm(s: str) -> str:
     return re.sub(r"[\W_]+", " ", unicodedata.normalize("NFKC", s or "").casefold()).strip()
 
 
-LABEL_CATEGORIES = ("classification", "nli", "sentiment", "yes_no", "multiple_choice", "closed_qa", "brainstorming_label",
-                    "text_classification", "natural_language_inference")
+LABEL_CATEGORIES = ("classification", "nli", "sentiment", "yes_no", "multiple_choice", "closed_qa",
+                    "brainstorming_label", "text_classification", "natural_language_inference")
 LABEL_WORDS = frozenset(
     "yes no true false correct incorrect positive negative neutral entailment contradiction maybe none "
     "a b c d e 是 否 对 错 不 不是 正确 错误 积极 消极 中性 正面 负面 真 假 能 不能 有 没有 会 不会 可以 不可以 "

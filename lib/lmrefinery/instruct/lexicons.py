@@ -55,7 +55,7 @@ def _index_lemmas(wordnet_dir: str) -> tuple[dict[str, set[str]], dict[tuple[str
                 if line.startswith(" "):
                     continue
                 parts = line.split()
-                lemma, n_syn, n_ptr = parts[0], int(parts[2]), int(parts[3])
+                lemma, n_ptr = parts[0], int(parts[3])
                 tagged = int(parts[5 + n_ptr])
                 pos_of.setdefault(lemma, set()).add(pos)
                 if tagged > 0:
@@ -163,7 +163,6 @@ def chinese_lexicon(min_freq: int = 500) -> Lexicon:
 
     _jieba_cut("词")                                  # sets jieba's log level
     import jieba
-
     import jieba.posseg
 
     jieba.initialize()

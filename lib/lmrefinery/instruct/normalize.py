@@ -15,8 +15,8 @@ from functools import lru_cache
 
 import yaml
 
-from .common import cjk_ratio, conf_file, messages, split_code
 from ..core.schema import render_messages
+from .common import cjk_ratio, conf_file, messages, split_code
 
 
 @lru_cache(maxsize=4)

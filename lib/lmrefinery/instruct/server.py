@@ -91,8 +91,15 @@ def make_handler(backend: TransformersBackend, model_name: str, stats: dict, loc
 
         def _completions(self):
             """POST /v1/completions (raw prompt, no chat template), streamed or not."""
-            from .streaming import (BadRequest, check_supported, completion_ids, completion_response,
-                                    gen_params, generate_deltas, send_stream)
+            from .streaming import (
+                BadRequest,
+                check_supported,
+                completion_ids,
+                completion_response,
+                gen_params,
+                generate_deltas,
+                send_stream,
+            )
 
             if not self._authorised():
                 return self._send(401, {"error": {"message": "invalid api key"}})

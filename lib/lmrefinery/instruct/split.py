@@ -27,7 +27,7 @@ from collections import defaultdict
 
 import numpy as np
 
-from .common import messages, stable_hash, tokens, unit_hash
+from .common import messages, tokens, unit_hash
 
 
 def _shingles(text: str, n: int = 2) -> set[bytes]:

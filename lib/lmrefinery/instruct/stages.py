@@ -29,7 +29,6 @@ from ..core.stage import BatchResult, Stage, StageParams, register
 from ..dedup import exact as exact_mod
 from .common import rows_to_table, table_to_rows
 
-
 # ---------------------------------------------------------------- fingerprints
 _HELPERS = ("common", "normalize", "filters", "templates", "balance", "split", "versioning", "export", "rouge",
             "tools", "scoring")
@@ -70,7 +69,9 @@ class InstructNormalize(_InstructStage):
     name = "instruct_normalize"
     changes_text = True
     Params = NormalizeParams
-    description = "Conversation rows: per-turn language (fastText), categories mapped to the shared taxonomy, provenance."
+    params: NormalizeParams
+    description = ("Conversation rows: per-turn language (fastText), categories mapped to the shared taxonomy, "
+                   "provenance.")
 
     def setup(self):
         from .normalize import LangID, load_taxonomy
@@ -126,15 +127,17 @@ class InstructConstruct(_InstructStage):
     name = "instruct_construct"
     changes_text = True
     Params = ConstructParams
-    description = "Task-table rows (typed columns) -> instruction/response conversations through seeded Jinja templates."
+    params: ConstructParams
+    description = ("Task-table rows (typed columns) -> instruction/response conversations through seeded "
+                   "Jinja templates.")
 
     def process(self, batch: pa.Table) -> BatchResult:
         from .templates import construct_row
 
         p = self.params
         rows = table_to_rows(batch)
-        made, reasons, keep_idx = [], [], []
-        for i, r in enumerate(rows):
+        made, reasons = [], []
+        for r in rows:
             rec, why = construct_row(r, p.task, p.lang, seed=self.ctx.seed, columns=p.columns,
                                      label_set=p.label_set or None, template_dirs=tuple(p.template_dirs),
                                      source=p.source or r.get("source"))
@@ -154,16 +157,20 @@ class InstructConstruct(_InstructStage):
 class FilterParams(StageParams):
     min_response_words: int = Field(1, ge=0)
     min_response_chars: int = Field(2, ge=0)
-    copy_threshold: float = Field(0.9, gt=0, le=1.01, description="ROUGE-L(instruction, response) at which the response is a copy")
+    copy_threshold: float = Field(0.9, gt=0, le=1.01,
+                                  description="ROUGE-L(instruction, response) at which the response is a copy")
     refusal_lists: list[str] = Field(default_factory=lambda: ["refusals_en.txt", "refusals_zh.txt"],
-                                     description="phrase files: names in the packaged instruct/data (or $LMR_INSTRUCT_CONF), or paths")
+                                     description="phrase files: names in the packaged instruct/data "
+                                                 "(or $LMR_INSTRUCT_CONF), or paths")
     check_lang: bool = True
     exempt_categories: list[str] = Field(default_factory=lambda: ["translation"])
     lid_model: str | None = None
     max_turn_chars: int | None = Field(32000, ge=1, description="longest turn allowed (characters); null: no limit")
-    max_repetition: float = Field(0.5, gt=0, le=1, description="1 - distinct/total word 4-grams of an answer above which it is a loop")
+    max_repetition: float = Field(0.5, gt=0, le=1,
+                                  description="1 - distinct/total word 4-grams of an answer above which it is a loop")
     repetition_min_words: int = Field(30, ge=4, description="answers shorter than this are not checked for repetition")
-    max_ifd: float | None = Field(None, gt=0, description="reject rows whose meta.ifd (instruct_score) is at least this")
+    max_ifd: float | None = Field(None, gt=0,
+                                  description="reject rows whose meta.ifd (instruct_score) is at least this")
     min_judge_score: float | None = Field(None, description="reject rows whose meta.judge_score is below this")
 
 
@@ -171,6 +178,7 @@ class FilterParams(StageParams):
 class InstructFilter(_InstructStage):
     name = "instruct_filter"
     Params = FilterParams
+    params: FilterParams
     description = "Reject empty/short responses, copies of the instruction, refusal boilerplate, language mismatch."
 
     def setup(self):
@@ -200,7 +208,9 @@ class ScoreParams(StageParams):
 class InstructScore(_InstructStage):
     name = "instruct_score"
     Params = ScoreParams
-    description = "Instruction-Following Difficulty with a local causal LM: meta.ifd, loss_with_instruction, loss_response_only."
+    params: ScoreParams
+    description = ("Instruction-Following Difficulty with a local causal LM: meta.ifd, loss_with_instruction, "
+                   "loss_response_only.")
 
     def setup(self):
         from .scoring import IFDScorer
@@ -251,6 +261,7 @@ class InstructDedup(_InstructStage):
     name = "instruct_dedup"
     kind = "global"
     Params = PromptDedupParams
+    params: PromptDedupParams
     description = "Exact duplicates of the prompt (user turns) across all inputs, via the exact_dedup rounds."
 
     def execute(self, job) -> list[dict]:
@@ -267,8 +278,8 @@ def _summary_task(t: dict) -> dict:
     for r in rows:
         m = r["meta"]
         light.append({"id": r["id"], "lang": r.get("lang"), "part": t["part"],
-                      "meta": {**{k: m.get(k) for k in ("category", "task", "repeat_of", "origin", "parent_id", "pair_id",
-                                                         *t.get("link_fields", ()))},
+                      "meta": {**{k: m.get(k) for k in ("category", "task", "repeat_of", "origin", "parent_id",
+                                                         "pair_id", *t.get("link_fields", ()))},
                                "source": r.get("source")},
                       "prompt": prompt_text(r) if t.get("with_prompt") else ""})
     import json
@@ -344,7 +355,8 @@ def _apply_decisions(job, work: str, decisions: dict[str, dict], light: list[dic
 
 
 class BalanceParams(StageParams):
-    by: list[str] = Field(default_factory=lambda: ["category"], description="group fields: category, task, lang, source")
+    by: list[str] = Field(default_factory=lambda: ["category"],
+                          description="group fields: category, task, lang, source")
     temperature: float = Field(1.0, gt=0, description="sampling temperature over groups (1 = natural mix)")
     caps: dict[str, int] = Field(default_factory=dict, description="group -> max rows ('*' = every group)")
     floors: dict[str, int] = Field(default_factory=dict, description="group -> min rows (shortfall reported)")
@@ -361,7 +373,9 @@ class InstructBalance(_InstructStage):
     name = "instruct_balance"
     kind = "global"
     Params = BalanceParams
-    description = "Caps/floors and temperature sampling per category/task/language; before/after in balance_report.json."
+    params: BalanceParams
+    description = ("Caps/floors and temperature sampling per category/task/language; before/after in "
+                   "balance_report.json.")
 
     def execute(self, job) -> list[dict]:
         from . import balance as bal
@@ -405,7 +419,9 @@ class InstructSplit(_InstructStage):
     name = "instruct_split"
     kind = "global"
     Params = SplitParams
-    description = "Deterministic train/validation/test (meta.split) by hash, stratified, near-dup clusters never straddle."
+    params: SplitParams
+    description = ("Deterministic train/validation/test (meta.split) by hash, stratified, near-dup clusters "
+                   "never straddle.")
 
     def execute(self, job) -> list[dict]:
         from . import split as spl
@@ -460,7 +476,9 @@ class InstructVersion(_InstructStage):
     name = "instruct_version"
     kind = "global"
     Params = VersionParams
-    description = "Pass rows through and write an immutable, content-addressed dataset version with exports and a manifest."
+    params: VersionParams
+    description = ("Pass rows through and write an immutable, content-addressed dataset version with exports "
+                   "and a manifest.")
 
     def execute(self, job) -> list[dict]:
         from .versioning import build_version

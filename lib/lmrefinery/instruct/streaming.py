@@ -18,8 +18,8 @@ import json
 import threading
 import time
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Iterator
 
 UNSUPPORTED_TRUTHY = ("logprobs", "top_logprobs", "echo", "suffix", "tools", "functions", "tool_choice")
 
@@ -149,7 +149,7 @@ def completion_ids(backend, prompt) -> list[int]:
 # ---------------------------------------------------------------- HTTP side
 def _event(handler, obj) -> None:
     data = obj if isinstance(obj, str) else json.dumps(obj, ensure_ascii=False)
-    handler.wfile.write(f"data: {data}\n\n".encode("utf-8"))
+    handler.wfile.write(f"data: {data}\n\n".encode())
     handler.wfile.flush()
 
 

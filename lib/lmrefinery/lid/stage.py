@@ -147,6 +147,7 @@ class LidStage(Stage):
     name = "lid"
     annotates = ("lang", "meta")
     Params = LidParams
+    params: LidParams
     description = "fastText lid.176 language ID: lang, lang_score (+top-k, paragraph shares); allowed list, min scores."
 
     def setup(self) -> None:
@@ -174,7 +175,7 @@ class LidStage(Stage):
         meta = self._by_line(batch, texts, langs, reasons, counters) if p.paragraphs or p.keep_mixed else None
         cols = {"lang": pa.array(langs, pa.string()), "lang_score": pa.array(top, pa.float64())}
         if p.top_k > 1:
-            cols["lang_topk"] = pa.array([json.dumps({l: round(float(s), 5) for l, s in zip(ls, ss)})
+            cols["lang_topk"] = pa.array([json.dumps({lab: round(float(s), 5) for lab, s in zip(ls, ss)})
                                           for ls, ss in zip(labels, scores)], pa.string())
         if meta is not None:
             cols["meta"] = meta

@@ -132,6 +132,7 @@ class PiiStage(Stage):
     name = "pii"
     changes_text = True
     Params = PiiParams
+    params: PiiParams
     description = "Replace e-mails, IPv4/IPv6, phone numbers (and optionally card numbers) with typed placeholders."
 
     def setup(self) -> None:

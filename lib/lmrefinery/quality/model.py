@@ -75,7 +75,8 @@ def positive_scores(model, lines: list[str]) -> np.ndarray:
 
 
 def train(positive: list[str], negative: list[str], out: str, *, holdout: float = 0.2, seed: int = 0,
-          epoch: int = 20, dim: int = 64, word_ngrams: int = 2, lr: float = 0.5, minn: int = 0, maxn: int = 0, bucket: int = 200_000,
+          epoch: int = 20, dim: int = 64, word_ngrams: int = 2, lr: float = 0.5, minn: int = 0, maxn: int = 0,
+          bucket: int = 200_000,
           max_docs_per_class: int = 20_000, chunk_chars: int = 2000, min_chars: int = 100,
           max_chars: int = 10_000, quantize: bool = False, balance: bool = True) -> dict:
     import fasttext

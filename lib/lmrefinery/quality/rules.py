@@ -19,8 +19,8 @@ import re
 import sys
 import unicodedata
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 import numpy as np
 
@@ -191,7 +191,8 @@ def _chinese_cutter() -> Callable[[str], list[str]]:
 
         import jieba
 
-        warnings.warn("rjieba is not installed: Chinese quality tokens come from jieba (same tokens, ~10x slower)")
+        warnings.warn("rjieba is not installed: Chinese quality tokens come from jieba (same tokens, ~10x slower)",
+                      stacklevel=2)
         jieba.setLogLevel(logging.WARNING)
         jieba.initialize()
         return lambda text: jieba.lcut(text, HMM=False)
@@ -423,7 +424,7 @@ class C4LineRules:
     filter_policy: bool = True
 
     @classmethod
-    def of(cls, t: dict) -> "C4LineRules":
+    def of(cls, t: dict) -> C4LineRules:
         return cls(**{k: t[k] for k in cls.__dataclass_fields__ if k in t})
 
 

@@ -14,7 +14,7 @@ import gzip
 import io
 import json
 import re
-from typing import Iterator
+from collections.abc import Iterator
 
 from ..core import storage
 
@@ -48,7 +48,8 @@ def chunk_text(text: str, chunk_chars: int) -> list[str]:
     for p in paras:
         p = p.strip()
         while len(p) > 2 * chunk_chars:  # very long paragraphs: cut after a sentence end
-            cut = max(p.rfind(". ", 0, chunk_chars + chunk_chars // 2), p.rfind("。", 0, chunk_chars + chunk_chars // 2))
+            end = chunk_chars + chunk_chars // 2
+            cut = max(p.rfind(". ", 0, end), p.rfind("。", 0, end))
             cut = cut + 1 if cut > chunk_chars // 2 else chunk_chars
             pieces.append(p[:cut].strip())
             p = p[cut:].strip()

@@ -36,7 +36,8 @@ def _code_and_conf_hash(base: str) -> str:
 class QualityParams(StageParams):
     rules: list[str] = Field(default_factory=lambda: ["gopher_repetition", "gopher_quality", "c4", "fineweb", "cjk"],
                              description="rule sets to run, in this order of precedence")
-    conf_dir: str | None = Field(None, description="directory of <lang>.yaml files; None = the packaged quality/languages (or $LMR_QUALITY_CONF)")
+    conf_dir: str | None = Field(None, description="directory of <lang>.yaml files; None = the packaged "
+                                                   "quality/languages (or $LMR_QUALITY_CONF)")
     thresholds: dict[str, dict] = Field(default_factory=dict,
                                         description="threshold overrides for all languages: {rule: {key: value}}")
     languages: dict[str, dict] = Field(default_factory=dict,

@@ -8,7 +8,7 @@ import random
 import sys
 from dataclasses import dataclass
 
-from .rundata import RunData, StageInfo, SIGNAL_EXCLUDE
+from .rundata import SIGNAL_EXCLUDE, RunData, StageInfo
 
 
 @dataclass
@@ -33,7 +33,8 @@ def _pick_stages(run: RunData, wanted: str | None) -> list[StageInfo]:
         return run.stages
     hits = [s for s in run.stages if wanted in (s.name, s.dirname, f"{s.index:02d}", str(s.index))]
     if not hits:
-        raise RecipeError(f"--stage {wanted}: {unknown_name('stage of this run', wanted, [s.name for s in run.stages])}")
+        names = [s.name for s in run.stages]
+        raise RecipeError(f"--stage {wanted}: {unknown_name('stage of this run', wanted, names)}")
     return hits
 
 
@@ -68,7 +69,8 @@ def format_reject(row: dict, chars: int) -> str:
                and v is not None and not (isinstance(v, float) and math.isnan(v))}
     text = " ".join((row.get("text") or "").split())
     more = f" … (+{len(text) - chars} chars)" if len(text) > chars else ""
-    lines = [f"== {row.get('reject_stage')}: {row.get('reject_reason')}   id={row.get('id')}  source={row.get('source')}",
+    lines = [f"== {row.get('reject_stage')}: {row.get('reject_reason')}   "
+             f"id={row.get('id')}  source={row.get('source')}",
              f"   file: {row['_file']}"]
     if row.get("url"):
         lines.append(f"   url: {row['url']}")
@@ -113,7 +115,8 @@ def register(sub) -> None:
     p.add_argument("output", help="the run's output folder (holds stats.json and stages/)")
     p.add_argument("--stage", help="only this stage (name, folder like 04-quality, or index)")
     p.add_argument("--reason", help="only this reason; a family name (e.g. gopher_repetition) matches its sub-reasons")
-    p.add_argument("--sample", type=int, default=10, help="show at most N documents, sampled with --seed (0 = all; default 10)")
+    p.add_argument("--sample", type=int, default=10,
+                   help="show at most N documents, sampled with --seed (0 = all; default 10)")
     p.add_argument("--seed", type=int, default=0, help="seed of the sample (default 0)")
     p.add_argument("--chars", type=int, default=300, help="characters of text to show per document (default 300)")
     p.add_argument("--json", action="store_true", help="one JSON object per rejected row instead of text")

@@ -158,7 +158,8 @@ def history_section(page: Page, history: list[dict]) -> None:
     page.chart(charts.history_figure(history))
     rows = [[str(i + 1), esc(h.get("at")), "yes" if h.get("did_work") else "no (everything committed)",
              esc(h.get("engine")), esc(h.get("wall_seconds")), esc(h.get("engine_startup_seconds") or "-"),
-             ", ".join(f"{esc(k)}={v:.1f}" for k, v in h.get("seconds", {}).items()) or "-"] for i, h in enumerate(history)]
+             ", ".join(f"{esc(k)}={v:.1f}" for k, v in h.get("seconds", {}).items()) or "-"]
+            for i, h in enumerate(history)]
     page.add(_table(["#", "at (UTC)", "did work", "engine", "wall s", "engine start-up s", "stage seconds"], rows))
 
 

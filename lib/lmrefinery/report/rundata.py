@@ -2,8 +2,8 @@
 stats.json, each stage's manifest, its kept parts and its rejects."""
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Iterator
 
 import pyarrow as pa
 
@@ -73,7 +73,7 @@ class RunData:
     stages: list[StageInfo] = field(default_factory=list)
 
     @classmethod
-    def open(cls, root: str) -> "RunData":
+    def open(cls, root: str) -> RunData:
         from ..core.recipe import RecipeError
 
         root = root.rstrip("/")
@@ -83,7 +83,7 @@ class RunData:
         return cls.from_stats(root, stats)
 
     @classmethod
-    def from_stats(cls, root: str, stats: dict) -> "RunData":
+    def from_stats(cls, root: str, stats: dict) -> RunData:
         root = root.rstrip("/")
         run = cls(root, stats)
         for row in stats.get("stages", []):

@@ -185,7 +185,7 @@ def cmd_inspect(a) -> int:
         print(summarise(m))
         if a.verify:
             bad = 0
-            for sp, d in m["splits"].items():
+            for d in m["splits"].values():
                 for s in d["shards"]:
                     for sfx, f in s["files"].items():
                         p = storage.join(base, s["prefix"] + sfx)

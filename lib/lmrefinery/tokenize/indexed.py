@@ -41,7 +41,7 @@ import io
 import os
 import struct
 import tempfile
-from typing import Iterable
+from collections.abc import Iterable
 
 import numpy as np
 
@@ -347,19 +347,3 @@ class IndexedShard:
     def __iter__(self):
         for i in range(len(self)):
             yield self.get(i)
-
-
-def write_shard(prefix: str, sequences: Iterable, dtype, masks: Iterable | None = None) -> dict:
-    """Convenience: write a whole shard from lists of ids (and masks)."""
-    w = IndexedWriter(prefix, dtype, with_mask=masks is not None)
-    try:
-        if masks is None:
-            for s in sequences:
-                w.add(s)
-        else:
-            for s, m in zip(sequences, masks):
-                w.add(s, m)
-    except BaseException:
-        w.abort()
-        raise
-    return w.close()

@@ -44,7 +44,7 @@ from __future__ import annotations
 
 import json
 import posixpath
-from typing import Iterator, Sequence
+from collections.abc import Iterator, Sequence
 
 import numpy as np
 

@@ -34,11 +34,12 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import xxhash
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import Field, model_validator
 
 from ..core import manifest as mf
 from ..core import storage
 from ..core.parts import finish_part
+from ..core.recipe import StrictModel
 from ..core.schema import messages_of, meta_loads
 from ..core.stage import BatchResult, Stage, StageDataError, StageParams, register
 from .indexed import IndexedWriter, dtype_for_vocab
@@ -47,11 +48,7 @@ from .reader import DATASET_MANIFEST
 U64 = float(1 << 64)
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-
-class TrainTokenizer(_Strict):
+class TrainTokenizer(StrictModel):
     vocab_size: int = Field(32000, ge=300, le=1 << 20)
     sample_docs: int = Field(20000, ge=1, description="documents sampled across (source, lang) groups")
     min_frequency: int = Field(2, ge=1)
@@ -59,11 +56,12 @@ class TrainTokenizer(_Strict):
     specials: dict[str, str] = Field(default_factory=dict, description="override eos/bos/pad/eot token strings")
 
 
-class Mixing(_Strict):
+class Mixing(StrictModel):
     mode: Literal["none", "proportions", "epochs"] = "none"
     weights: dict[str, float] = Field(default_factory=dict,
                                       description="source -> target token share (proportions) or epochs")
-    total_tokens: int | None = Field(None, ge=1, description="proportions: train tokens wanted (default: natural total)")
+    total_tokens: int | None = Field(None, ge=1,
+                                     description="proportions: train tokens wanted (default: natural total)")
     on_empty_source: Literal["error", "warn"] = Field(
         "error", description="a source with a positive weight but no train documents left: error stops the run; "
                              "warn tokenizes the others (weights rescaled) and records it in dataset.json")
@@ -546,6 +544,7 @@ class TokenizeStage(Stage):
     name = "tokenize"
     kind = "global"
     Params = TokenizeParams
+    params: TokenizeParams
     description = ("Tokenize (train or load a byte-level BPE), mix sources, shuffle globally and write "
                    "Megatron .bin/.idx shards (+ loss-mask companions for conversations) and dataset.json.")
 

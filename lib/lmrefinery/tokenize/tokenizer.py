@@ -18,8 +18,8 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Iterable
 
 import numpy as np
 
@@ -219,7 +219,8 @@ def tokenizer_json_of(path: str) -> str:
     if os.path.isdir(path):
         p = os.path.join(path, "tokenizer.json")
         if not os.path.exists(p):
-            raise FileNotFoundError(f"{path}: no tokenizer.json (only fast / tokenizers-backed tokenizers are supported)")
+            raise FileNotFoundError(f"{path}: no tokenizer.json "
+                                    "(only fast / tokenizers-backed tokenizers are supported)")
         return p
     if not os.path.exists(path):
         raise FileNotFoundError(f"tokenizer not found: {path}")

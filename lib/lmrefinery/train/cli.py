@@ -17,11 +17,13 @@ def cmd_train(a) -> int:
 
 def format_report(r: dict) -> str:
     lines = [f"run: {r['name']} ({r['kind']})", f"run folder: {r['run_dir']}",
-             f"finished: {r['finished']}  starts (resumed from step): {r.get('starts')}  wall: {r.get('wall_seconds')} s"]
+             f"finished: {r['finished']}  starts (resumed from step): {r.get('starts')}  "
+             f"wall: {r.get('wall_seconds')} s"]
     if r.get("first") and r.get("final"):
-        f, l = r["first"], r["final"]
-        lines.append(f"loss: {f['loss']:.4f} (step {f['step']}) -> {l['loss']:.4f} (step {l['step']}); "
-                     f"{l['tokens_per_s']:,.0f} tokens/s" + (f", MFU {100 * l['mfu']:.1f}%" if l.get("mfu") else ""))
+        first, last = r["first"], r["final"]
+        lines.append(f"loss: {first['loss']:.4f} (step {first['step']}) -> {last['loss']:.4f} (step {last['step']}); "
+                     f"{last['tokens_per_s']:,.0f} tokens/s"
+                     + (f", MFU {100 * last['mfu']:.1f}%" if last.get("mfu") else ""))
     if r.get("best_val"):
         b = r["best_val"]
         lines.append(f"best validation: loss {b['val_loss']:.4f}, perplexity {b['val_ppl']:.2f} (step {b['step']})")

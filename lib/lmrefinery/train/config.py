@@ -5,23 +5,19 @@ from __future__ import annotations
 import os
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import Field, ValidationError
 
-from ..core.recipe import RecipeError, _fmt_validation, _interpolate, apply_overrides, read_mapping
-
-
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+from ..core.recipe import RecipeError, StrictModel, _fmt_validation, _interpolate, apply_overrides, read_mapping
 
 
-class ModelSpec(_Strict):
+class ModelSpec(StrictModel):
     preset: Literal["tiny", "125m", "350m", "1b"] = "tiny"
     init: str = "scratch"                    # "scratch" or an HF causal-LM directory
     overrides: dict[str, Any] = Field(default_factory=dict)   # LlamaConfig keys
     attn_implementation: Literal["sdpa", "eager", "flash_attention_2", "flex_attention"] = "sdpa"
 
 
-class DataSpec(_Strict):
+class DataSpec(StrictModel):
     # A tokenize-stage output (its dataset.json, or the folder holding it; local or s3://),
     # or a list of shard prefixes (".../shard-00000" without .bin).
     train: str | list[str]
@@ -34,7 +30,7 @@ class DataSpec(_Strict):
     cache_dir: str | None = None             # local cache for s3:// shards (default: read ranges over HTTP)
 
 
-class TrainerSpec(_Strict):
+class TrainerSpec(StrictModel):
     workers: int = Field(2, ge=1)
     use_gpu: bool = False
     cpus_per_worker: float = Field(1.0, gt=0)
@@ -64,24 +60,23 @@ class TrainerSpec(_Strict):
     max_failures: int = Field(2, ge=0)
     peak_flops: float | None = None          # per device; default: table in train/mfu.py
     stop_at_step: int | None = None          # end the run early (as if killed) after this step's checkpoint
-    fail_at_step: int | None = None          # testing: the last worker raises at this step, once per run folder
 
 
-class SFTSpec(_Strict):
+class SFTSpec(StrictModel):
     eval_prompts: int = Field(32, ge=0)      # held-out conversations scored by generation
     max_new_tokens: int = Field(64, ge=1)
     zh_tokenize: Literal["char", "jieba"] = "char"
     samples_in_report: int = Field(5, ge=0)
 
 
-class LoggingSpec(_Strict):
+class LoggingSpec(StrictModel):
     tensorboard: bool = False
     mlflow_uri: str | None = None
     wandb_project: str | None = None
     console: bool = True
 
 
-class TrainRecipe(_Strict):
+class TrainRecipe(StrictModel):
     name: str
     kind: Literal["pretrain", "sft"] = "pretrain"
     output: str                              # run storage path (local or s3://); the run lives in output/name

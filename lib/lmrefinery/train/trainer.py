@@ -8,10 +8,13 @@ import os
 import shutil
 import sys
 import time
+from collections.abc import Sequence
 
 from ..core import storage
+from .callbacks import TrainCallback
+from .checkpoint import BEST_DIR, TRAINER_STATE
 from .config import TrainRecipe
-from .loop import BEST_DIR, TRAINER_STATE, train_loop
+from .loop import train_loop
 from .metrics import read_metrics
 
 MODEL_DIR = "model"            # final export
@@ -63,7 +66,7 @@ def worker_env() -> dict[str, str]:
     return env | {"RAY_TRAIN_ENABLE_PRINT_PATCH": "0"} | _ray_address_env()
 
 
-def build_trainer(recipe: TrainRecipe):
+def build_trainer(recipe: TrainRecipe, callbacks: Sequence[TrainCallback] = ()):
     from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
     from ray.train.torch import TorchTrainer
 
@@ -74,9 +77,11 @@ def build_trainer(recipe: TrainRecipe):
     scaling = ScalingConfig(num_workers=t.workers, use_gpu=t.use_gpu, resources_per_worker=res)
     run = RunConfig(name=recipe.name, failure_config=FailureConfig(max_failures=t.max_failures),
                     checkpoint_config=CheckpointConfig(num_to_keep=t.keep_last),
-                    worker_runtime_env={"env_vars": worker_env()},
+                    # Ray Train v2's RunConfig (the one used at run time) takes it; mypy sees v1's
+                    worker_runtime_env={"env_vars": worker_env()},  # type: ignore[call-arg]
                     **_storage_args(recipe.output))
-    return TorchTrainer(train_loop, train_loop_config={"recipe": recipe.model_dump(mode="json")},
+    return TorchTrainer(train_loop, train_loop_config={"recipe": recipe.model_dump(mode="json"),
+                                                         "callbacks": list(callbacks)},
                         scaling_config=scaling, run_config=run)
 
 
@@ -129,9 +134,10 @@ def export_models(recipe: TrainRecipe, last_ckpt, report: dict) -> None:
     report["model_holds"] = holds
 
 
-def run_training(recipe: TrainRecipe) -> dict:
+def run_training(recipe: TrainRecipe, callbacks: Sequence[TrainCallback] = ()) -> dict:
+    """Train (or resume) the run of ``recipe``; ``callbacks`` run inside every worker
+    (see ``train/callbacks.py``: a code-level hook, e.g. for tests, never a recipe key)."""
     from ..engines.ray_engine import ensure_ray
-
     from .preflight import check_data, check_paths
 
     t0 = time.time()
@@ -141,7 +147,7 @@ def run_training(recipe: TrainRecipe) -> dict:
     run_dir = recipe.run_dir
     print(f"[train] {recipe.kind} {recipe.name}: {recipe.trainer.workers} worker(s), run folder {run_dir}",
           file=sys.stderr, flush=True)
-    result = build_trainer(recipe).fit()
+    result = build_trainer(recipe, callbacks).fit()
     metrics = read_metrics(run_dir)
     events = [r.get("event") for r in metrics if "event" in r]
     finished = bool(events) and events[-1] == "finished"
@@ -177,8 +183,7 @@ def sft_evaluate(recipe: TrainRecipe, tuned_uri: str) -> dict:
     convs = heldout_conversations(recipe, recipe.sft.eval_prompts)
     if not convs:
         return {"error": "no held-out instruction documents with a loss mask"}
-    opts = {"num_gpus": 1} if recipe.trainer.use_gpu else {"num_cpus": 1}
-    task = ray.remote(**opts)(_eval_task)
+    task = (ray.remote(num_gpus=1) if recipe.trainer.use_gpu else ray.remote(num_cpus=1))(_eval_task)
     s = recipe.sft
     tuned = ray.get(task.remote(tuned_uri, convs, s.max_new_tokens, s.zh_tokenize, s.samples_in_report,
                                 recipe.tokenizer, recipe.chat_template))
