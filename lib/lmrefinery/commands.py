@@ -11,6 +11,8 @@ COMMAND_MODULES = [
     "lmrefinery.quality.cli",    # quality-model train
     "lmrefinery.ingest.cli",     # ledger
     "lmrefinery.lid.calibrate",  # lid calibrate
+    "lmrefinery.evals.cli",      # eval
+    "lmrefinery.ablate.cli",     # ablate
 ]
 
 

@@ -127,7 +127,8 @@ def train_loop(config: dict) -> None:
         writer.meta({"event": "start", "resumed_from_step": resumed_from, "world_size": world,
                      "params": counts, "flops_per_token": fpt, "device": device_name(),
                      "global_batch_sequences": global_batch, "seq_len": recipe.data.seq_len,
-                     "epoch_samples": stream.epoch_samples})
+                     "epoch_samples": stream.epoch_samples, "max_steps": t.max_steps,
+                     "tokens_per_step": global_batch * recipe.data.seq_len, "tokens_budget": t.tokens})
     peak = t.peak_flops or peak_flops(device_name() if use_cuda else None, "bf16" if amp_dtype else "fp32")
     n_dev = world
 
