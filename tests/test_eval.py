@@ -163,3 +163,22 @@ def test_trainer_tokens_sets_max_steps_and_must_agree_with_it():
     again = TrainRecipe(**r.model_dump(mode="json"))
     assert again.trainer.max_steps == 10 and again.trainer.tokens == 10 * per_step
     assert _train_recipe(max_steps=7).trainer.max_steps == 7
+
+
+def test_eval_job_entrypoint_prints_result_line(tiny_models, tmp_path):
+    import subprocess
+    import sys
+
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    out = tmp_path / "job.json"
+    p = subprocess.run([sys.executable, os.path.join(root, "jobs", "evaluate.py"), tiny_models["dirs"]["gpt2"],
+                        "--text", f"alice={tiny_models['jsonl']}", "--max-docs", "5", "--out", str(out)],
+                       capture_output=True, text=True, env=dict(os.environ, HF_HUB_OFFLINE="1"), timeout=300)
+    assert p.returncode == 0, p.stderr[-2000:]
+    line = next(x for x in p.stdout.splitlines() if x.startswith("LMR_RESULT "))
+    res = json.loads(line.split(" ", 1)[1])
+    saved = json.loads(out.read_text())["perplexity"][0]
+    assert res["perplexity"]["alice"]["ppl"] == pytest.approx(saved["ppl"]) and saved["docs"] == 5
+    bad = subprocess.run([sys.executable, os.path.join(root, "jobs", "evaluate.py"), str(tmp_path / "nope"),
+                          "--text", tiny_models["jsonl"]], capture_output=True, text=True, timeout=300)
+    assert bad.returncode in (1, 2) and "LMR_FAILED" in bad.stdout
