@@ -2,7 +2,7 @@
 equal token budget, held-out perplexity; see lib/lmrefinery/ablate/spec.py).
 
     ray job submit --address http://HEAD:8265 --working-dir . -- \
-        python jobs/ablate.py conf/ablate/shared.yaml --set train.tokens=50000000
+        python jobs/ablate.py conf/ablate/mini.yaml --set train.tokens=50000000
 
 Re-submitting reuses finished variants and models. Prints the summary table, then the
 `LMR_RESULT {...}` line (jobs/_common.py). Exit status: 0 done, 1 failed, 2 bad spec.

@@ -133,3 +133,19 @@ def test_spec_errors_name_the_problem(tmp_path):
         variant_stages(names, Variant(name="q", drop=["qualty"]))
     with pytest.raises(ValueError, match="cannot be dropped"):
         variant_stages(names, Variant(name="q", drop=["tokenize"]))
+
+
+def test_shipped_spec_names_stages_and_inputs_of_its_recipe():
+    from lmrefinery.ablate.run import variant_stages
+    from lmrefinery.ablate.spec import load_spec
+    from lmrefinery.core.recipe import load_recipe
+
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    spec = load_spec(os.path.join(root, "conf", "ablate", "mini.yaml"))
+    recipe = load_recipe(spec.recipe)
+    names = [s.stage for s in recipe.stages]
+    kept = {v.name: variant_stages(names, v) for v in spec.variants}
+    assert kept["raw"] == ["read", "tokenize"] and kept["default"] == names
+    assert "quality" not in kept["no_quality"] and len(kept["no_quality"]) == len(names) - 1
+    inputs = {i.name for i in recipe.inputs}
+    assert {n for g in spec.heldout.groups.values() for n in g} == inputs
