@@ -160,13 +160,11 @@ def score_docs(model, docs: Sequence[np.ndarray], context: int, stride: int,
                 ids[r, :e - b] = torch.as_tensor(d[b:e])
                 att[r, :e - b] = 1
                 tgt[r, s - b:e - b] = ids[r, s - b:e - b]
-            logits = model(input_ids=ids.to(dev), attention_mask=att.to(dev)).logits.float()
-            logp = torch.log_softmax(logits[:, :-1], dim=-1)
+            logits = model(input_ids=ids.to(dev), attention_mask=att.to(dev)).logits[:, :-1]
             t = tgt[:, 1:].to(dev)
-            mask = t != -100
-            got = logp.gather(-1, t.clamp(min=0).unsqueeze(-1)).squeeze(-1)
-            nll -= float(got[mask].double().sum())
-            count += int(mask.sum())
+            nll += float(torch.nn.functional.cross_entropy(logits.float().reshape(-1, logits.shape[-1]),
+                                                           t.reshape(-1), ignore_index=-100, reduction="sum"))
+            count += int((t != -100).sum())
     return nll, count
 
 
