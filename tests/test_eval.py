@@ -182,3 +182,33 @@ def test_eval_job_entrypoint_prints_result_line(tiny_models, tmp_path):
     bad = subprocess.run([sys.executable, os.path.join(root, "jobs", "evaluate.py"), str(tmp_path / "nope"),
                           "--text", tiny_models["jsonl"]], capture_output=True, text=True, timeout=300)
     assert bad.returncode in (1, 2) and "LMR_FAILED" in bad.stdout
+
+
+def test_instruction_eval_scores_per_language_with_few_shot(tiny_models, shared_corpora, tmp_path):
+    """Greedy answers of the tiny model scored per language; with its own answers as the
+    references every metric is perfect, with the real references it is not."""
+    from lmrefinery.evals.generation import instruction_eval
+
+    rows = [dict(json.loads(x), lang="zh") for x in open(os.path.join(  # BELLE: Chinese (some translate English)
+        shared_corpora, "instructions", "belle_open_source_1k.jsonl"), encoding="utf-8").read().splitlines()[:4]]
+    with open(os.path.join(shared_corpora, "instructions", "alpaca_data_5k_subset.json"), encoding="utf-8") as f:
+        rows += [r for r in json.load(f) if len(r["output"]) < 200][:4]
+        shots = [r for r in json.load(open(f.name, encoding="utf-8")) if len(r["output"]) < 200][10:12]
+    real, pool = tmp_path / "real.jsonl", tmp_path / "shots.jsonl"
+    real.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
+    pool.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in shots))
+    d = tiny_models["dirs"]["llama"]
+    # a shot never repeats a prompt that is scored
+    assert instruction_eval(d, str(real), shots=1, shots_from=str(real), max_new_tokens=2)["shots"] == 0
+    res = instruction_eval(d, str(real), shots=1, shots_from=str(pool), max_new_tokens=12)
+    assert res["shots"] == 1 and res["items"] == 8
+    by = res["by_language"]
+    assert by["zh"]["n"] == 4 and by["en"]["n"] == 4 and by["all"]["n"] == 8
+    assert by["zh"]["bleu_tokenize"] == "zh" and by["en"]["bleu_tokenize"] == "13a"
+    assert by["all"]["exact_match"] == 0.0
+    hyps = [s["generated"] for s in res["samples"]]
+    own = tmp_path / "own.jsonl"
+    own.write_text("".join(json.dumps(dict(r, output=h), ensure_ascii=False) + "\n"
+                           for r, h in zip(rows[:5], hyps) if h.strip()))
+    mine = instruction_eval(d, str(own), shots=1, shots_from=str(pool), max_new_tokens=12)["by_language"]
+    assert mine["all"]["exact_match"] == 1.0 and mine["all"]["rougeL"] == pytest.approx(1.0)

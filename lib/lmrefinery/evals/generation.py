@@ -43,6 +43,10 @@ def load_items(ref: str, split: str) -> list[HeldOutItem]:
     return heldout_items(ref, split)[0]
 
 
+def _prompt_key(it: HeldOutItem) -> str:
+    return " ".join("\n".join(m.get("content") or "" for m in it.prompt).split()).casefold()
+
+
 def _shot_turns(shots: list[HeldOutItem]) -> list[dict]:
     turns: list[dict] = []
     for s in shots:
@@ -61,8 +65,8 @@ def instruction_eval(model_dir: str, ref: str, split: str = "test", shots: int =
     examples: list[HeldOutItem] = []
     if shots:
         pool = load_items(shots_from or ref, shots_split)
-        held = {it.id for it in items}
-        examples = [p for p in pool if p.id not in held][:shots]
+        held = {_prompt_key(it) for it in items}
+        examples = [p for p in pool if _prompt_key(p) not in held][:shots]   # never a scored prompt
     if model is None or tok is None:
         model, tok = load_model(model_dir)
     prefix = _shot_turns(examples)
