@@ -48,6 +48,7 @@ def ablation(ray_cluster, shared_corpora, tmp_path_factory):
     return run_ablation(load_spec(str(root / "spec.yaml"))), root
 
 
+@pytest.mark.slow
 def test_ablate_writes_one_row_per_variant_seed_with_finite_perplexity(ablation):
     result, root = ablation
     run = result["run_dir"]
@@ -78,6 +79,7 @@ def test_ablate_writes_one_row_per_variant_seed_with_finite_perplexity(ablation)
     assert "Plotly.newPlot" in open(os.path.join(run, "report", "ablation.html")).read()
 
 
+@pytest.mark.slow
 def test_variants_differ_and_share_one_tokenizer(ablation):
     result, _ = ablation
     v = {x["name"]: x for x in result["variants"]}
@@ -90,6 +92,7 @@ def test_variants_differ_and_share_one_tokenizer(ablation):
     assert shas == {file_sha256(os.path.join(result["tokenizer"], "tokenizer.json"))}
 
 
+@pytest.mark.slow
 def test_heldout_docs_absent_from_every_variants_training_text(ablation):
     from lmrefinery.ablate.heldout import norm
     from lmrefinery.ablate.run import decoded_split
