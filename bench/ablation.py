@@ -13,7 +13,7 @@ the sample shards). Variants: raw (read + tokenize) and default (all stages), pl
 each group's documents (clean = wiki + wiki_text + books; web = web_warc + web_text;
 news = news), decontaminated from every variant before curation.
 
-    .venv/bin/python bench/ablation.py [--tokens 1500000] [--seeds 0 1] [--families]
+    .venv/bin/python bench/ablation.py [--tokens 800000] [--seeds 0 1] [--families [no_quality ...]]
 
 Writes bench/results/ablation.json (numbers, load average before/after, wall time).
 """
@@ -62,9 +62,10 @@ def recipe(out: str) -> dict:
 
 def spec(args, work: str) -> dict:
     variants = [{"name": "raw", "stages": ["read"]}, {"name": "default"}]
-    if args.families:
-        variants += [{"name": k, "drop": v} for k, v in FAMILIES.items()]
+    for k in args.families or []:
+        variants.append({"name": k, "drop": FAMILIES[k]})
     return {"name": "shared", "recipe": os.path.join(work, "recipe.yaml"), "output": work, "baseline": "raw",
+            "reference": "default" if args.families else None,
             "variants": variants, "seeds": args.seeds,
             "heldout": {"seed": 0, "fraction": 0.1,
                         "groups": {"clean": ["wiki", "wiki_text", "books"], "web": ["web_warc", "web_text"],
@@ -81,13 +82,16 @@ def load() -> list[float]:
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--tokens", type=int, default=1_500_000, help="training tokens per model (equal budget)")
+    ap.add_argument("--tokens", type=int, default=800_000, help="training tokens per model (equal budget)")
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
     ap.add_argument("--workers", type=int, default=2, help="Ray Train workers (1 CPU each)")
-    ap.add_argument("--families", action="store_true", help="also each filter family off")
+    ap.add_argument("--families", nargs="*", choices=sorted(FAMILIES), help="also these filter families off "
+                    "(no names: all); finished variants and models of the same run folder are reused")
     ap.add_argument("--work", default="/tmp/lmr/bench-ablation", help="run folder (outside the repo)")
     ap.add_argument("--out", default=os.path.join(ROOT, "bench", "results", "ablation.json"))
     args = ap.parse_args()
+    if args.families == []:
+        args.families = sorted(FAMILIES)
 
     from lmrefinery.ablate.run import run_ablation
     from lmrefinery.ablate.spec import load_spec
@@ -106,7 +110,8 @@ def main() -> None:
            "token_budget": result["token_budget"], "seeds": result["seeds"], "heldout": result["heldout"],
            "variants": [{k: v for k, v in x.items() if k != "dataset"} for x in result["variants"]],
            "runs": [{k: v for k, v in r.items() if k != "model"} for r in result["runs"]],
-           "summary": result["summary"], "table": summary_table(result["summary"], result["baseline"])}
+           "summary": result["summary"],
+           "table": summary_table(result["summary"], result["baseline"], result.get("reference"))}
     with open(args.out, "w", encoding="utf-8") as f:
         json.dump(out, f, indent=1, ensure_ascii=False)
     print(out["table"])

@@ -34,7 +34,7 @@ def main(argv: list[str] | None = None) -> int:
         spec = load_spec(_common.resolve_path(a.spec), a.overrides)
         os.environ.setdefault("RAY_ADDRESS", "auto")
         result = run_ablation(spec)
-        print(summary_table(result["summary"], result["baseline"]), flush=True)
+        print(summary_table(result["summary"], result["baseline"], result.get("reference")), flush=True)
         return {"phase": "ablate", "output": result["run_dir"], "report": result["outputs"]["html"],
                 "ablation": result["outputs"]["json"],
                 "summary": [{k: r.get(k) for k in ("variant", "group", "ppl", "spread", "delta_vs_baseline")}

@@ -13,7 +13,7 @@ def cmd_ablate(a) -> int:
     overrides = list(a.overrides) + ([f"recipe={a.recipe}"] if a.recipe else [])
     spec = load_spec(a.spec, overrides)
     result = run_ablation(spec, engine=a.engine)
-    print(summary_table(result["summary"], result["baseline"]))
+    print(summary_table(result["summary"], result["baseline"], result.get("reference")))
     for k, v in result["outputs"].items():
         print(f"{k}: {v}")
     print(f"wall time: {time.time() - t0:.1f} s")

@@ -156,13 +156,25 @@ def train_and_eval(spec: AblationSpec, vd: VariantData, seed: int, tok_path: str
             raise RuntimeError(f"training {rec.name} did not finish (see {rec.run_dir})")
     run = ModelRun(vd.name, seed, rep["model"], rec.trainer.max_steps, (rep.get("final") or {}).get("tokens"),
                    (rep.get("final") or {}).get("loss"), rep.get("wall_seconds"))
-    model, tok = load_model(rep["model"])
     e = spec.eval
     ctx = e.context or spec.train.seq_len
+    stride = e.stride or max(1, ctx // 2)
+    # the scores of an unchanged model on unchanged held-out sets are reused on a re-run
+    key = {"context": ctx, "stride": stride, "heldout": {g: [r["id"] for r in v] for g, v in split.heldout.items()}}
+    cache = os.path.join(rec.run_dir, "ablation_eval.json")
+    if os.path.exists(cache):
+        with open(cache, encoding="utf-8") as f:
+            saved = json.load(f)
+        if saved.get("key") == key and saved.get("model_step") == rep.get("final", {}).get("step"):
+            run.eval = saved["eval"]
+            return run
+    model, tok = load_model(rep["model"])
     for g in split.heldout:
-        res = perplexity(rep["model"], texts=split.texts(g), name=g, context=ctx, stride=e.stride or max(1, ctx // 2),
+        res = perplexity(rep["model"], texts=split.texts(g), name=g, context=ctx, stride=stride,
                          batch_tokens=e.batch_tokens, model=model, tok=tok)
         run.eval[g] = res.to_dict()
+    with open(cache, "w", encoding="utf-8") as f:
+        json.dump({"key": key, "model_step": rep.get("final", {}).get("step"), "eval": run.eval}, f)
     return run
 
 
@@ -184,6 +196,7 @@ def run_ablation(spec: AblationSpec, engine: str | None = None) -> dict:
             raise RuntimeError(f"variant {vd.name}: {vd.contaminated} held-out documents in its training split")
     runs = [train_and_eval(spec, vd, s, tok_path, split) for vd in variants for s in spec.seeds]
     result = {"name": spec.name, "recipe": spec.recipe, "run_dir": spec.run_dir, "baseline": spec.baseline_name,
+              "reference": spec.reference,
               "seeds": spec.seeds, "token_budget": spec.train.tokens, "tokenizer": tok_path,
               "spec": spec.model_dump(mode="json"),
               "heldout": {"seed": spec.heldout.seed, "fraction": spec.heldout.fraction,

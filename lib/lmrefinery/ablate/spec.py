@@ -85,6 +85,7 @@ class AblationSpec(_Strict):
     engine: Literal["ray", "spark", "local"] | None = None   # default: the recipe's
     workers: int | None = Field(None, ge=1)
     baseline: str | None = None              # default: the first variant
+    reference: str | None = None             # e.g. the full curation: each variant's difference to it too
     variants: list[Variant] = Field(min_length=1)
     seeds: list[int] = Field(default_factory=lambda: [0], min_length=1)
     heldout: HeldOut
@@ -98,8 +99,9 @@ class AblationSpec(_Strict):
         names = [v.name for v in self.variants]
         if len(set(names)) != len(names):
             raise ValueError(f"variant names repeat: {names}")
-        if self.baseline is not None and self.baseline not in names:
-            raise ValueError(f"baseline {self.baseline!r} is not a variant ({names})")
+        for key in ("baseline", "reference"):
+            if getattr(self, key) is not None and getattr(self, key) not in names:
+                raise ValueError(f"{key} {getattr(self, key)!r} is not a variant ({names})")
         return self
 
     @property

@@ -24,16 +24,24 @@ def aggregate(result: dict) -> list[dict]:
         mean = sum(nats) / len(nats)
         rows.append({"variant": v, "group": g, "seeds": len(nats), "nats_per_token": mean, "ppl": math.exp(mean),
                      "spread": max(nats) - min(nats), "per_seed": {str(s): x for s, x in vals}})
-    base = {r["group"]: r for r in rows if r["variant"] == result["baseline"]}
-    for r in rows:
-        b = base.get(r["group"])
-        if b is None or r["variant"] == result["baseline"]:
-            continue
-        r["delta_vs_baseline"] = r["nats_per_token"] - b["nats_per_token"]
-        noise = max(r["spread"], b["spread"])
-        r["beyond_2x_spread"] = (abs(r["delta_vs_baseline"]) > 2 * noise) if r["seeds"] > 1 else None
+    _compare(rows, result["baseline"], "baseline")
+    if result.get("reference"):
+        _compare(rows, result["reference"], "reference")
     order = {v["name"]: i for i, v in enumerate(result["variants"])}
     return sorted(rows, key=lambda r: (r["group"], order.get(r["variant"], 0)))
+
+
+def _compare(rows: list[dict], name: str, label: str) -> None:
+    """delta_vs_<label> (nats/token) and whether it exceeds twice the larger seed spread."""
+    ref = {r["group"]: r for r in rows if r["variant"] == name}
+    for r in rows:
+        b = ref.get(r["group"])
+        if b is None or r["variant"] == name:
+            continue
+        r[f"delta_vs_{label}"] = r["nats_per_token"] - b["nats_per_token"]
+        noise = max(r["spread"], b["spread"])
+        sig = (abs(r[f"delta_vs_{label}"]) > 2 * noise) if r["seeds"] > 1 and b["seeds"] > 1 else None
+        r["beyond_2x_spread" if label == "baseline" else f"{label}_beyond_2x_spread"] = sig
 
 
 def run_table(result: dict) -> str:
@@ -48,15 +56,23 @@ def run_table(result: dict) -> str:
     return "\n".join(lines)
 
 
-def summary_table(rows: list[dict], baseline: str) -> str:
-    lines = [f"{'group':<10} {'variant':<16} {'seeds':>5} {'ppl':>9} {'nats/token':>10} {'spread':>7} "
-             f"{'vs ' + baseline[:10]:>14} {'>2x spread':>10}"]
+def summary_table(rows: list[dict], baseline: str, reference: str | None = None) -> str:
+    """Per group and variant: seed-mean perplexity, spread, difference to the baseline (and
+    to the reference variant) in nats/token, and whether it exceeds 2x the seed spread."""
+    def cell(d, sig) -> str:
+        return ("-" if d is None else f"{d:+.4f}") + ("" if sig is None else (" *" if sig else "  "))
+
+    head = f"{'group':<10} {'variant':<16} {'seeds':>5} {'ppl':>9} {'nats/token':>10} {'spread':>7} " \
+           f"{'vs ' + baseline[:12]:>16}" + (f" {'vs ' + reference[:12]:>16}" if reference else "")
+    lines = [head]
     for r in rows:
-        d = r.get("delta_vs_baseline")
-        sig = r.get("beyond_2x_spread")
-        lines.append(f"{r['group'][:10]:<10} {r['variant'][:16]:<16} {r['seeds']:>5} {r['ppl']:>9.2f} "
-                     f"{r['nats_per_token']:>10.4f} {r['spread']:>7.4f} "
-                     f"{(f'{d:+.4f}' if d is not None else '-'):>14} {('-' if sig is None else str(sig)):>10}")
+        line = f"{r['group'][:10]:<10} {r['variant'][:16]:<16} {r['seeds']:>5} {r['ppl']:>9.2f} " \
+               f"{r['nats_per_token']:>10.4f} {r['spread']:>7.4f} " \
+               f"{cell(r.get('delta_vs_baseline'), r.get('beyond_2x_spread')):>16}"
+        if reference:
+            line += f" {cell(r.get('delta_vs_reference'), r.get('reference_beyond_2x_spread')):>16}"
+        lines.append(line)
+    lines.append("differences in nats/token (negative: lower perplexity); * = larger than 2x the seed spread")
     return "\n".join(lines)
 
 
@@ -96,7 +112,7 @@ def write_outputs(result: dict) -> dict:
     result["outputs"] = {"json": os.path.join(run, "ablation.json"), "table": os.path.join(run, "ablation.txt"),
                          "figure": os.path.join(run, "ablation_figure.json"),
                          "html": os.path.join(run, "report", "ablation.html")}
-    text = summary_table(rows, result["baseline"]) + "\n\n" + run_table(result)
+    text = summary_table(rows, result["baseline"], result.get("reference")) + "\n\n" + run_table(result)
     with open(os.path.join(run, "ablation.json"), "w", encoding="utf-8") as f:
         json.dump(result, f, indent=1, ensure_ascii=False)
     with open(os.path.join(run, "ablation.txt"), "w", encoding="utf-8") as f:
