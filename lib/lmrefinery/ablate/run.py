@@ -148,7 +148,10 @@ def train_and_eval(spec: AblationSpec, vd: VariantData, seed: int, tok_path: str
 
     rec = train_recipe(spec, vd, seed, tok_path)
     rep_path = os.path.join(rec.run_dir, REPORT)
-    rep = json.load(open(rep_path)) if os.path.exists(rep_path) else {}
+    rep: dict = {}
+    if os.path.exists(rep_path):
+        with open(rep_path, encoding="utf-8") as f:
+            rep = json.load(f)
     if not (rep.get("finished") and rep.get("model")):
         log(f"train {rec.name}: {rec.trainer.max_steps} steps for trainer.tokens={rec.trainer.tokens:,}")
         rep = run_training(rec)

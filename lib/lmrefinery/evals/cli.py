@@ -27,8 +27,8 @@ class EvalReport:
 
 
 def _split_ref(ref: str) -> tuple[str, str]:
-    """DATASET[:SPLIT] (the split defaults to valid); a Windows-free path never has ':' in it
-    except in URIs, so the last ':' after the scheme separates the split."""
+    """DATASET[:SPLIT] -> (dataset, split); the split defaults to valid. The last ':' after
+    a URI's scheme separator (s3://) starts the split."""
     head = ref.split("://", 1)
     tail = head[-1]
     if ":" in tail:
