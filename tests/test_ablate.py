@@ -15,6 +15,11 @@ SEQ = 64
 MBS = 8
 
 
+def _read(*parts: str) -> str:
+    with open(os.path.join(*parts), encoding="utf-8") as f:
+        return f.read()
+
+
 @pytest.fixture(scope="module")
 def ablation(ray_cluster, shared_corpora, tmp_path_factory):
     from lmrefinery.ablate.run import run_ablation
@@ -50,9 +55,9 @@ def ablation(ray_cluster, shared_corpora, tmp_path_factory):
 
 @pytest.mark.slow
 def test_ablate_writes_one_row_per_variant_seed_with_finite_perplexity(ablation):
-    result, root = ablation
+    result, _ = ablation
     run = result["run_dir"]
-    saved = json.loads(open(os.path.join(run, "ablation.json")).read())
+    saved = json.loads(_read(run, "ablation.json"))
     assert saved["summary"] == result["summary"]
     runs = {(r["variant"], r["seed"]): r for r in saved["runs"]}
     assert sorted(runs) == [("default", 0), ("default", 1), ("raw", 0), ("raw", 1)]
@@ -72,11 +77,12 @@ def test_ablate_writes_one_row_per_variant_seed_with_finite_perplexity(ablation)
     assert d["delta_vs_baseline"] == pytest.approx(d["nats_per_token"] - rows[("raw", "clean")]["nats_per_token"])
     assert d["spread"] == pytest.approx(abs(runs[("default", 0)]["eval"]["clean"]["nats_per_token"]
                                             - runs[("default", 1)]["eval"]["clean"]["nats_per_token"]))
-    table = open(os.path.join(run, "ablation.txt")).read()
+    table = _read(run, "ablation.txt")
     assert table.count("\nraw ") + table.count("\ndefault ") == 8      # run lines: variant x seed x group
-    fig = json.load(open(os.path.join(run, "ablation_figure.json")))
-    assert [t["x"] for t in fig["data"] if t["type"] == "bar"][0] == ["raw", "default"]
-    assert "Plotly.newPlot" in open(os.path.join(run, "report", "ablation.html")).read()
+    assert f"{d['delta_vs_baseline']:+.4f}" in next(x for x in table.splitlines() if x.startswith("clean      default"))
+    fig = json.loads(_read(run, "ablation_figure.json"))
+    assert next(t["x"] for t in fig["data"] if t["type"] == "bar") == ["raw", "default"]
+    assert "Plotly.newPlot" in _read(run, "report", "ablation.html")
 
 
 @pytest.mark.slow
@@ -88,7 +94,7 @@ def test_variants_differ_and_share_one_tokenizer(ablation):
     assert v["default"]["documents"] < v["raw"]["documents"]          # the filters removed something
     from lmrefinery.tokenize.tokenizer import file_sha256
 
-    shas = {json.load(open(os.path.join(x["dataset"], "dataset.json")))["tokenizer"]["sha256"] for x in v.values()}
+    shas = {json.loads(_read(x["dataset"], "dataset.json"))["tokenizer"]["sha256"] for x in v.values()}
     assert shas == {file_sha256(os.path.join(result["tokenizer"], "tokenizer.json"))}
 
 
@@ -101,7 +107,7 @@ def test_heldout_docs_absent_from_every_variants_training_text(ablation):
     run = result["run_dir"]
     held = {}
     for g in ("clean", "web"):
-        held[g] = [json.loads(x) for x in open(os.path.join(run, "heldout", f"{g}.jsonl"))]
+        held[g] = [json.loads(x) for x in _read(run, "heldout", f"{g}.jsonl").splitlines()]
         assert held[g], g
     assert {r["source"] for r in held["clean"]} <= {"wiki", "books"} and {r["source"] for r in held["web"]} == {"web"}
     texts = {norm(r["text"]) for g in held.values() for r in g}

@@ -191,7 +191,7 @@ def run_ablation(spec: AblationSpec, engine: str | None = None) -> dict:
     engine = engine or spec.engine
     os.makedirs(spec.run_dir, exist_ok=True)
     split = prepare(spec, recipe, engine)
-    log(f"held out: " + ", ".join(f"{g} {len(v)} docs" for g, v in split.heldout.items()))
+    log("held out: " + ", ".join(f"{g} {len(v)} docs" for g, v in split.heldout.items()))
     tok_path = shared_tokenizer(spec, split)
     variants = [curate(spec, recipe, v, split, tok_path, engine) for v in spec.variants]
     for vd in variants:

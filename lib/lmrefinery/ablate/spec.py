@@ -21,7 +21,13 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from ..core.recipe import RecipeError, _fmt_validation, _interpolate, apply_overrides, read_mapping
+from ..core.recipe import (
+    RecipeError,
+    _fmt_validation,
+    _interpolate,
+    apply_overrides,
+    read_mapping,
+)
 
 
 class _Strict(BaseModel):
@@ -35,7 +41,7 @@ class Variant(_Strict):
     set: list[str] = Field(default_factory=list)    # --set style overrides of the variant's recipe
 
     @model_validator(mode="after")
-    def _one_way(self) -> "Variant":
+    def _one_way(self) -> Variant:
         if self.stages is not None and self.drop:
             raise ValueError(f"variant {self.name}: give `stages` or `drop`, not both")
         return self
@@ -95,7 +101,7 @@ class AblationSpec(_Strict):
     source_file: str | None = None
 
     @model_validator(mode="after")
-    def _names(self) -> "AblationSpec":
+    def _names(self) -> AblationSpec:
         names = [v.name for v in self.variants]
         if len(set(names)) != len(names):
             raise ValueError(f"variant names repeat: {names}")

@@ -46,8 +46,8 @@ def _compare(rows: list[dict], name: str, label: str) -> None:
 
 def run_table(result: dict) -> str:
     """One line per variant x seed x group: the raw numbers."""
-    lines = [f"{'variant':<16} {'seed':>4} {'group':<10} {'docs':>5} {'tokens':>9} {'nats/token':>10} {'ppl':>9} "
-             f"{'steps':>6} {'trained':>10}"]
+    lines = [(f"{'variant':<16} {'seed':>4} {'group':<10} {'docs':>5} {'tokens':>9} {'nats/token':>10} {'ppl':>9} "
+              f"{'steps':>6} {'trained':>10}")]
     for r in result["runs"]:
         for g, e in r["eval"].items():
             lines.append(f"{r['variant'][:16]:<16} {r['seed']:>4} {g[:10]:<10} {e['docs']:>5} {e['tokens']:>9,} "

@@ -2,8 +2,8 @@
 ``${VAR:-default}`` interpolation and ``--set a.b=c`` overrides as pipeline recipes."""
 from __future__ import annotations
 
-import os
 import math
+import os
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
