@@ -12,6 +12,8 @@ COMMAND_MODULES = [
     "lmrefinery.ingest.cli",     # ledger
     "lmrefinery.lid.calibrate",  # lid calibrate
     "lmrefinery.jobs",           # job PHASE RECIPE (what jobs/*.py run)
+    "lmrefinery.evals.cli",      # eval
+    "lmrefinery.ablate.cli",     # ablate
 ]
 
 

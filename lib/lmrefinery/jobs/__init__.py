@@ -14,12 +14,17 @@ from typing import Any
 
 RECIPE_PHASES = ("recipe", "curate", "tokenize")
 TRAIN_PHASES = ("pretrain", "sft")
+MEASURE_PHASES = ("eval", "ablate")
 
 
 def cmd_job(a: argparse.Namespace) -> int:
     from .protocol import guarded
 
     def work() -> dict[str, Any]:
+        if a.phase in MEASURE_PHASES:
+            from .measure import ablate_phase, eval_phase
+
+            return eval_phase(a) if a.phase == "eval" else ablate_phase(a)
         if a.phase in TRAIN_PHASES:
             from .training import train_phase
 
@@ -67,6 +72,8 @@ HELP = {
     "tokenize": "the recipe through its tokenize stages (committed curation stages are skipped)",
     "pretrain": "`lmrefinery train` for a `kind: pretrain` recipe",
     "sft": "`lmrefinery train` for a `kind: sft` recipe",
+    "eval": "`lmrefinery eval MODEL ...`: perplexity, ROUGE-L/BLEU/exact match",
+    "ablate": "`lmrefinery ablate SPEC`: curation variants x seeds, held-out perplexity",
 }
 
 
@@ -81,4 +88,13 @@ def register(sub: Any) -> None:
             _recipe_options(q)
         if phase == "recipe":
             q.add_argument("--stages", help="comma-separated stages to (re)run; the others must already be committed")
+        q.set_defaults(fn=cmd_job)
+    from ..ablate.cli import add_ablate_arguments
+    from ..evals.cli import add_eval_arguments
+
+    for phase, add in (("eval", add_eval_arguments), ("ablate", add_ablate_arguments)):
+        q = phases.add_parser(phase, help=HELP[phase], description=HELP[phase])
+        add(q)
+        q.add_argument("--root", help="resolve a relative spec path against this folder (the jobs/ scripts pass "
+                                      "their checkout)")
         q.set_defaults(fn=cmd_job)

@@ -2,10 +2,11 @@
 ``${VAR:-default}`` interpolation and ``--set a.b=c`` overrides as pipeline recipes."""
 from __future__ import annotations
 
+import math
 import os
 from typing import Any, Literal
 
-from pydantic import Field, ValidationError
+from pydantic import Field, ValidationError, model_validator
 
 from ..core.recipe import RecipeError, StrictModel, _fmt_validation, _interpolate, apply_overrides, read_mapping
 
@@ -42,6 +43,9 @@ class TrainerSpec(StrictModel):
     micro_batch_size: int = Field(8, ge=1)   # sequences per worker per micro-step
     grad_accum: int = Field(1, ge=1)
     max_steps: int = Field(100, ge=1)
+    # train on this many tokens instead: max_steps = ceil(tokens / (micro_batch_size * grad_accum *
+    # workers * data.seq_len)), set when the recipe loads (giving both is an error unless they agree)
+    tokens: int | None = Field(None, ge=1)
     lr: float = Field(3e-4, gt=0)
     min_lr_ratio: float = Field(0.1, ge=0, le=1)
     warmup_steps: int = Field(10, ge=0)
@@ -90,11 +94,35 @@ class TrainRecipe(StrictModel):
     ray_address: str | None = None
     source_file: str | None = None
 
+    @model_validator(mode="after")
+    def _steps_from_tokens(self) -> TrainRecipe:
+        t = self.trainer
+        if t.tokens is None:
+            return self
+        derived = steps_for_tokens(t.tokens, t, self.data.seq_len)
+        if "max_steps" in t.model_fields_set and t.max_steps != derived:
+            raise ValueError(
+                f"trainer.tokens={t.tokens} means {derived} steps of {tokens_per_step(t, self.data.seq_len)} "
+                f"tokens (micro_batch_size x grad_accum x workers x data.seq_len), but trainer.max_steps="
+                f"{t.max_steps}; give one of them (or values that agree)")
+        self.trainer = t.model_copy(update={"max_steps": derived})
+        return self
+
     @property
     def run_dir(self) -> str:
         from ..core import storage
 
         return storage.join(self.output.rstrip("/"), self.name)
+
+
+def tokens_per_step(t: TrainerSpec, seq_len: int) -> int:
+    """Training tokens per optimizer step (all workers together)."""
+    return t.micro_batch_size * t.grad_accum * t.workers * seq_len
+
+
+def steps_for_tokens(tokens: int, t: TrainerSpec, seq_len: int) -> int:
+    """Optimizer steps that train on at least ``tokens`` tokens."""
+    return max(1, math.ceil(tokens / tokens_per_step(t, seq_len)))
 
 
 def load_train_recipe(path_or_dict: str | dict, overrides: list[str] | None = None) -> TrainRecipe:

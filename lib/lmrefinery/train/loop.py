@@ -37,7 +37,8 @@ def train_loop(config: dict[str, Any]) -> None:
         writer.meta({"event": "start", "resumed_from_step": resumed_from, "world_size": w.world,
                      "params": w.counts, "flops_per_token": w.flops_per_token, "device": device_name(),
                      "global_batch_sequences": w.global_batch, "seq_len": seq_len,
-                     "epoch_samples": stream.epoch_samples})
+                     "epoch_samples": stream.epoch_samples, "max_steps": t.max_steps,
+                     "tokens_per_step": w.global_batch * seq_len, "tokens_budget": t.tokens})
     w.model.train()
     win, last_val = Window(), None
     while state.step < t.max_steps:

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from ..core import storage
 from .callbacks import TrainCallback
 from .checkpoint import BEST_DIR, TRAINER_STATE
-from .config import TrainRecipe
+from .config import TrainRecipe, tokens_per_step
 from .loop import train_loop
 from .metrics import read_metrics
 
@@ -147,6 +147,10 @@ def run_training(recipe: TrainRecipe, callbacks: Sequence[TrainCallback] = ()) -
     run_dir = recipe.run_dir
     print(f"[train] {recipe.kind} {recipe.name}: {recipe.trainer.workers} worker(s), run folder {run_dir}",
           file=sys.stderr, flush=True)
+    t = recipe.trainer
+    if t.tokens is not None:
+        print(f"[train] trainer.tokens={t.tokens:,}: {t.max_steps} steps of "
+              f"{tokens_per_step(t, recipe.data.seq_len):,} tokens", file=sys.stderr, flush=True)
     result = build_trainer(recipe, callbacks).fit()
     metrics = read_metrics(run_dir)
     events = [r.get("event") for r in metrics if "event" in r]
@@ -166,6 +170,9 @@ def run_training(recipe: TrainRecipe, callbacks: Sequence[TrainCallback] = ()) -
         export_models(recipe, result.checkpoint, report)
         if recipe.kind == "sft" and recipe.sft.eval_prompts > 0:
             report["sft_eval"] = sft_evaluate(recipe, report["model"])
+    report["budget"] = {"max_steps": t.max_steps, "tokens": t.tokens,
+                        "tokens_per_step": tokens_per_step(t, recipe.data.seq_len),
+                        "trained_tokens": (steps[-1].get("tokens") if steps else None)}
     report["wall_seconds"] = round(time.time() - t0, 1)
     report["data_check"] = data_check
     storage.write_bytes(storage.join(run_dir, REPORT),
