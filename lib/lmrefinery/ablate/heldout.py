@@ -54,7 +54,10 @@ def read_inputs(spec: AblationSpec, recipe, out: str, engine: str | None) -> lis
     raw.update(stages=[read], output=out, labels=None, report=False)
     Runner(load_recipe(raw, label=f"{spec.name}: read"), engine=engine, workers=spec.workers, quiet=True).run()
     rows: list[dict] = []
-    for _, t in RunData.open(out).stage("read").data_tables(columns=COLUMNS):
+    read = RunData.open(out).stage("read")
+    if read is None:
+        raise RuntimeError(f"ablate: the read stage of {out} has no committed output")
+    for _, t in read.data_tables(columns=COLUMNS):
         rows.extend(t.to_pylist())
     return sorted(rows, key=lambda r: r["id"])
 

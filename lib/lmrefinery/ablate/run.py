@@ -9,6 +9,7 @@ import os
 import sys
 import time
 from dataclasses import asdict, dataclass, field
+from typing import Any
 
 from .heldout import HeldOutSplit, contamination, prepare
 from .spec import AblationSpec, Variant
@@ -106,6 +107,8 @@ def curate(spec: AblationSpec, recipe, v: Variant, split: HeldOutSplit, tok_path
     log(f"variant {v.name}: stages {keep}")
     Runner(r, engine=engine, workers=spec.workers, quiet=True).run()
     st = RunData.open(r.output).stage("tokenize")
+    if st is None:
+        raise RuntimeError(f"variant {v.name}: no committed tokenize stage in {r.output}")
     with open(os.path.join(st.dir, "dataset.json"), encoding="utf-8") as f:
         ds = json.load(f)
     tr = ds["splits"]["train"]
@@ -198,7 +201,7 @@ def run_ablation(spec: AblationSpec, engine: str | None = None) -> dict:
         if vd.contaminated:
             raise RuntimeError(f"variant {vd.name}: {vd.contaminated} held-out documents in its training split")
     runs = [train_and_eval(spec, vd, s, tok_path, split) for vd in variants for s in spec.seeds]
-    result = {"name": spec.name, "recipe": spec.recipe, "run_dir": spec.run_dir, "baseline": spec.baseline_name,
+    result: dict[str, Any] = {"name": spec.name, "recipe": spec.recipe, "run_dir": spec.run_dir, "baseline": spec.baseline_name,
               "reference": spec.reference,
               "seeds": spec.seeds, "token_budget": spec.train.tokens, "tokenizer": tok_path,
               "spec": spec.model_dump(mode="json"),

@@ -71,6 +71,7 @@ class C4LinesStage(Stage):
     name = "c4_lines"
     Params = C4LinesParams
     changes_text = True
+    params: C4LinesParams
     description = ("Transform: drop the lines C4 drops (no terminal punctuation, < 3 words, javascript, "
                    "policy notices; citations stripped) for the listed languages; counts what it removed.")
 
@@ -80,7 +81,9 @@ class C4LinesStage(Stage):
         langs = set(p.languages)
         texts = batch.column("text").to_pylist()
         row_langs = batch.column("lang").to_pylist() if "lang" in batch.column_names else [None] * len(texts)
-        out, fracs, reasons = [], [], []
+        out: list[str] = []
+        fracs: list[float] = []
+        reasons: list[str | None] = []
         removed_lines = removed_chars = changed = 0
         for text, lang in zip(texts, row_langs):
             text = text or ""

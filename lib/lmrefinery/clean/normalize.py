@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
+from typing import Literal, cast
 
 import pyarrow as pa
 from pydantic import Field
@@ -42,10 +43,12 @@ class CleanParams(StageParams):
 _ANCHOR_CATEGORIES = ("c1", "bad", "upper_accented", "lower_accented", "currency", "numeric", "law", "box")
 _ANCHOR_LITERALS = "ŒœÂÃÎÐ×ØÙà√≈‚вГВРСβΒΓΞΟā"
 _ftfy_trigger = None
+NormalForm = Literal["NFC", "NFD", "NFKC", "NFKD"]
 
 
 def _expand(chars: str) -> set[str]:
-    out, i = set(), 0
+    out: set[str] = set()
+    i = 0
     while i < len(chars):
         if i + 2 < len(chars) and chars[i + 1] == "-":
             out.update(map(chr, range(ord(chars[i]), ord(chars[i + 2]) + 1)))
@@ -78,21 +81,23 @@ def fix_text_where_needed(t: str, normalization: str) -> str:
     fix_character_width=False)``, running ftfy only on the segments it could change."""
     import ftfy
 
-    kw = dict(normalization=normalization, uncurl_quotes=False, fix_latin_ligatures=False,
-              fix_character_width=False)
+    form = cast(NormalForm, normalization)
     limit = ftfy.TextFixerConfig().max_decode_length
     find = _trigger().search
-    if len(t) <= limit and not find(t) and unicodedata.is_normalized(normalization, t):
+    if len(t) <= limit and not find(t) and unicodedata.is_normalized(form, t):
         return t
-    out, html, pos = [], "auto", 0
+    out: list[str] = []
+    html: str | bool = "auto"
+    pos = 0
     while pos < len(t):
         end = t.find("\n", pos) + 1 or len(t)
         end = min(end, pos + limit)
         seg = t[pos:end]
         if "<" in seg:
             html = False
-        if find(seg) or not unicodedata.is_normalized(normalization, seg) or (seg[-1] == "\r" and end < len(t)):
-            seg = ftfy.fix_text(seg, unescape_html=html, **kw)
+        if find(seg) or not unicodedata.is_normalized(form, seg) or (seg[-1] == "\r" and end < len(t)):
+            seg = ftfy.fix_text(seg, unescape_html=html, normalization=form, uncurl_quotes=False,
+                                fix_latin_ligatures=False, fix_character_width=False)
         out.append(seg)
         pos = end
     return "".join(out)
@@ -102,7 +107,7 @@ def clean_text(t: str, p: CleanParams) -> str:
     if p.fix_mojibake:
         t = fix_text_where_needed(t, "NFC" if p.normalization == "none" else p.normalization)
     elif p.normalization != "none":
-        t = unicodedata.normalize(p.normalization, t)
+        t = unicodedata.normalize(cast(NormalForm, p.normalization), t)
     t = t.replace("\r\n", "\n").replace("\r", "\n")
     t = _CTRL.sub("", t)
     if p.collapse_spaces:

@@ -25,6 +25,9 @@ from . import storage
 from .schema import concat, conform, with_reason
 from .stage import BatchResult, Stage, StageContext, get_stage, process_for_sources
 
+Task = dict[str, Any]   # one part of one stage: what a worker needs (JSON-encodable)
+Marker = dict[str, Any]  # a part's marker (_parts/part-NNNNN.json)
+
 
 class AccountingError(RuntimeError):
     pass
@@ -43,7 +46,7 @@ def length_hist(table: pa.Table) -> dict[str, int]:
     if table.num_rows == 0 or "text" not in table.column_names:
         return {}
     lens = pc.utf8_length(table.column("text").fill_null("")).to_numpy(zero_copy_only=False)
-    out: Counter = Counter()
+    out: Counter[str] = Counter()
     for n in lens:
         out[str(int(math.log2(n)) if n > 0 else -1)] += 1
     return dict(out)
@@ -59,7 +62,7 @@ def text_chars(table: pa.Table) -> int:
 _STAGES: dict[str, Stage] = {}
 
 
-def stage_instance(name: str, params: dict, ctx: dict) -> Stage:
+def stage_instance(name: str, params: dict[str, Any], ctx: dict[str, Any]) -> Stage:
     """One set-up instance per stage, params and context in a worker process."""
     key = _h([name, params, ctx])
     if key not in _STAGES:
@@ -70,7 +73,7 @@ def stage_instance(name: str, params: dict, ctx: dict) -> Stage:
     return _STAGES[key]
 
 
-def write_part(stage_dir: str, i: int, kept: pa.Table, rejected: pa.Table | None) -> tuple[dict, dict]:
+def write_part(stage_dir: str, i: int, kept: pa.Table, rejected: pa.Table | None) -> tuple[Marker, Marker]:
     kept = conform(kept)
     out = storage.write_parquet(kept, storage.join(stage_dir, "data", part_name(i)))
     out["path"] = f"data/{part_name(i)}"
@@ -82,15 +85,15 @@ def write_part(stage_dir: str, i: int, kept: pa.Table, rejected: pa.Table | None
     return out, ro
 
 
-def _finish(task: dict, results: list[BatchResult], n_in: int | None, t0: float,
-            extra: dict | None = None) -> tuple[dict, pa.Table]:
+def _finish(task: Task, results: list[BatchResult], n_in: int | None, t0: float,
+            extra: dict[str, Any] | None = None) -> tuple[Marker, pa.Table]:
     stage_dir, i = task["stage_dir"], task["part"]
     kept = conform(concat([r.kept for r in results]))
     rejected = concat([r.rejected for r in results if r.rejected is not None])
-    reasons: Counter = Counter()
+    reasons: Counter[str] = Counter()
     if rejected.num_rows:
         reasons.update(rejected.column("reject_reason").to_pylist())
-    counters: Counter = Counter()
+    counters: Counter[str] = Counter()
     for r in results:
         counters.update(r.counters)
     if n_in is None:
@@ -110,13 +113,13 @@ def _finish(task: dict, results: list[BatchResult], n_in: int | None, t0: float,
     return marker, kept
 
 
-def finish_part(task: dict, results: list[BatchResult], n_in: int | None, t0: float,
-                extra: dict | None = None) -> dict:
+def finish_part(task: Task, results: list[BatchResult], n_in: int | None, t0: float,
+                extra: dict[str, Any] | None = None) -> Marker:
     """Write a part's kept rows and rejects, check its accounting, commit its marker."""
     return _finish(task, results, n_in, t0, extra)[0]
 
 
-def reuse_part(task: dict) -> dict | None:
+def reuse_part(task: Task) -> Marker | None:
     m = mf.read_json(storage.join(task["stage_dir"], "_parts", f"part-{task['part']:05d}.json"))
     if m and m.get("fingerprint") == task["fingerprint"]:
         if storage.exists(storage.join(task["stage_dir"], m["output"]["path"])):
@@ -125,7 +128,7 @@ def reuse_part(task: dict) -> dict | None:
     return None
 
 
-def _batches(task: dict, previous: pa.Table | None) -> Iterator[pa.Table]:
+def _batches(task: Task, previous: pa.Table | None) -> Iterator[pa.Table]:
     """The part in batches of `batch_size` rows: read from its Parquet file, or sliced from
     the kept rows a fused stage before handed over (the same rows, the same windows)."""
     size = task.get("batch_size", 2048)
@@ -137,7 +140,7 @@ def _batches(task: dict, previous: pa.Table | None) -> Iterator[pa.Table]:
             yield previous.slice(offset, size)
 
 
-def run_step(task: dict, previous: pa.Table | None = None) -> tuple[dict, pa.Table | None]:
+def run_step(task: Task, previous: pa.Table | None = None) -> tuple[Marker, pa.Table | None]:
     """One stage on one part: (its marker, its kept rows, or None when a committed marker
     was reused, so the next stage reads the part file)."""
     done = reuse_part(task)
@@ -146,7 +149,7 @@ def run_step(task: dict, previous: pa.Table | None = None) -> tuple[dict, pa.Tab
     t0 = time.time()
     st = stage_instance(task["stage"], task["params"], task["ctx"])
     if st.kind == "read":
-        return _finish(task, list(st.read(task["input"])), None, t0)
+        return _finish(task, list(getattr(st, "read")(task["input"])), None, t0)  # noqa: B009 - read stages only
     results, n_in = [], 0
     for tb in _batches(task, previous):
         n_in += tb.num_rows
@@ -157,14 +160,15 @@ def run_step(task: dict, previous: pa.Table | None = None) -> tuple[dict, pa.Tab
     return _finish(task, results, n_in, t0)
 
 
-def run_part(task: dict) -> dict:
+def run_part(task: Task) -> Marker:
     """The one worker entry point for an unfused map or read stage (runs on Ray or Spark)."""
     return run_step(task)[0]
 
 
-def run_chain(task: dict) -> list[dict]:
+def run_chain(task: Task) -> list[Marker]:
     """Fused map stages on one part: `task["steps"]` are the stages' part tasks in order."""
-    markers, previous = [], None
+    markers: list[Marker] = []
+    previous: pa.Table | None = None
     for step in task["steps"]:
         marker, previous = run_step(step, previous)
         markers.append(marker)

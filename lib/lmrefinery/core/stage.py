@@ -39,7 +39,8 @@ class BatchResult:
     counters: dict[str, int] = field(default_factory=dict)  # e.g. pii replacements by type
 
     @staticmethod
-    def split(table: pa.Table, stage: str, reasons: list[str | None], counters=None) -> BatchResult:
+    def split(table: pa.Table, stage: str, reasons: list[str | None],
+              counters: dict[str, int] | None = None) -> BatchResult:
         """Split a batch by a per-row reason list (None = keep), order kept."""
         import numpy as np
 
@@ -47,14 +48,14 @@ class BatchResult:
         kept = table.filter(pa.array(mask))
         rej_idx = np.flatnonzero(~mask)
         if len(rej_idx):
-            rejected = with_reason(table.take(pa.array(rej_idx)), stage, [reasons[i] for i in rej_idx])
+            rejected = with_reason(table.take(pa.array(rej_idx)), stage, [str(reasons[i]) for i in rej_idx])
         else:
             rejected = None
         return BatchResult(kept, rejected, counters or {})
 
     @staticmethod
     def rewritten(received: pa.Table, out: pa.Table, stage: str, reasons: list[str | None],
-                  counters=None) -> BatchResult:
+                  counters: dict[str, int] | None = None) -> BatchResult:
         """For a stage that changes text: kept rows come from `out` (the rewritten batch),
         rejected rows from `received`, exactly as the stage got them, so a reject never
         loses what the stage would have changed."""
@@ -70,9 +71,9 @@ class StageContext:
     output_root: str
     stage_dir: str
     seed: int = 0
-    inputs: list[dict] = field(default_factory=list)   # recipe input declarations
+    inputs: list[dict[str, Any]] = field(default_factory=list)   # recipe input declarations
     run_name: str = "run"
-    extra: dict = field(default_factory=dict)
+    extra: dict[str, Any] = field(default_factory=dict)
 
 
 class Stage:
@@ -99,7 +100,7 @@ class Stage:
         raise NotImplementedError
 
     # global stages implement this instead of process()
-    def execute(self, job: Any) -> list[dict]:  # pragma: no cover - abstract
+    def execute(self, job: Any) -> list[dict[str, Any]]:  # pragma: no cover - abstract
         raise NotImplementedError
 
     @classmethod
@@ -109,8 +110,11 @@ class Stage:
         for klass in cls.__mro__:
             if klass in (Stage, object):
                 continue
+            module = inspect.getmodule(klass)
+            if module is None:
+                continue
             try:
-                h.update(inspect.getsource(inspect.getmodule(klass)).encode())
+                h.update(inspect.getsource(module).encode())
             except (OSError, TypeError):
                 pass
         return h.hexdigest()[:16]

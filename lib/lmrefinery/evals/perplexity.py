@@ -180,7 +180,7 @@ def load_model(model_dir: str, device: str | None = None):
     tok = load_tokenizer(local)
     model = AutoModelForCausalLM.from_pretrained(local, dtype=torch.float32)
     dev = device or ("cuda" if torch.cuda.is_available() else "cpu")
-    return model.to(dev).eval(), tok
+    return model.to(torch.device(dev)).eval(), tok  # type: ignore[arg-type]  # transformers types .to as a wrapper
 
 
 def default_context(model, context: int | None) -> int:
