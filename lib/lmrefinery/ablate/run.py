@@ -201,7 +201,8 @@ def run_ablation(spec: AblationSpec, engine: str | None = None) -> dict:
         if vd.contaminated:
             raise RuntimeError(f"variant {vd.name}: {vd.contaminated} held-out documents in its training split")
     runs = [train_and_eval(spec, vd, s, tok_path, split) for vd in variants for s in spec.seeds]
-    result: dict[str, Any] = {"name": spec.name, "recipe": spec.recipe, "run_dir": spec.run_dir, "baseline": spec.baseline_name,
+    result: dict[str, Any] = {
+              "name": spec.name, "recipe": spec.recipe, "run_dir": spec.run_dir, "baseline": spec.baseline_name,
               "reference": spec.reference,
               "seeds": spec.seeds, "token_budget": spec.train.tokens, "tokenizer": tok_path,
               "spec": spec.model_dump(mode="json"),
