@@ -77,6 +77,21 @@ def spec(args, work: str) -> dict:
             "eval": {"context": 128, "stride": 64}}
 
 
+def curate_only(sp) -> None:
+    """The variants' token shards without training them (gpu_ablation.py trains them)."""
+    from lmrefinery.ablate.heldout import prepare
+    from lmrefinery.ablate.run import curate, shared_tokenizer
+    from lmrefinery.core.recipe import load_recipe
+
+    os.makedirs(sp.run_dir, exist_ok=True)
+    recipe = load_recipe(sp.recipe)
+    split = prepare(sp, recipe, sp.engine)
+    tok = shared_tokenizer(sp, split)
+    for v in sp.variants:
+        vd = curate(sp, recipe, v, split, tok, sp.engine)
+        print(f"{vd.name}: {vd.documents} documents, {vd.tokens:,} tokens, contaminated {vd.contaminated}")
+
+
 def load() -> list[float]:
     return [round(x, 2) for x in os.getloadavg()]
 
@@ -90,6 +105,8 @@ def main() -> None:
                     "(no names: all); finished variants and models of the same run folder are reused")
     ap.add_argument("--work", default="/tmp/lmr/bench-ablation", help="run folder (outside the repo)")
     ap.add_argument("--out", default=os.path.join(ROOT, "bench", "results", "ablation.json"))
+    ap.add_argument("--curate-only", action="store_true", help="hold out, tokenizer and every variant's curation "
+                    "only (no training): the input of bench/gpu_ablation.py prepare")
     args = ap.parse_args()
     if args.families == []:
         args.families = sorted(FAMILIES)
@@ -101,6 +118,9 @@ def main() -> None:
     os.makedirs(args.work, exist_ok=True)
     with open(os.path.join(args.work, "recipe.yaml"), "w") as f:
         yaml.safe_dump(recipe(os.path.join(args.work, "unused")), f, sort_keys=False)
+    if args.curate_only:
+        curate_only(load_spec(spec(args, args.work)))
+        return
     load0, t0 = load(), time.time()
     result = run_ablation(load_spec(spec(args, args.work)))
     wall = round(time.time() - t0, 1)

@@ -31,24 +31,28 @@ import numpy as np  # noqa: E402
 
 
 def prepare(run_dir: str, out: str) -> None:
+    import glob
+
     from transformers import PreTrainedTokenizerFast
 
     from lmrefinery.evals.perplexity import encode_texts, split_token_docs
 
     os.makedirs(out, exist_ok=True)
-    summary = json.load(open(os.path.join(run_dir, "ablation.json"), encoding="utf-8"))
-    tok = PreTrainedTokenizerFast.from_pretrained(summary["tokenizer"])
+    tok = PreTrainedTokenizerFast.from_pretrained(os.path.join(run_dir, "tokenizer"))
     meta = {"vocab_size": len(tok), "eos_id": tok.eos_token_id, "variants": {}, "heldout": {},
             "source_run": run_dir}
-    for v in summary["variants"]:
-        docs = split_token_docs(v["dataset"], "train")
-        stream = np.concatenate(docs).astype(np.uint32)
-        np.save(os.path.join(out, f"train_{v['name']}.npy"), stream)
-        meta["variants"][v["name"]] = {"documents": len(docs), "tokens": int(stream.size)}
-    for g in summary["heldout"]["groups"]:
-        rows = [json.loads(line) for line in open(os.path.join(run_dir, "heldout", f"{g}.jsonl"), encoding="utf-8")]
+    for dataset in sorted(glob.glob(os.path.join(run_dir, "variants", "*", "stages", "*-tokenize", "dataset.json"))):
+        name = dataset.split(os.sep)[-4]
+        docs = split_token_docs(dataset, "train")
+        stream = np.concatenate(docs).astype(np.uint16 if len(tok) < 65536 else np.uint32)
+        np.save(os.path.join(out, f"train_{name}.npy"), stream)
+        meta["variants"][name] = {"documents": len(docs), "tokens": int(stream.size)}
+    for path in sorted(glob.glob(os.path.join(run_dir, "heldout", "*.jsonl"))):
+        g = os.path.basename(path)[:-len(".jsonl")]
+        rows = [json.loads(line) for line in open(path, encoding="utf-8")]
         docs = encode_texts(tok, [r["text"] for r in rows])
-        np.save(os.path.join(out, f"heldout_{g}.npy"), np.concatenate(docs).astype(np.uint32))
+        np.save(os.path.join(out, f"heldout_{g}.npy"), np.concatenate(docs).astype(np.uint16 if len(tok) < 65536
+                                                                                    else np.uint32))
         np.save(os.path.join(out, f"heldout_{g}_lengths.npy"), np.array([len(d) for d in docs], np.int64))
         meta["heldout"][g] = {"documents": len(docs), "tokens": int(sum(len(d) for d in docs))}
     json.dump(meta, open(os.path.join(out, "meta.json"), "w"), indent=1)
@@ -69,7 +73,7 @@ def batches(stream, seq: int, mbs: int, steps: int, seed: int):
 
 
 def train_one(stream, meta: dict, preset: str, seq: int, mbs: int, tokens: int, seed: int, lr: float,
-              device: str = "cuda"):
+              device: str = "cuda", compile_: bool = False):
     import torch
     import torch.nn.functional as F
 
@@ -90,7 +94,7 @@ def train_one(stream, meta: dict, preset: str, seq: int, mbs: int, tokens: int, 
                             lr=lr, betas=(0.9, 0.95), fused=dev.type == "cuda")
     steps = math.ceil(tokens / (seq * mbs))
     warm = max(1, steps // 20)
-    fwd = torch.compile(model) if dev.type == "cuda" else model
+    fwd = torch.compile(model) if compile_ else model
     t0, last = time.time(), torch.tensor(float('nan'))
     for step, b in enumerate(batches(stream, seq, mbs, steps, seed)):
         b = b.to(dev, non_blocking=True)
@@ -142,18 +146,19 @@ def perplexity(model, ids, lengths, seq: int) -> dict:
 
 
 def train(out: str, preset: str, epochs: float, seeds: list[int], seq: int, mbs: int, lr: float,
-          device: str = "cuda") -> None:
+          device: str = "cuda", compile_: bool = False, variants: list[str] | None = None) -> None:
     import torch
 
     meta = json.load(open(os.path.join(out, "meta.json")))
-    budget = int(epochs * min(v["tokens"] for v in meta["variants"].values()))
+    budget = int(epochs * min(v["tokens"] for k, v in meta["variants"].items() if k in (variants or meta["variants"])))
     held = {g: (np.load(os.path.join(out, f"heldout_{g}.npy")), np.load(os.path.join(out, f"heldout_{g}_lengths.npy")))
             for g in meta["heldout"]}
     runs = []
-    for name in meta["variants"]:
+    names = variants or list(meta["variants"])
+    for name in names:
         stream = np.load(os.path.join(out, f"train_{name}.npy"))
         for seed in seeds:
-            model, info = train_one(stream, meta, preset, seq, mbs, budget, seed, lr, device)
+            model, info = train_one(stream, meta, preset, seq, mbs, budget, seed, lr, device, compile_)
             ev = {g: perplexity(model, ids, lens, seq) for g, (ids, lens) in held.items()}
             runs.append({"variant": name, "seed": seed, **info, "eval": ev,
                          "epochs_of_variant": round(info["tokens"] / meta["variants"][name]["tokens"], 2)})
@@ -162,7 +167,7 @@ def train(out: str, preset: str, epochs: float, seeds: list[int], seq: int, mbs:
             if device == "cuda":
                 torch.cuda.empty_cache()
     table = {}
-    for name in meta["variants"]:
+    for name in names:
         for g in meta["heldout"]:
             vals = [r["eval"][g]["nats_per_token"] for r in runs if r["variant"] == name]
             table.setdefault(name, {})[g] = {"mean_nats": float(np.mean(vals)), "spread_nats": float(np.ptp(vals)),
@@ -178,7 +183,7 @@ if __name__ == "__main__":
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     sub = ap.add_subparsers(dest="cmd", required=True)
     p = sub.add_parser("prepare", help="token streams of an ablation run's variants and held-out sets")
-    p.add_argument("run_dir", help="an `lmrefinery ablate` run folder (has ablation.json)")
+    p.add_argument("run_dir", help="an `lmrefinery ablate` run folder (variants/, heldout/, tokenizer/)")
     p.add_argument("out", help="folder to write the .npy files and meta.json into")
     t = sub.add_parser("train", help="train and evaluate every variant x seed on one GPU")
     t.add_argument("out", help="the folder `prepare` wrote")
@@ -189,8 +194,10 @@ if __name__ == "__main__":
     t.add_argument("--micro-batch", type=int, default=32, help="sequences per step")
     t.add_argument("--lr", type=float, default=6e-4, help="peak learning rate")
     t.add_argument("--device", default="cuda", help="cuda, or cpu for a smoke run with --preset tiny")
+    t.add_argument("--compile", action="store_true", help="torch.compile each model (pays off for long runs only)")
+    t.add_argument("--variants", nargs="+", help="train these variants only (default: all prepared)")
     a = ap.parse_args()
     if a.cmd == "prepare":
         prepare(a.run_dir, a.out)
     else:
-        train(a.out, a.preset, a.epochs, a.seeds, a.seq, a.micro_batch, a.lr, a.device)
+        train(a.out, a.preset, a.epochs, a.seeds, a.seq, a.micro_batch, a.lr, a.device, a.compile, a.variants)
