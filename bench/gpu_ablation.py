@@ -145,38 +145,49 @@ def perplexity(model, ids, lengths, seq: int) -> dict:
     return {"nats_per_token": nll / n, "ppl": math.exp(nll / n), "tokens": n}
 
 
+def summarise(runs: list[dict], names: list[str], groups: list[str]) -> dict:
+    """Per variant and held-out group: mean nats/token, seed spread (max - min), perplexities."""
+    table: dict[str, dict] = {}
+    for name in names:
+        for g in groups:
+            vals = [r["eval"][g]["nats_per_token"] for r in runs if r["variant"] == name]
+            if vals:
+                table.setdefault(name, {})[g] = {"mean_nats": float(np.mean(vals)), "spread_nats": float(np.ptp(vals)),
+                                                 "ppl": [round(math.exp(v), 2) for v in vals]}
+    return table
+
+
 def train(out: str, preset: str, epochs: float, seeds: list[int], seq: int, mbs: int, lr: float,
-          device: str = "cuda", compile_: bool = False, variants: list[str] | None = None) -> None:
+          device: str = "cuda", compile_: bool = False, variants: list[str] | None = None,
+          result: str | None = None, tokens: int | None = None) -> None:
+    """Every variant x seed; the result file is rewritten after each model (a cut-short run keeps
+    what finished)."""
     import torch
 
     meta = json.load(open(os.path.join(out, "meta.json")))
-    budget = int(epochs * min(v["tokens"] for k, v in meta["variants"].items() if k in (variants or meta["variants"])))
+    names = variants or list(meta["variants"])
+    budget = tokens or int(epochs * min(v["tokens"] for v in meta["variants"].values()))
     held = {g: (np.load(os.path.join(out, f"heldout_{g}.npy")), np.load(os.path.join(out, f"heldout_{g}_lengths.npy")))
             for g in meta["heldout"]}
-    runs = []
-    names = variants or list(meta["variants"])
-    for name in names:
-        stream = np.load(os.path.join(out, f"train_{name}.npy"))
-        for seed in seeds:
+    result = result or os.path.join(out, "gpu_ablation.json")
+    res = {"device": torch.cuda.get_device_name() if device == "cuda" else "cpu", "preset": preset, "seq_len": seq,
+           "micro_batch": mbs, "lr": lr, "token_budget": budget, "epochs_of_smallest": epochs, "seeds": seeds,
+           "data": meta, "table": {}, "runs": []}
+    for seed in seeds:            # seed-major: both arms of the first seed finish first
+        for name in names:
+            stream = np.load(os.path.join(out, f"train_{name}.npy"))
             model, info = train_one(stream, meta, preset, seq, mbs, budget, seed, lr, device, compile_)
             ev = {g: perplexity(model, ids, lens, seq) for g, (ids, lens) in held.items()}
-            runs.append({"variant": name, "seed": seed, **info, "eval": ev,
-                         "epochs_of_variant": round(info["tokens"] / meta["variants"][name]["tokens"], 2)})
-            print(json.dumps(runs[-1]), flush=True)
+            res["runs"].append({"variant": name, "seed": seed, **info, "eval": ev,
+                                "epochs_of_variant": round(info["tokens"] / meta["variants"][name]["tokens"], 2)})
+            print(json.dumps(res["runs"][-1]), flush=True)
             del model
             if device == "cuda":
                 torch.cuda.empty_cache()
-    table = {}
-    for name in names:
-        for g in meta["heldout"]:
-            vals = [r["eval"][g]["nats_per_token"] for r in runs if r["variant"] == name]
-            table.setdefault(name, {})[g] = {"mean_nats": float(np.mean(vals)), "spread_nats": float(np.ptp(vals)),
-                                             "ppl": [round(math.exp(v), 2) for v in vals]}
-    res = {"device": torch.cuda.get_device_name() if device == "cuda" else "cpu", "preset": preset, "seq_len": seq, "micro_batch": mbs, "lr": lr,
-           "token_budget": budget, "epochs_of_smallest": epochs, "seeds": seeds, "data": meta, "table": table,
-           "runs": runs}
-    json.dump(res, open(os.path.join(out, "gpu_ablation.json"), "w"), indent=1)
-    print(json.dumps(table, indent=1))
+            res["table"] = summarise(res["runs"], names, list(meta["heldout"]))
+            with open(result, "w") as f:
+                json.dump(res, f, indent=1)
+    print(json.dumps(res["table"], indent=1))
 
 
 if __name__ == "__main__":
@@ -196,8 +207,12 @@ if __name__ == "__main__":
     t.add_argument("--device", default="cuda", help="cuda, or cpu for a smoke run with --preset tiny")
     t.add_argument("--compile", action="store_true", help="torch.compile each model (pays off for long runs only)")
     t.add_argument("--variants", nargs="+", help="train these variants only (default: all prepared)")
+    t.add_argument("--result", help="result JSON (default OUT/gpu_ablation.json)")
+    t.add_argument("--tokens", type=int, help="the equal budget in tokens (default: --epochs x the smallest "
+                                              "prepared variant)")
     a = ap.parse_args()
     if a.cmd == "prepare":
         prepare(a.run_dir, a.out)
     else:
-        train(a.out, a.preset, a.epochs, a.seeds, a.seq, a.micro_batch, a.lr, a.device, a.compile, a.variants)
+        train(a.out, a.preset, a.epochs, a.seeds, a.seq, a.micro_batch, a.lr, a.device, a.compile, a.variants,
+              a.result, a.tokens)
