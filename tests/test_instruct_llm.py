@@ -127,8 +127,9 @@ def test_ray_data_backend_matches_in_process(tiny_model, ray_cluster, tmp_path):
     reqs.append(ChatRequest([{"role": "user", "content": "用一句话介绍长城。"}], {"temperature": 0.0, "max_tokens": 12}))
     want = TransformersBackend(tiny_model).chat(reqs)
     # 3 prompts per call over 2 actors: several blocks, results re-ordered by request index
+    # half a CPU per actor: the pool fits on one of the session cluster's two CPUs
     rb = make_backend({"type": "ray", "model_dir": tiny_model, "engine": "transformers", "concurrency": 2,
-                       "batch_size": 3})
+                       "batch_size": 3, "num_cpus_per_actor": 0.5})
     assert isinstance(rb, RayDataBackend) and rb.num_gpus == 0.0
     got = rb.chat(reqs)
     assert [g.text for g in got] == [w.text for w in want]
