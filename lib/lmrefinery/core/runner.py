@@ -82,9 +82,11 @@ class GlobalJob:
         recipe, input or code version can be read by this one."""
         return work_dir(self.stage_dir, self.fingerprint)
 
-    def map(self, fn, tasks, desc=""):
-        on_result = self.progress.start_step(desc or "tasks", len(tasks))
-        out = self.engine.map(fn, tasks, desc=desc, on_result=on_result)
+    def map(self, fn, tasks, step: str = ""):
+        """Run one round of this stage: ``fn`` over ``tasks`` on the engine; ``step``
+        names the round in the progress display."""
+        on_result = self.progress.start_step(step or "tasks", len(tasks))
+        out = self.engine.map(fn, tasks, on_result=on_result)
         self.progress.finish_step()
         return out
 
@@ -305,7 +307,7 @@ class Runner:
         workers = f"{self.engine.name} ({self.recipe.resources.workers} workers)"
         if len(chain) == 1:
             self.log(f"[{first.k:02d} {first.spec.stage}] running on {workers}")
-            per_stage = [self.engine.map(run_part, tasks[0], desc=first.spec.stage, on_result=bars[0].on_part)]
+            per_stage = [self.engine.map(run_part, tasks[0], on_result=bars[0].on_part)]
         else:
             names = ", ".join(f"{st.k:02d} {st.spec.stage}" for st in chain)
             self.log(f"[{first.k:02d} {first.spec.stage}] running on {workers}, fused: {names}")
@@ -315,7 +317,7 @@ class Runner:
                     bar.on_part(i, m)
 
             results = self.engine.map(run_chain, [{"steps": [t[i] for t in tasks]} for i in range(len(inputs))],
-                                      desc="+".join(st.spec.stage for st in chain), on_result=on_result)
+                                      on_result=on_result)
             per_stage = [[r[j] for r in results] for j in range(len(chain))]
         # fused stages share the wall time in proportion to the work their parts measured
         wall = time.time() - t0

@@ -665,8 +665,8 @@ class NearDedup(Stage):
                 return getattr(real_job, name)
 
             @staticmethod
-            def map(fn, tasks, desc=""):
-                res = real_job.map(fn, tasks, desc)
+            def map(fn, tasks, step=""):
+                res = real_job.map(fn, tasks, step)
                 rss[0] = max([rss[0]] + [float(x.get("rss_mb", 0)) for x in res])
                 return res
 

@@ -1,11 +1,19 @@
+"""What an engine is: something that runs one function over a list of tasks on
+its workers and hands back the results in task order.
+
+Tasks and results travel as cloudpickle bytes, so a stage's round can take a frozen
+dataclass (``SignTask(part, input, index, params)``) and return a typed summary;
+nothing is squeezed through JSON on the way."""
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from typing import Any
 
-Task = dict[str, Any]     # a task as the engines ship it: JSON-encodable
-Result = dict[str, Any]
+import cloudpickle
+
+Task = Any      # any picklable value; global stages use frozen dataclasses
+Result = Any    # whatever the round returns (BatchResult summaries, small dataclasses)
+OnResult = Callable[[int, Any], None]
 
 
 class Engine:
@@ -14,8 +22,8 @@ class Engine:
     def __init__(self, workers: int = 2, **kw: Any):
         self.workers = workers
 
-    def map(self, fn: Callable[[Task], Result], tasks: list[Task], desc: str = "",
-            on_result: Callable[[int, Result], None] | None = None) -> list[Result]:
+    def map(self, fn: Callable[[Task], Result], tasks: list[Task],
+            on_result: OnResult | None = None) -> list[Result]:
         raise NotImplementedError
 
     def nodes_used(self) -> list[str]:
@@ -27,20 +35,30 @@ class Engine:
 
 
 class LocalEngine(Engine):
-    """Runs tasks one after another in this process: for debugging and `stage`."""
+    """Runs tasks one after another in this process: for debugging and `stage`.
+    Tasks still make the pickle round trip, so what works here works on a cluster."""
 
     name = "local"
 
-    def map(self, fn: Callable[[Task], Result], tasks: list[Task], desc: str = "",
-            on_result: Callable[[int, Result], None] | None = None) -> list[Result]:
+    def map(self, fn: Callable[[Task], Result], tasks: list[Task],
+            on_result: OnResult | None = None) -> list[Result]:
         out = []
         for i, t in enumerate(tasks):
-            r = fn(t)
+            r = unpack(call_task(fn, pack(t)))
             out.append(r)
             if on_result:
                 on_result(i, r)
         return out
 
 
-def call_task(fn: Callable[[Task], Result], task_json: str) -> str:
-    return json.dumps(fn(json.loads(task_json)), sort_keys=True)
+def pack(value: Any) -> bytes:
+    return cloudpickle.dumps(value)
+
+
+def unpack(data: bytes) -> Any:
+    return cloudpickle.loads(data)
+
+
+def call_task(fn: Callable[[Task], Result], task: bytes) -> bytes:
+    """Worker side of every engine: unpickle the task, run the round, pickle its result."""
+    return pack(fn(unpack(task)))

@@ -2,14 +2,13 @@
 stage function on them with at most `workers` concurrent tasks."""
 from __future__ import annotations
 
-import json
 import os
 import sys
 import time
 
 import pyarrow as pa
 
-from .base import Engine, call_task
+from .base import Engine, call_task, pack, unpack
 
 
 def ensure_ray(address: str | None = None, num_cpus: int | None = None, attempts: int = 3):
@@ -66,7 +65,7 @@ class _Apply:
         idx = batch.column("i").to_pylist()
         res = [call_task(self.fn, t) for t in batch.column("task").to_pylist()]
         node = ray.get_runtime_context().get_node_id()
-        return pa.table({"i": pa.array(idx, pa.int64()), "result": pa.array(res, pa.string()),
+        return pa.table({"i": pa.array(idx, pa.int64()), "result": pa.array(res, pa.binary()),
                          "node": pa.array([node] * len(idx), pa.string())})
 
 
@@ -89,20 +88,20 @@ class RayEngine(Engine):
         warm = ray.remote(num_cpus=self.cpus_per_task)(_warm_worker)
         ray.get([warm.remote() for _ in range(self.workers)])
 
-    def map(self, fn, tasks, desc="", on_result=None):
+    def map(self, fn, tasks, on_result=None):
         if not tasks:
             return []
         ray = ensure_ray(self.address)
         items = pa.table({"i": pa.array(range(len(tasks)), pa.int64()),
-                          "task": pa.array([json.dumps(t) for t in tasks], pa.string())})
+                          "task": pa.array([pack(t) for t in tasks], pa.binary())})
         ds = ray.data.from_arrow(items).repartition(len(tasks))
         ds = ds.map_batches(_Apply(fn), batch_size=1, batch_format="pyarrow",
                             compute=ray.data.TaskPoolStrategy(size=min(self.workers, len(tasks))),
                             num_cpus=self.cpus_per_task)
-        out: dict[int, dict] = {}
+        out: dict[int, object] = {}
         for row in ds.iter_rows():
             self.nodes.add(row["node"])
-            r = json.loads(row["result"])
+            r = unpack(row["result"])
             out[int(row["i"])] = r
             if on_result:
                 on_result(int(row["i"]), r)

@@ -2,13 +2,12 @@
 same stage function in the Python workers."""
 from __future__ import annotations
 
-import json
 import os
 import sys
 
 import pyarrow as pa
 
-from .base import Engine, call_task
+from .base import Engine, call_task, pack, unpack
 
 _spark = None
 
@@ -45,26 +44,26 @@ class SparkEngine(Engine):
     def start(self) -> None:
         get_spark(self.master, self.workers)
 
-    def map(self, fn, tasks, desc="", on_result=None):
+    def map(self, fn, tasks, on_result=None):
         if not tasks:
             return []
         spark = get_spark(self.master, self.workers)
         # One task per partition, sliced evenly (parallelize, not a hash repartition that
         # leaves some partitions empty and others doubled), and one job over all of them
         # (collect, not toLocalIterator, which runs a job per partition: one task at a time).
-        rows = spark.sparkContext.parallelize([(i, json.dumps(t)) for i, t in enumerate(tasks)],
+        rows = spark.sparkContext.parallelize([(i, pack(t)) for i, t in enumerate(tasks)],
                                               numSlices=len(tasks))
-        df = spark.createDataFrame(rows, "i long, task string")
+        df = spark.createDataFrame(rows, "i long, task binary")
 
         def run(batches):
             for b in batches:
                 res = [call_task(fn, t) for t in b.column("task").to_pylist()]
-                yield pa.RecordBatch.from_arrays([b.column("i"), pa.array(res, pa.string())],
+                yield pa.RecordBatch.from_arrays([b.column("i"), pa.array(res, pa.binary())],
                                                  names=["i", "result"])
 
-        out: dict[int, dict] = {}
-        for row in sorted(df.mapInArrow(run, "i long, result string").collect(), key=lambda r: r["i"]):
-            r = json.loads(row["result"])
+        out: dict[int, object] = {}
+        for row in sorted(df.mapInArrow(run, "i long, result binary").collect(), key=lambda r: r["i"]):
+            r = unpack(row["result"])
             out[int(row["i"])] = r
             if on_result:
                 on_result(int(row["i"]), r)
