@@ -88,3 +88,38 @@ def test_outputs_shards_and_report(mini_run):
     ds = json.load(open(os.path.join(out, "stages", f"{tok['index']:02d}-tokenize", "dataset.json")))
     assert ds["splits"]["train"]["tokens"] > 0
     assert os.path.exists(os.path.join(out, "report", "index.html"))
+
+
+def test_token_funnel_counts_each_stage_with_the_run_tokenizer(mini_run):
+    """stats.json: every stage's tokens in = kept + rejected (+ what a transform cut), the
+    chain links up, and the last filter's kept tokens equal a hand count of its parts
+    with the tokenizer the tokenize stage wrote."""
+    import pyarrow.parquet as pq
+    from tokenizers import Tokenizer
+
+    out = mini_run["output"]
+    stages = mini_run["stages"]
+    assert all("tokens" in s for s in stages), [s["stage"] for s in stages if "tokens" not in s]
+    prev = None
+    for s in stages:
+        t = s["tokens"]
+        assert t["in"] == t["kept"] + t["rejected"] + t["removed_from_kept"], s["stage"]
+        if prev is not None:
+            assert t["in"] == prev, s["stage"]
+        if s["chars"].get("removed_from_kept", 0) == 0:
+            assert t["removed_from_kept"] == 0, s["stage"]   # a filter: text unchanged
+        assert (t["rejected"] > 0) == (sum(s["rejected"].values()) > 0 and s["chars"]["rejected"] > 0), s["stage"]
+        prev = t["kept"]
+    tok_stage = stages[-1]
+    assert tok_stage["stage"] == "tokenize" and tok_stage["tokens"]["train"] > 0
+    tok = Tokenizer.from_file(os.path.join(out, "stages", f"{tok_stage['index']:02d}-tokenize", "tokenizer",
+                                           "tokenizer.json"))
+    last = stages[-2]
+    d = os.path.join(out, "stages", f"{last['index']:02d}-{last['stage']}")
+    parts = json.load(open(os.path.join(d, "_manifest.json")))["outputs"]
+    texts = [x or "" for o in parts
+             for x in pq.read_table(os.path.join(d, o["path"]), columns=["text"]).column("text").to_pylist()]
+    hand = sum(len(e.ids) for e in tok.encode_batch(texts, add_special_tokens=False))
+    assert hand > 0 and last["tokens"]["kept"] == hand
+    stored = json.load(open(os.path.join(out, "stats.json")))
+    assert stored["stages"][-2]["tokens"] == last["tokens"]

@@ -69,6 +69,9 @@ class Recipe(StrictModel):
     stages: list[StageSpec] = Field(min_length=1)
     labels: str | None = None        # planted-label file for the sample shards
     report: bool = True
+    # every stage's tokens in/kept/rejected in stats.json, counted with the run's tokenizer
+    # after the run (report/token_funnel.py); off: characters only
+    token_funnel: bool = True
     source_file: str | None = None
 
     def fingerprint(self) -> str:

@@ -223,6 +223,10 @@ class Runner:
             from .labels import evaluate_labels
 
             stats["planted"] = evaluate_labels(self.recipe.labels, self.out, self.stats)
+        if self.recipe.token_funnel:
+            from ..report.token_funnel import add_token_funnel
+
+            add_token_funnel(self.out, self.stats, lambda fn, tasks: self.engine.map(fn, tasks))
         if self.read_files:  # every stage committed: these inputs are done
             stats["new_inputs_recorded"] = self._ledger().record(self.read_files, self.recipe.name)
         from .history import with_history
