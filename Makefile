@@ -46,7 +46,7 @@ $(AF_STAMP): Makefile
 	touch $(AF_STAMP)
 
 test: setup airflow-venv
-	$(BIN)/python -m pytest -q tests
+	$(BIN)/python -m pytest -q --durations=30 tests
 
 # ruff + mypy (the same checks tests/test_habits.py makes in `make test`)
 lint: setup
