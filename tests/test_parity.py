@@ -186,6 +186,44 @@ def test_installed_wheel_outside_the_checkout_matches(wheel_venv, reference, sam
         assert a.read() == b.read()  # same sample shards as the reference's
 
 
+def test_installed_wheel_eval_matches_the_checkout(wheel_venv, shared_corpora, tmp_path):
+    """`lmrefinery eval` from the wheel, outside the checkout, on a tiny Llama saved here:
+    the same documents, tokens and perplexity as in-process evaluation in the checkout."""
+    import re
+
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    from lmrefinery.evals.perplexity import perplexity
+    from lmrefinery.tokenize.tokenizer import save_hf, train_bpe
+    from lmrefinery.train.export import load_tokenizer
+
+    with open(os.path.join(shared_corpora, "books", "pg11_alice_in_wonderland_en.txt"), encoding="utf-8") as f:
+        paras = [p for p in (re.sub(r"\s+", " ", x).strip() for x in re.split(r"\n\s*\n", f.read())) if len(p) > 80]
+    tok = load_tokenizer(save_hf(train_bpe(paras[:300], vocab_size=500), str(tmp_path / "tok")))
+    torch.manual_seed(0)
+    model = LlamaForCausalLM(LlamaConfig(vocab_size=len(tok), hidden_size=32, intermediate_size=64,
+                                         num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
+                                         max_position_embeddings=128))
+    mdir = str(tmp_path / "model")
+    model.save_pretrained(mdir)
+    tok.save_pretrained(mdir)
+    docs = paras[300:320]
+    (tmp_path / "docs.jsonl").write_text("".join(json.dumps({"text": t}) + "\n" for t in docs))
+    work = tmp_path / "elsewhere"
+    work.mkdir()
+    env = _clean_env(PATH=os.path.join(wheel_venv, "bin") + os.pathsep + os.environ["PATH"])
+    env.pop("VIRTUAL_ENV", None)
+    r = subprocess.run([os.path.join(wheel_venv, "bin", "lmrefinery"), "eval", mdir, "--text",
+                        f"alice={tmp_path / 'docs.jsonl'}", "--context", "64", "--out", str(work / "eval.json")],
+                       cwd=str(work), env=env, capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-3000:]
+    got = json.loads((work / "eval.json").read_text())["perplexity"][0]
+    direct = perplexity(mdir, texts=docs, context=64)
+    assert got["docs"] == len(docs) and got["tokens"] > 500
+    assert got["ppl"] == pytest.approx(direct.ppl, rel=1e-6)
+
+
 def test_missing_package_data_is_an_error_before_any_stage(wheel_venv, samples, tmp_path):
     import shutil
 
