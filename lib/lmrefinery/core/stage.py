@@ -13,6 +13,7 @@ import importlib
 import importlib.util
 import inspect
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, ClassVar
 
 import pyarrow as pa
@@ -105,18 +106,22 @@ class Stage:
 
     @classmethod
     def code_hash(cls) -> str:
-        """Changes to a stage's code change its fingerprint, so re-runs redo it."""
+        """Changes to a stage's code change its fingerprint, so re-runs redo it. The code is
+        every module of the package (folder) each class of the stage lives in, so a round or
+        helper moved to a sibling module is covered without a list to keep up to date."""
         h = hashlib.sha256()
+        folders: list[Path] = []
         for klass in cls.__mro__:
             if klass in (Stage, object):
                 continue
             module = inspect.getmodule(klass)
-            if module is None:
-                continue
-            try:
-                h.update(inspect.getsource(module).encode())
-            except (OSError, TypeError):
-                pass
+            path = getattr(module, "__file__", None)
+            if path and Path(path).parent not in folders:
+                folders.append(Path(path).parent)
+        for folder in folders:
+            for source in sorted(folder.rglob("*.py")):
+                h.update(source.relative_to(folder).as_posix().encode())
+                h.update(source.read_bytes())
         return h.hexdigest()[:16]
 
 

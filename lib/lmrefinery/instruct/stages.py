@@ -30,9 +30,6 @@ from ..dedup import exact as exact_mod
 from .common import rows_to_table, table_to_rows
 
 # ---------------------------------------------------------------- fingerprints
-_HELPERS = ("common", "normalize", "filters", "templates", "balance", "split", "versioning", "export", "rouge",
-            "tools", "scoring")
-
 
 class _InstructStage(Stage):
     """The stages here are thin: the logic lives in helper modules and conf/
@@ -41,15 +38,11 @@ class _InstructStage(Stage):
     @classmethod
     def code_hash(cls) -> str:
         import hashlib
-        import importlib
-        import inspect
 
         from ..core.resources import fingerprint_files
         from .common import conf_folder
 
         h = hashlib.sha256(super().code_hash().encode())
-        for mod in _HELPERS:
-            h.update(inspect.getsource(importlib.import_module(f"{__package__}.{mod}")).encode())
         folder = conf_folder()
         h.update(fingerprint_files(folder, (".txt", ".yaml")))
         h.update(fingerprint_files(folder.joinpath("templates"), (".yaml",)))

@@ -47,15 +47,6 @@ class QualityModelStage(Stage):
     Params = QualityModelParams
     description = "Score with a fastText quality classifier; keep by threshold or seeded Pareto sampling."
 
-    @classmethod
-    def code_hash(cls) -> str:  # the shared preprocessing lives in model.py
-        import hashlib
-        import inspect
-
-        from . import model
-
-        return hashlib.sha256((super().code_hash() + inspect.getsource(model)).encode()).hexdigest()[:16]
-
     def setup(self) -> None:
         import fasttext
 
