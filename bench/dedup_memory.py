@@ -44,11 +44,12 @@ def build(mb: float, path: str) -> None:
 def sign(path: str, index: str, verify: bool) -> dict:
     import resource
 
-    from lmrefinery.dedup.near import NearParams, _sign_task
+    from lmrefinery.dedup.near import NearParams
+    from lmrefinery.dedup.near.sign import SignTask, sign_part
 
     base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    r = _sign_task({"params": NearParams(verify=verify).model_dump(), "part": 0, "index": index, "input": path})
-    return {"rows": r["rows"], "peak_rss_mb": r["rss_mb"], "rss_before_mb": round(base, 1)}
+    r = sign_part(SignTask(part=0, input=path, index=index, params=NearParams(verify=verify)))
+    return {"rows": r.rows, "peak_rss_mb": r.rss_mb, "rss_before_mb": round(base, 1)}
 
 
 def main(argv=None) -> int:

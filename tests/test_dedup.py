@@ -17,7 +17,7 @@ from lmrefinery.core.recipe import load_recipe
 from lmrefinery.core.runner import Runner
 from lmrefinery.dedup import labelled as L
 from lmrefinery.dedup import minhash as M
-from lmrefinery.dedup.near import NearParams, _write_adjacency, cc_files
+from lmrefinery.dedup.near import NearParams, cc_files, write_adjacency
 
 SHARED_C4 = "web/c4_demo.jsonl"
 
@@ -258,11 +258,10 @@ def test_connected_components_equal_scipy(tmp_path, ray_cluster):
     a, b = _graph(0, 48)
     want = _expected_labels(a, b)
     K = 3
-    params = NearParams(buckets=K).model_dump()
     for name, engine in (("local", LocalEngine()), ("ray", RayEngine(2))):
         work = str(tmp_path / name)
-        _write_adjacency(a, b, os.path.join(work, "cc", "r000"), K, "in")
-        lab_dir, rounds = cc_files(_Job(engine), dict(params=params, work=work), K, 40)
+        write_adjacency(a, b, os.path.join(work, "cc", "r000"), K, "in")
+        lab_dir, rounds = cc_files(_Job(engine), work, K, 40)
         assert _labels(lab_dir) == want, name
         assert rounds >= 3  # a long path needs several contraction rounds
 

@@ -11,7 +11,7 @@ import pyarrow.parquet as pq
 
 from lmrefinery.core import storage
 from lmrefinery.core.schema import docs_to_table
-from lmrefinery.dedup import near
+from lmrefinery.dedup.near import NearParams, sign
 from lmrefinery.quality.sources import chunk_text
 
 
@@ -35,13 +35,13 @@ def _index(ix: str) -> dict:
 def test_index_is_the_same_for_any_batch_size(shared_corpora, tmp_path, monkeypatch):
     part = str(tmp_path / "part.parquet")
     _part(shared_corpora, part)
-    params = near.NearParams(buckets=4).model_dump()
+    params = NearParams(buckets=4)
     got = {}
     for rows in (7, 512, 10**9):
-        monkeypatch.setattr(near, "SIGN_BATCH_ROWS", rows)
+        monkeypatch.setattr(sign, "SIGN_BATCH_ROWS", rows)
         ix = str(tmp_path / f"ix{rows}")
-        r = near._sign_task({"params": params, "part": 2, "index": ix, "input": part})
-        assert r["rows"] == 212 and r["empty"] == 2
+        r = sign.sign_part(sign.SignTask(part=2, input=part, index=ix, params=params))
+        assert r.rows == 212 and r.empty == 2
         got[rows] = _index(ix)
     assert len(got[7]) == 4 + 4 + 1  # band buckets, doc partitions, shingle sets
     for rows in (512, 10**9):

@@ -9,7 +9,9 @@ import pytest
 from lmrefinery.core import storage
 from lmrefinery.core.recipe import load_recipe
 from lmrefinery.core.runner import Runner, prepare_stage_dir, work_dir
-from lmrefinery.dedup import near
+from lmrefinery.dedup.drops import PartOut
+from lmrefinery.dedup.near import IndexRef, apply, files
+from lmrefinery.dedup.near import stage as near_stage
 
 
 def _recipe(out: str, samples_dir: str, threshold: float) -> dict:
@@ -32,7 +34,7 @@ def test_crash_then_changed_recipe_never_reads_the_old_scratch(samples_dir, tmp_
     def crash(t):
         raise KeyboardInterrupt("killed in the apply round")
 
-    monkeypatch.setattr(near, "_apply_task", crash)
+    monkeypatch.setattr(near_stage, "drop_rows", crash)
     with pytest.raises(KeyboardInterrupt):
         Runner(load_recipe(_recipe(out, samples_dir, 0.5)), quiet=True).run()
     sdir = os.path.join(out, "stages", "01-dedup")
@@ -135,15 +137,15 @@ def test_a_missing_dedup_index_file_is_an_error_not_empty_data(tmp_path):
     tb = pa.table({"key": pa.array([1], pa.uint64()), "node": pa.array([7], pa.int64())})
     for part in range(3):
         storage.write_parquet(tb, os.path.join(root, "bands", "b0000", f"p{part:05d}.parquet"))
-    ix = {"root": root, "n_parts": 3}
-    assert near._read_index_dir(ix, "bands/b0000").num_rows == 3
+    ix = IndexRef(root, offset=0, n_parts=3, release=0, rel_rank=0)
+    assert files.read_index_dir(ix, "bands/b0000").num_rows == 3
     os.remove(os.path.join(root, "bands", "b0000", "p00001.parquet"))  # deleted by a concurrent run
     storage.write_bytes(os.path.join(root, "bands", "b0000", "p00001.parquet.tmp-0badc0de"), b"half")
     with pytest.raises(storage.StorageError, match="b0000: dedup index has 2 of 3 part files"):
-        near._read_index_dir(ix, "bands/b0000")
+        files.read_index_dir(ix, "bands/b0000")
     storage.delete_prefix(root)
     with pytest.raises(storage.StorageError, match="0 of 3"):
-        near._read_index_dir(ix, "bands/b0000")
+        files.read_index_dir(ix, "bands/b0000")
 
 
 # ------------------------------------------------------------------ file modes, checkpoints
@@ -281,4 +283,5 @@ def test_lost_drop_decisions_fail_the_apply_round(tmp_path):
                       "duplicate_of": ["a", "b"]})
     storage.write_parquet(drops, os.path.join(work, "drops", "p00000", "c0001.parquet"))
     with pytest.raises(storage.StorageError, match="2 drop decisions found, the choose round wrote 5"):
-        near._apply_task({"work": work, "part": 0, "expected_drops": 5})
+        out = PartOut(0, "in.parquet", "in.parquet", "dedup", str(tmp_path), "fp")
+        apply.drop_rows(apply.ApplyTask(out, work, expected_drops=5))

@@ -101,6 +101,7 @@ def load_items(spec: dict) -> list[tuple[str, str, str | None]]:
 class Decontaminate(Stage):
     name = "decontaminate"
     Params = DecontamParams
+    params: DecontamParams
     description = "Drop or flag documents sharing a long n-gram (13 words / CJK characters) with evaluation sets."
 
     def setup(self) -> None:
@@ -137,6 +138,7 @@ class Decontaminate(Stage):
     def _ngrams(self, el: np.ndarray, is_c: np.ndarray | None, mode: str, whole_if_short: bool) -> np.ndarray:
         p = self.params
         if mode == MIXED:
+            assert is_c is not None, "mixed mode needs the CJK mask of the tokens"
             return mixed_ngram_hashes(el, is_c, p.ngram, p.char_ngram,
                                       lambda e, n: ngram_hashes64(e, n, whole_if_short=False), whole_if_short)
         return ngram_hashes64(el, p.char_ngram if mode == CHARS else p.ngram, whole_if_short=whole_if_short)
@@ -163,7 +165,8 @@ class Decontaminate(Stage):
     def process(self, batch: pa.Table) -> BatchResult:
         texts = batch.column("text").to_pylist()
         langs = batch.column("lang").to_pylist() if "lang" in batch.column_names else [None] * batch.num_rows
-        hits_col, reasons = [], []
+        hits_col: list[str | None] = []
+        reasons: list[str | None] = []
         counters: dict[str, int] = {}
         for t, lg in zip(texts, langs):
             hit = [self.items[i] for i in self._hits(t, lg)]

@@ -16,6 +16,7 @@ import os
 import random
 import re
 from itertools import combinations
+from typing import Any
 
 from .minhash import is_cjk, shingle_strings, tokens
 
@@ -140,7 +141,7 @@ def score(docs: list[dict], pairs: list[dict], clusters: list[dict], threshold: 
                 tp += 1
             else:
                 wrong.append((a, b, round(j, 3)))
-    out = {"predicted_pairs": predicted, "true_positive_pairs": tp,
+    out: dict[str, Any] = {"predicted_pairs": predicted, "true_positive_pairs": tp,
            "precision": tp / predicted if predicted else 1.0, "false_positives": wrong[:20]}
     for lang in ("all", "en", "zh"):
         sel = [p for p in pairs if lang == "all" or p["lang"] == lang]

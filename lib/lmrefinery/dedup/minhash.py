@@ -181,6 +181,7 @@ def _element_hashes(toks: list[str], cjk: bool | str, is_c: np.ndarray | None = 
         return np.frombuffer("".join(toks).encode("utf-32-le"), dtype=np.uint32).astype(np.uint64)
     f = xxhash.xxh3_64_intdigest
     if mode == MIXED:  # a character token is its code point, as in chars mode; a word its xxh3, as in words mode
+        assert is_c is not None, "mixed mode needs the CJK mask of the tokens"
         return np.fromiter((ord(w) if c else f(w.encode("utf-8", "surrogatepass")) for w, c in zip(toks, is_c)),
                            dtype=np.uint64, count=len(toks))
     return np.fromiter((f(w.encode("utf-8", "surrogatepass")) for w in toks), dtype=np.uint64, count=len(toks))

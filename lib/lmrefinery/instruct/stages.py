@@ -235,18 +235,18 @@ def _prompt_of(meta_json: str, key: str) -> str:
     return "\n".join(m.get("content") or "" for m in msgs if m.get("role") in roles)
 
 
-def _prompt_hash_task(t: dict) -> dict:
-    p = t["params"]
-    tbl = storage.read_parquet(t["input"], columns=["id", "text", "source", "meta"])
-    pref = {s: i for i, s in enumerate(p["prefer_sources"])}
-    rows = {b: [] for b in range(p["buckets"])}
+def _prompt_hash_task(t: exact_mod.HashTask[PromptDedupParams]) -> exact_mod.HashResult:
+    p = t.params
+    tbl = storage.read_parquet(t.input, columns=["id", "text", "source", "meta"])
+    pref = {s: i for i, s in enumerate(p.prefer_sources)}
+    rows = exact_mod.key_buckets(p.buckets)
     for r, (i, s, m, txt) in enumerate(zip(tbl.column("id").to_pylist(), tbl.column("source").to_pylist(),
                                           tbl.column("meta").to_pylist(), tbl.column("text").to_pylist())):
-        body = _prompt_of(m, p["key"]) or txt or ""
+        body = _prompt_of(m, p.key) or txt or ""
         k = xxhash.xxh3_64_intdigest(exact_mod.normalise_for_hash(body).encode("utf-8"))
-        rows[k % p["buckets"]].append((k, "text", t["part"], r, i, pref.get(s, len(pref)), 0))
+        rows[k % p.buckets].append((k, "text", t.part, r, i, pref.get(s, len(pref)), 0))
     exact_mod.write_key_buckets(t, rows)
-    return {"part": t["part"], "rows": tbl.num_rows}
+    return exact_mod.HashResult(t.part, tbl.num_rows)
 
 
 @register
@@ -258,7 +258,7 @@ class InstructDedup(_InstructStage):
     description = "Exact duplicates of the prompt (user turns) across all inputs, via the exact_dedup rounds."
 
     def execute(self, job) -> list[dict]:
-        return exact_mod.run_exact_rounds(job, self.name, self.params.model_dump(), _prompt_hash_task)
+        return exact_mod.run_exact_rounds(job, self.name, self.params, _prompt_hash_task)
 
 
 # ---------------------------------------------------------------- balance / split (summary -> decide -> apply)
