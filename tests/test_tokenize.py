@@ -432,15 +432,15 @@ def test_crash_then_valid_fraction_zero_writes_no_validation_shard(tok_run, tmp_
     inp = str(tok_run["base"] / "in")
     tok = {"tokenizer": os.path.join(tok_run["sdir"], "tokenizer")}
     out = str(tmp_path / "o")
-    real_write = tstage._write_task
+    real_write = tstage.write_shard
 
     def write_then_crash(t):
         r = real_write(t)
-        if t["split"] == "valid":
+        if t.split == "valid":
             raise KeyboardInterrupt("killed right after writing a validation shard")
         return r
 
-    monkeypatch.setattr(tstage, "_write_task", write_then_crash)
+    monkeypatch.setattr(tstage, "write_shard", write_then_crash)
     rec = _recipe(inp, out, "local", 1, tok)
     with pytest.raises(KeyboardInterrupt):
         Runner(load_recipe(rec), quiet=True).run()

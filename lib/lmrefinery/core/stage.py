@@ -166,7 +166,10 @@ STAGE_MODULES = [
     "lmrefinery.dedup.near",
     "lmrefinery.dedup.decontaminate",
     "lmrefinery.tokenize.stage",
-    "lmrefinery.instruct.stages",
+    "lmrefinery.instruct.stages_map",
+    "lmrefinery.instruct.stage_dedup",
+    "lmrefinery.instruct.stages_decide",
+    "lmrefinery.instruct.stages_version",
 ]
 _loaded = False
 

@@ -42,6 +42,7 @@ import os
 import struct
 import tempfile
 from collections.abc import Iterable
+from typing import IO
 
 import numpy as np
 
@@ -125,6 +126,7 @@ class _Sink:
         self.uri = uri
         self.h = hashlib.sha256()
         self.n = 0
+        self.f: IO[bytes]
         if storage.is_s3(uri):
             self.f = io.BytesIO()
             self.tmp = None
@@ -143,6 +145,7 @@ class _Sink:
 
     def close(self) -> dict:
         if self.tmp is None:
+            assert isinstance(self.f, io.BytesIO)
             storage.write_bytes(self.uri, self.f.getvalue())
         else:
             self.f.flush()
@@ -221,7 +224,7 @@ class IndexedWriter:
         if self._mask is not None:
             out["mask_bin"] = self._mask.close()
             mi = _Sink(idx_path(mask_prefix(self.prefix)))
-            mi.write(encode_index(lengths, np.uint8))
+            mi.write(encode_index(lengths, np.dtype(np.uint8)))
             out["mask_idx"] = mi.close()
         return out
 
@@ -299,11 +302,12 @@ class IndexedShard:
             prefix = sync_to_cache(prefix, cache_dir, with_mask)
         self.prefix = prefix
         self.remote = storage.is_s3(prefix)
+        self._bin: _RangedBin | np.ndarray
         if self.remote:
             ix = decode_index(storage.read_bytes(idx_path(prefix)))
             self._bin = _RangedBin(bin_path(prefix))
         else:
-            ix = decode_index(np.memmap(idx_path(prefix), mode="r", dtype=np.uint8))
+            ix = decode_index(np.memmap(idx_path(prefix), mode="r", dtype=np.uint8).data)
             size = os.path.getsize(bin_path(prefix))
             self._bin = np.memmap(bin_path(prefix), mode="r", dtype=np.uint8) if size else np.zeros(0, np.uint8)
         self.dtype: np.dtype = ix["dtype"]
@@ -332,7 +336,7 @@ class IndexedShard:
             raise IndexError(f"range [{offset}, {offset + length}) outside sequence {i} of length {n}")
         start = int(self.pointers[i]) + offset * self.dtype.itemsize
         nbytes = length * self.dtype.itemsize
-        if self.remote:
+        if isinstance(self._bin, _RangedBin):
             return np.frombuffer(self._bin.read(start, nbytes), dtype=self.dtype)
         return np.frombuffer(self._bin, dtype=self.dtype, count=length, offset=start) if length else \
             np.zeros(0, self.dtype)

@@ -45,6 +45,7 @@ from __future__ import annotations
 import json
 import posixpath
 from collections.abc import Iterator, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -188,7 +189,8 @@ class PackedReader:
 
 
 def _stack(samples: list[dict]) -> dict:
-    out = {k: np.stack([s[k] for s in samples]) for k in ("input_ids", "loss_mask", "position_ids", "doc_ids")}
+    out: dict[str, Any] = {k: np.stack([s[k] for s in samples])
+                           for k in ("input_ids", "loss_mask", "position_ids", "doc_ids")}
     out["cu_seqlens"] = [s["cu_seqlens"] for s in samples]
     out["index"] = [s["index"] for s in samples]
     out["epoch"] = samples[0]["epoch"]

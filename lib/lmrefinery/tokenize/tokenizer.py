@@ -281,6 +281,7 @@ def load_encoder(path: str, add_bos: bool = False, eos_token: str | None = None)
         return tok.encode(text, add_special_tokens=False).ids
 
     eot = specials.get("eot") or specials["eos"]
+    assert eot is not None  # checked above: the vocabulary has the end-of-document token
     role_ids = {r: piece(ROLE_FORMAT.format(role=r)) for r in ROLES}
     enc = ChatEncoder(path=os.path.abspath(tj), eos_id=vocab[specials["eos"]], bos_id=tid(specials.get("bos")),
                       pad_id=tid(specials.get("pad")), eot_id=tid(eot), role_ids=role_ids, eot_ids=piece(eot),
