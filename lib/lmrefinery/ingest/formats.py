@@ -14,6 +14,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from ..core import storage
+from ..core.stage import OptionsError
 from .lines import MAX_SNIPPET, iter_line_range
 
 
@@ -81,14 +82,6 @@ def reader(*names: str, options: type[ReaderOptions] = ReaderOptions):
 def options_model(fmt: str) -> type[ReaderOptions]:
     get_reader(fmt)
     return OPTIONS[fmt]
-
-
-class OptionsError(ValueError):
-    """Reader options that do not fit the format's options model."""
-
-    def __init__(self, problems: list[tuple[str, str]]):
-        self.problems = problems       # (key, message)
-        super().__init__("; ".join(f"options.{k}: {m}" if k else m for k, m in problems))
 
 
 def check_options(fmt: str, options: dict[str, Any] | None) -> ReaderOptions:
