@@ -152,7 +152,7 @@ def test_s3_input_and_output_match_local(ray_two_workers, corpus, s3_bucket):
     out_local, _ = ray_two_workers
     upload_dir(corpus, s3_bucket, "in/web")
     out = f"s3://{s3_bucket}/out"
-    Runner(recipe(f"s3://{s3_bucket}/in/web", out), quiet=True).run()
+    run_recipe(recipe(f"s3://{s3_bucket}/in/web", out), quiet=True)
     assert checksums(out) == checksums(out_local)
     assert storage.exists(f"{out}/report/index.html") and storage.exists(f"{out}/stats.json")
 

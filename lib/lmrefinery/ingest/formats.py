@@ -130,7 +130,7 @@ def snippet(b: bytes | str) -> str:
     return b[:MAX_SNIPPET]
 
 
-def map_fields(obj: dict, fields: dict[str, str]) -> dict:
+def map_fields(obj: dict[str, Any], fields: dict[str, str] | None) -> dict[str, Any]:
     """Our column <- source field (dotted paths allowed). Unmapped source fields go to meta."""
     def get(o, path):
         for p in path.split("."):
@@ -182,6 +182,7 @@ def read_jsonl(spec: dict) -> Iterator[Record | Quarantine]:
             yield Quarantine(reason, pos, f"{spec['rel']} at {pos} (decompressed byte {off}): {err}",
                              snippet(line) if line else None, {"offset": off})
             continue
+        assert line is not None  # iter_line_range: a line or an error
         if not line.strip():
             continue
         try:
@@ -316,6 +317,7 @@ def read_text_lines(spec: dict) -> Iterator[Record | Quarantine]:
             yield Quarantine(err.split(":", 1)[0], pos, f"{spec['rel']} {pos}: {err}",
                              snippet(line) if line else None)
             continue
+        assert line is not None
         try:
             s = line.decode("utf-8").strip()
         except UnicodeDecodeError as e:
