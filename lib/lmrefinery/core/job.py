@@ -25,6 +25,8 @@ class GlobalJob:
     inputs: list[str]        # the parts of the stage before (Parquet URIs)
     fingerprint: str
     ctx: dict[str, Any]      # StageContext fields
+    params: dict[str, Any]   # the stage's validated params, JSON form
+    batch_size: int          # rows per Arrow batch (recipe resources)
 
     @property
     def work_dir(self) -> str:

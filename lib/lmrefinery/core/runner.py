@@ -137,8 +137,7 @@ class Runner:
                 storage.delete_prefix(step.sdir)  # parts would otherwise be reused by fingerprint
             done = None if forcing else mf.committed(step.sdir, step.fp)
             if done or not (forcing or self._selected(step)):
-                self._skip(step, done)
-                prev_outputs, prev_sizes = _outputs(step.sdir, done or {})
+                prev_outputs, prev_sizes = _outputs(step.sdir, self._skip(step, done))
                 prev_fp, k = step.fp, k + 1
                 continue
             did_work = True
@@ -161,15 +160,16 @@ class Runner:
     def _selected(self, step: _Step) -> bool:
         return self.only is None or step.spec.stage in self.only
 
-    def _skip(self, step: _Step, done: Row | None) -> None:
+    def _skip(self, step: _Step, done: Row | None) -> Row:
         """A stage committed with this fingerprint (or one left out with --stages, which
-        must be): its manifest stands for it."""
+        must be): its manifest stands for it and is returned."""
         if not done:
             raise RuntimeError(f"stage {step.spec.stage} is not selected with --stages but has no committed "
                                f"output matching the recipe; run it too")
         hint = f"; --force {step.spec.stage} re-runs it" if self.only and step.spec.stage in self.only else ""
         self.log(f"[{step.k:02d} {step.spec.stage}] up to date (manifest {done['fingerprint']}), skipped{hint}")
         self.stats.append(stat_row(done, skipped=True))
+        return done
 
     def _finish(self, t_run: float, did_work: bool, final_outputs: list[str]) -> Row:
         """Every stage is committed: labels, token funnel and the before-store hooks add to
@@ -318,7 +318,8 @@ class Runner:
         self.log(f"[{step.k:02d} {step.spec.stage}] running on {self.engine.name} "
                  f"({self.recipe.resources.workers} workers)")
         bar = self.progress.stage(step.k, step.spec.stage, len(prev_outputs))
-        job = GlobalJob(self.engine, bar, step.spec.stage, step.sdir, prev_outputs, step.fp, step.ctx)
+        job = GlobalJob(self.engine, bar, step.spec.stage, step.sdir, prev_outputs, step.fp, step.ctx, step.params,
+                        self.recipe.resources.batch_size)
         parts = step.cls(step.cls.Params(**step.params), StageContext(**step.ctx)).execute(job)
         m = self._commit(step, parts, time.time() - t0)
         bar.close(m["counts"]["in"], m["seconds"])
