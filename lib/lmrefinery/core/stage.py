@@ -83,7 +83,6 @@ class StageContext:
     seed: int = 0
     inputs: list[dict[str, Any]] = field(default_factory=list)   # recipe input declarations
     run_name: str = "run"
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 class Stage:
