@@ -22,7 +22,7 @@ from .history import with_history
 from .hooks import FinishedRun, RunHooks
 from .job import GlobalJob
 from .lock import RunLock
-from .parts import AccountingError, _h, finish_part, part_name, run_chain, run_part
+from .parts import AccountingError, ChainTask, PartTask, _h, finish_part, part_name, run_chain, run_part
 from .preflight import Preflight
 from .progress import RunProgress, StageProgress
 from .recipe import Recipe, StageSpec
@@ -252,18 +252,18 @@ class Runner:
             prev = step
         return chain, forcing
 
-    def _part_tasks(self, chain: list[_Step], inputs: list[tuple[Any, str]]) -> list[list[Row]]:
+    def _part_tasks(self, chain: list[_Step], inputs: list[tuple[Any, str]]) -> list[list[PartTask]]:
         """[stage][part]: the worker tasks of each stage of a (fused) chain, one per part;
         a stage after the first reads the parts of the stage before."""
-        tasks: list[list[Row]] = []
+        tasks: list[list[PartTask]] = []
         for j, st in enumerate(chain):
             if j:
                 before = chain[j - 1].sdir
                 inputs = [(p, storage.relpath(p, self.out))
                           for p in (storage.join(before, "data", part_name(i)) for i in range(len(inputs)))]
-            tasks.append([dict(input=src, input_desc=desc, stage=st.spec.stage, params=st.params, ctx=st.ctx,
-                               stage_dir=st.sdir, part=i, fingerprint=st.fp, sources=st.spec.sources,
-                               batch_size=self.recipe.resources.batch_size) for i, (src, desc) in enumerate(inputs)])
+            tasks.append([PartTask(st.spec.stage, st.params, st.ctx, st.sdir, i, st.fp, input=src, input_desc=desc,
+                                   sources=st.spec.sources, batch_size=self.recipe.resources.batch_size)
+                          for i, (src, desc) in enumerate(inputs)])
         return tasks
 
     def _run_parts(self, chain: list[_Step], prev_outputs: list[str], prev_sizes: list[int],
@@ -293,7 +293,7 @@ class Runner:
                 for bar, m in zip(bars, markers):
                     bar.on_part(i, m)
 
-            results = self.engine.map(run_chain, [{"steps": [t[i] for t in tasks]} for i in range(len(inputs))],
+            results = self.engine.map(run_chain, [ChainTask([t[i] for t in tasks]) for i in range(len(inputs))],
                                       on_result=on_result)
             per_stage = [[r[j] for r in results] for j in range(len(chain))]
         return self._commit_chain(chain, per_stage, bars, time.time() - t0)
