@@ -80,3 +80,13 @@ def test_no_import_cycles_in_the_package():
     graph = import_graph()
     assert len(graph) > 50 and "lmrefinery.core.runner" in graph
     assert cycles(graph) == []
+
+
+def test_core_imports_only_core_and_engines():
+    """#18 build 3 (hooks, not imports): core/ and engines/ know nothing of the stage
+    families and features; those plug in through the stage registry and core/hooks.py."""
+    allowed = ("lmrefinery.core", "lmrefinery.engines")
+    graph = import_graph()
+    wrong = {name: sorted(d for d in deps if d != "lmrefinery" and not d.startswith(allowed))
+             for name, deps in graph.items() if name.startswith(allowed)}
+    assert {k: v for k, v in wrong.items() if v} == {}

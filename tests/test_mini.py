@@ -6,7 +6,8 @@ import os
 import pytest
 
 from lmrefinery.core.recipe import load_recipe
-from lmrefinery.core.runner import Runner, format_summary
+from lmrefinery.core.summary import format_summary
+from lmrefinery.run import run_recipe
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -16,7 +17,7 @@ def mini_run(ray_cluster, samples_dir, tmp_path_factory, monkeypatch_module):
     monkeypatch_module.setenv("LMR_SAMPLES", samples_dir)
     monkeypatch_module.setenv("LMR_RUNS", str(tmp_path_factory.mktemp("runs")))
     recipe = load_recipe(os.path.join(ROOT, "conf", "pipelines", "mini.yaml"))
-    return Runner(recipe, quiet=True).run()
+    return run_recipe(recipe, quiet=True)
 
 
 @pytest.fixture(scope="module")

@@ -15,6 +15,7 @@ from lmrefinery.core import manifest as mf
 from lmrefinery.core import storage
 from lmrefinery.core.recipe import load_recipe
 from lmrefinery.core.runner import Runner
+from lmrefinery.run import run_recipe
 from lmrefinery.samples.generate import plan_web_docs
 
 CORE_STAGES = [{"stage": "read"}, {"stage": "clean"}, {"stage": "length_filter", "min_chars": 50},
@@ -61,7 +62,7 @@ def corpus(tmp_path_factory):
 @pytest.fixture(scope="module")
 def ray_two_workers(ray_cluster, corpus, tmp_path_factory):
     out = str(tmp_path_factory.mktemp("ray2"))
-    stats = Runner(recipe(corpus, out, workers=2), quiet=True).run()
+    stats = run_recipe(recipe(corpus, out, workers=2), quiet=True)   # with the report
     return out, stats
 
 
@@ -151,7 +152,7 @@ def test_s3_input_and_output_match_local(ray_two_workers, corpus, s3_bucket):
     out_local, _ = ray_two_workers
     upload_dir(corpus, s3_bucket, "in/web")
     out = f"s3://{s3_bucket}/out"
-    Runner(recipe(f"s3://{s3_bucket}/in/web", out), quiet=True).run()
+    run_recipe(recipe(f"s3://{s3_bucket}/in/web", out), quiet=True)
     assert checksums(out) == checksums(out_local)
     assert storage.exists(f"{out}/report/index.html") and storage.exists(f"{out}/stats.json")
 

@@ -3,7 +3,8 @@ import os
 import re
 
 from lmrefinery.core.recipe import load_recipe
-from lmrefinery.core.runner import Runner, format_summary
+from lmrefinery.core.summary import format_summary
+from lmrefinery.run import run_recipe
 
 
 def test_report_is_offline_and_has_table_and_plots(tmp_path):
@@ -14,7 +15,7 @@ def test_report_is_offline_and_has_table_and_plots(tmp_path):
     r = load_recipe({"name": "rep", "output": str(out), "engine": "local",
                      "inputs": [{"name": "a", "paths": [str(inp)]}],
                      "stages": ["read", {"stage": "length_filter", "min_chars": 10}, "exact_dedup"]})
-    stats = Runner(r, quiet=True).run()
+    stats = run_recipe(r, quiet=True)
     html = (out / "report" / "index.html").read_text()
     assert "<table>" in html and "length_filter" in html and "too_short=1" in html
     assert "exact_duplicate" in html and "Plotly.newPlot" in html
@@ -39,7 +40,7 @@ def test_rejects_and_report_commands(tmp_path):
     r = load_recipe({"name": "rep", "output": str(out), "engine": "local", "report": False,
                      "inputs": [{"name": "a", "paths": [str(inp)]}],
                      "stages": ["read", {"stage": "length_filter", "min_chars": 10}, "exact_dedup"]})
-    Runner(r, quiet=True).run()
+    run_recipe(r, quiet=True)
 
     def cli(*args):
         return subprocess.run([sys.executable, "-m", "lmrefinery.cli", *args], capture_output=True, text=True,
@@ -75,7 +76,7 @@ def test_report_of_a_tokenize_run_without_mix_weights(tmp_path):
                      "inputs": [{"name": "web_text", "paths": [str(inp)]}],
                      "stages": ["read", {"stage": "tokenize", "shard_tokens": 100000,
                                          "train": {"vocab_size": 300, "min_frequency": 1}}]})
-    stats = Runner(r, quiet=True).run()
+    stats = run_recipe(r, quiet=True)
     html = (out / "report" / "index.html").read_text()
     figs = json.loads(html.split('<script id="lmr-figures" type="application/json">', 1)[1].split("</script>")[0])
     mix = [f for f in figs.values() if f["layout"]["title"]["text"].startswith("Tokens per source")]

@@ -9,7 +9,7 @@ import shutil
 import pytest
 
 from lmrefinery.core.recipe import load_recipe
-from lmrefinery.core.runner import Runner
+from lmrefinery.run import run_recipe
 
 CHROMIUM = os.environ.get("LMR_CHROMIUM", "/usr/bin/chromium")
 # every chart kind the report draws puts its marks in one of these
@@ -26,8 +26,8 @@ def mini_local(samples_dir, tmp_path_factory):
                          + [f"inputs.{i}.paths=[{p}]" for i, p in enumerate(
                              [f"{samples_dir}/web/*.warc.gz", f"{samples_dir}/web/extracted-*.jsonl",
                               f"{samples_dir}/wiki/*.xml.bz2", f"{samples_dir}/books/*.txt"])])
-    stats = Runner(recipe, quiet=True).run()
-    Runner(recipe, quiet=True).run()  # a no-op re-run: the history grows, timings stay
+    stats = run_recipe(recipe, quiet=True)
+    run_recipe(recipe, quiet=True)  # a no-op re-run: the history grows, timings stay
     return out, stats
 
 

@@ -24,15 +24,16 @@ def _names(csv: list[str] | str | None) -> list[str] | None:
 
 def cmd_run(a) -> int:
     from .core.recipe import load_recipe
-    from .core.runner import Runner, format_summary
+    from .core.summary import format_summary
+    from .run import run_recipe
 
     t0 = time.time()
     recipe = load_recipe(a.recipe, a.overrides)
     only = _names(a.stages)
     force = _names(getattr(a, "force", None))
-    stats = Runner(recipe, engine=a.engine, only=only, workers=a.workers, quiet=a.quiet,
-                   new_only=getattr(a, "new_only", False), ledger=getattr(a, "ledger", None),
-                   break_lock=getattr(a, "break_lock", False), force=force).run()
+    stats = run_recipe(recipe, new_only=getattr(a, "new_only", False), ledger=getattr(a, "ledger", None),
+                       engine=a.engine, only=only, workers=a.workers, quiet=a.quiet,
+                       break_lock=getattr(a, "break_lock", False), force=force)
     print(format_summary(stats))
     print(f"output: {stats['output']}")
     if stats.get("report"):
@@ -70,8 +71,9 @@ def cmd_stage(a) -> int:
     """Run one stage on JSONL/Parquet files with a text column."""
     from .core.names import unknown_name
     from .core.recipe import RecipeError, load_recipe
-    from .core.runner import Runner, format_summary
     from .core.stage import all_stages
+    from .core.summary import format_summary
+    from .run import run_recipe
 
     if a.name not in all_stages():
         raise RecipeError(f"lmrefinery stage {a.name}: {unknown_name('stage', a.name, all_stages())}")
@@ -93,7 +95,7 @@ def cmd_stage(a) -> int:
         "stages": stages,
         "report": False,
     }, label=f"lmrefinery stage {a.name}")
-    stats = Runner(recipe, quiet=a.quiet).run()
+    stats = run_recipe(recipe, quiet=a.quiet)
     print(format_summary(stats))
     print(f"output: {stats['output']}/stages/")
     return 0
@@ -112,7 +114,7 @@ def cmd_stages(a) -> int:
             if f.is_required():
                 print(f"    {fname} (required){desc}")
                 continue
-            default = f.default if f.default_factory is None else f.default_factory()
+            default = f.get_default(call_default_factory=True)
             if hasattr(default, "model_dump"):
                 default = default.model_dump(mode="json")
             print(f"    {fname} = {json.dumps(default, default=str)}{desc}")

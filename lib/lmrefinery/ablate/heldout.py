@@ -45,14 +45,14 @@ def held_out(doc_id: str, h: HeldOut) -> bool:
 def read_inputs(spec: AblationSpec, recipe, out: str, engine: str | None) -> list[dict]:
     """Every document the recipe's read stage produces (rows of COLUMNS)."""
     from ..core.recipe import load_recipe
-    from ..core.runner import Runner
     from ..report.rundata import RunData
+    from ..run import run_recipe
 
     raw = recipe.model_dump(mode="json")
     raw.pop("source_file", None)
     read = next((s for s in raw["stages"] if s["stage"] == "read"), {"stage": "read", "params": {}})
     raw.update(stages=[read], output=out, labels=None, report=False)
-    Runner(load_recipe(raw, label=f"{spec.name}: read"), engine=engine, workers=spec.workers, quiet=True).run()
+    run_recipe(load_recipe(raw, label=f"{spec.name}: read"), engine=engine, workers=spec.workers, quiet=True)
     rows: list[dict] = []
     read = RunData.open(out).stage("read")
     if read is None:

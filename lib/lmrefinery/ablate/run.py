@@ -99,13 +99,13 @@ def shared_tokenizer(spec: AblationSpec, split: HeldOutSplit) -> str:
 
 def curate(spec: AblationSpec, recipe, v: Variant, split: HeldOutSplit, tok_path: str,
            engine: str | None) -> VariantData:
-    from ..core.runner import Runner
     from ..report.rundata import RunData
+    from ..run import run_recipe
 
     t0 = time.time()
     r, keep = variant_recipe(spec, recipe, v, split, tok_path)
     log(f"variant {v.name}: stages {keep}")
-    Runner(r, engine=engine, workers=spec.workers, quiet=True).run()
+    run_recipe(r, engine=engine, workers=spec.workers, quiet=True)
     st = RunData.open(r.output).stage("tokenize")
     if st is None:
         raise RuntimeError(f"variant {v.name}: no committed tokenize stage in {r.output}")

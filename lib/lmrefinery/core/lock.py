@@ -96,9 +96,9 @@ class _Store:
                     raise storage.StorageError(
                         f"output {self.uri.rsplit('/', 1)[0]}: bucket '{b}' does not exist (or these credentials "
                         "cannot see it); create it or fix 'output'") from None
-                raise storage._s3_errors(self.uri, e) from e
+                raise storage.s3_errors(self.uri, e) from e
             except Exception as e:
-                raise storage._s3_errors(self.uri, e) from e
+                raise storage.s3_errors(self.uri, e) from e
         os.makedirs(os.path.dirname(self.uri) or ".", exist_ok=True)
         try:
             fd = os.open(self.uri, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
@@ -148,7 +148,7 @@ class _Store:
                 if e.response.get("Error", {}).get("Code") in ("PreconditionFailed", "ConditionalRequestConflict",
                                                                "NoSuchKey", "412", "409", "404"):
                     return False
-                raise storage._s3_errors(self.uri, e) from e
+                raise storage.s3_errors(self.uri, e) from e
         now, _ = self.read()
         if now is None or now.run_id != expect.run_id:
             return False

@@ -11,30 +11,32 @@ from __future__ import annotations
 import json
 import subprocess
 from functools import lru_cache
+from typing import Any
 
 from . import storage
 
 MANIFEST = "_manifest.json"
 
 
-def read_json(uri: str) -> dict | None:
+def read_json(uri: str) -> dict[str, Any] | None:
     try:
         if not storage.exists(uri):
             return None
-        return json.loads(storage.read_bytes(uri))
+        data: dict[str, Any] | None = json.loads(storage.read_bytes(uri))
+        return data
     except (ValueError, storage.StorageError):
         return None
 
 
-def write_json(uri: str, obj: dict) -> None:
+def write_json(uri: str, obj: dict[str, Any]) -> None:
     storage.write_bytes(uri, json.dumps(obj, indent=1, sort_keys=True, ensure_ascii=False).encode())
 
 
-def read_manifest(stage_dir: str) -> dict | None:
+def read_manifest(stage_dir: str) -> dict[str, Any] | None:
     return read_json(storage.join(stage_dir, MANIFEST))
 
 
-def committed(stage_dir: str, fingerprint: str) -> dict | None:
+def committed(stage_dir: str, fingerprint: str) -> dict[str, Any] | None:
     m = read_manifest(stage_dir)
     if m and m.get("fingerprint") == fingerprint and m.get("complete"):
         return m
@@ -55,7 +57,3 @@ def code_version() -> str:
 
 # Fields that legitimately differ between two runs of the same work.
 VOLATILE = ("seconds", "engine", "workers", "created", "code_version", "inputs_abs", "skipped_parts")
-
-
-def stable_view(m: dict) -> dict:
-    return {k: v for k, v in m.items() if k not in VOLATILE}

@@ -14,7 +14,8 @@ import json
 import math
 import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import pyarrow as pa
@@ -25,8 +26,40 @@ from . import storage
 from .schema import concat, conform, with_reason
 from .stage import BatchResult, Stage, StageContext, get_stage, process_for_sources
 
-Task = dict[str, Any]   # one part of one stage: what a worker needs (JSON-encodable)
+Task = Mapping[str, Any]  # a global stage's own task, as finish_part still accepts it
 Marker = dict[str, Any]  # a part's marker (_parts/part-NNNNN.json)
+
+
+@dataclass(frozen=True)
+class PartTask:
+    """One stage on one part: what a worker needs."""
+
+    stage: str
+    params: dict[str, Any]       # the stage's params, JSON form
+    ctx: dict[str, Any]          # StageContext fields
+    stage_dir: str
+    part: int
+    fingerprint: str
+    input: Any = None            # the part's Parquet URI; a read stage: its input object (a dict)
+    input_desc: str | None = None  # the input as the marker records it (output-relative)
+    sources: list[str] | None = None
+    batch_size: int = 2048
+
+
+@dataclass(frozen=True)
+class ChainTask:
+    """Consecutive map stages on one part, run in one pass (fusion)."""
+
+    steps: list[PartTask]
+
+
+def _as_part(task: PartTask | Task) -> PartTask:
+    """A global stage's task (a mapping with stage, stage_dir, part, fingerprint and
+    input_desc) as the PartTask its marker is written from."""
+    if isinstance(task, PartTask):
+        return task
+    return PartTask(task["stage"], {}, {}, task["stage_dir"], task["part"], task["fingerprint"],
+                    input_desc=task.get("input_desc"))
 
 
 class AccountingError(RuntimeError):
@@ -85,9 +118,9 @@ def write_part(stage_dir: str, i: int, kept: pa.Table, rejected: pa.Table | None
     return out, ro
 
 
-def _finish(task: Task, results: list[BatchResult], n_in: int | None, t0: float,
+def _finish(task: PartTask, results: list[BatchResult], n_in: int | None, t0: float,
             extra: dict[str, Any] | None = None) -> tuple[Marker, pa.Table]:
-    stage_dir, i = task["stage_dir"], task["part"]
+    stage_dir, i = task.stage_dir, task.part
     kept = conform(concat([r.kept for r in results]))
     rejected = concat([r.rejected for r in results if r.rejected is not None])
     reasons: Counter[str] = Counter()
@@ -99,77 +132,78 @@ def _finish(task: Task, results: list[BatchResult], n_in: int | None, t0: float,
     if n_in is None:
         n_in = kept.num_rows + rejected.num_rows
     if n_in != kept.num_rows + rejected.num_rows:
-        raise AccountingError(f"stage {task['stage']} part {i}: in={n_in} but kept={kept.num_rows} + "
+        raise AccountingError(f"stage {task.stage} part {i}: in={n_in} but kept={kept.num_rows} + "
                               f"rejected={rejected.num_rows}")
     out, ro = write_part(stage_dir, i, kept, rejected)
-    marker = {"part": i, "fingerprint": task["fingerprint"], "in": n_in, "kept": kept.num_rows,
+    marker = {"part": i, "fingerprint": task.fingerprint, "in": n_in, "kept": kept.num_rows,
               "rejected": dict(reasons), "counters": dict(counters), "output": out, "rejects": ro,
               "length_hist": length_hist(kept), "chars": {"kept": text_chars(kept), "rejected": text_chars(rejected)},
               "seconds": round(time.time() - t0, 3),
-              "input": task.get("input_desc")}
+              "input": task.input_desc}
     if extra:
         marker.update(extra)
     mf.write_json(storage.join(stage_dir, "_parts", f"part-{i:05d}.json"), marker)
     return marker, kept
 
 
-def finish_part(task: Task, results: list[BatchResult], n_in: int | None, t0: float,
+def finish_part(task: PartTask | Task, results: list[BatchResult], n_in: int | None, t0: float,
                 extra: dict[str, Any] | None = None) -> Marker:
-    """Write a part's kept rows and rejects, check its accounting, commit its marker."""
-    return _finish(task, results, n_in, t0, extra)[0]
+    """Write a part's kept rows and rejects, check its accounting, commit its marker
+    (a global stage's last round calls this once per part)."""
+    return _finish(_as_part(task), results, n_in, t0, extra)[0]
 
 
-def reuse_part(task: Task) -> Marker | None:
-    m = mf.read_json(storage.join(task["stage_dir"], "_parts", f"part-{task['part']:05d}.json"))
-    if m and m.get("fingerprint") == task["fingerprint"]:
-        if storage.exists(storage.join(task["stage_dir"], m["output"]["path"])):
+def reuse_part(task: PartTask) -> Marker | None:
+    m = mf.read_json(storage.join(task.stage_dir, "_parts", f"part-{task.part:05d}.json"))
+    if m and m.get("fingerprint") == task.fingerprint:
+        if storage.exists(storage.join(task.stage_dir, m["output"]["path"])):
             m["skipped"] = True
             return m
     return None
 
 
-def _batches(task: Task, previous: pa.Table | None) -> Iterator[pa.Table]:
+def _batches(task: PartTask, previous: pa.Table | None) -> Iterator[pa.Table]:
     """The part in batches of `batch_size` rows: read from its Parquet file, or sliced from
     the kept rows a fused stage before handed over (the same rows, the same windows)."""
-    size = task.get("batch_size", 2048)
+    size = task.batch_size
     if previous is None:
-        for batch in storage.iter_parquet_batches(task["input"], batch_size=size):
+        for batch in storage.iter_parquet_batches(task.input, batch_size=size):
             yield pa.Table.from_batches([batch])
     else:
         for offset in range(0, previous.num_rows, size):
             yield previous.slice(offset, size)
 
 
-def run_step(task: Task, previous: pa.Table | None = None) -> tuple[Marker, pa.Table | None]:
+def run_step(task: PartTask, previous: pa.Table | None = None) -> tuple[Marker, pa.Table | None]:
     """One stage on one part: (its marker, its kept rows, or None when a committed marker
     was reused, so the next stage reads the part file)."""
     done = reuse_part(task)
     if done:
         return done, None
     t0 = time.time()
-    st = stage_instance(task["stage"], task["params"], task["ctx"])
+    st = stage_instance(task.stage, task.params, task.ctx)
     if st.kind == "read":
-        return _finish(task, list(getattr(st, "read")(task["input"])), None, t0)  # noqa: B009 - read stages only
+        return _finish(task, list(st.read(task.input)), None, t0)
     results, n_in = [], 0
     for tb in _batches(task, previous):
         n_in += tb.num_rows
-        results.append(process_for_sources(st, tb, task.get("sources")))
+        results.append(process_for_sources(st, tb, task.sources))
     if n_in == 0:
-        empty = previous if previous is not None else conform(storage.read_parquet(task["input"]))
+        empty = previous if previous is not None else conform(storage.read_parquet(task.input))
         results.append(st.process(empty.slice(0, 0)))
     return _finish(task, results, n_in, t0)
 
 
-def run_part(task: Task) -> Marker:
+def run_part(task: PartTask) -> Marker:
     """The one worker entry point for an unfused map or read stage (runs on Ray or Spark)."""
     return run_step(task)[0]
 
 
-def run_chain(task: Task) -> list[Marker]:
-    """Fused map stages on one part: `task["steps"]` are the stages' part tasks in order."""
+def run_chain(task: ChainTask) -> list[Marker]:
+    """Fused map stages on one part: ``task.steps`` are the stages' part tasks in order."""
     markers: list[Marker] = []
     previous: pa.Table | None = None
-    for step in task["steps"]:
+    for step in task.steps:
         marker, previous = run_step(step, previous)
         markers.append(marker)
     return markers

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from . import storage
 from .names import unknown_name
 from .recipe import Recipe, RecipeError
+from .stage import get_stage
 
 
 @dataclass
@@ -47,14 +48,12 @@ class Preflight:
     def check_formats(self) -> None:
         if not any(s.stage == "read" for s in self.recipe.stages):
             return
-        from ..ingest.formats import READERS, get_reader
-
+        reader = get_stage("read")
         for i, spec in enumerate(self.recipe.inputs):
             try:
-                get_reader(spec.format)
-            except KeyError:
-                raise RecipeError(f"{self.src}: key 'inputs[{i}].format' ({spec.name}): "
-                                  f"{unknown_name('input format', spec.format, sorted(READERS))}") from None
+                reader.check_input(spec.format, spec.options)
+            except KeyError as e:
+                raise RecipeError(f"{self.src}: key 'inputs[{i}].format' ({spec.name}): {e.args[0]}") from None
 
     def check_tokenizers(self) -> None:
         for i, s in enumerate(self.recipe.stages):

@@ -13,7 +13,7 @@ import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 Mode = Literal["bar", "log", "off"]
 LOG_EVERY_S = 10.0  # log mode: at most one line per stage this often (plus the last one)
@@ -46,7 +46,7 @@ class StageProgress:
     bytes: int = 0
     t0: float = field(default_factory=time.time)
     _last_log: float = 0.0
-    _bar: object = None
+    _bar: Any = None   # a tqdm bar in bar mode
 
     def __post_init__(self) -> None:
         if self.mode == "bar":
@@ -58,7 +58,7 @@ class StageProgress:
                                         "[{elapsed}<{remaining}{postfix}]")
 
     # ------------------------------------------------------------ callbacks
-    def on_part(self, i: int, result: dict) -> None:
+    def on_part(self, i: int, result: dict[str, Any]) -> None:
         self.done += 1
         if not self.step:  # rounds of a global stage see their own tasks, not documents
             self.docs += int(result.get("in", 0) or 0)
@@ -66,7 +66,7 @@ class StageProgress:
                 self.bytes += int(self.sizes[i] or 0)
         self._show()
 
-    def start_step(self, name: str, n_tasks: int) -> Callable[[int, dict], None]:
+    def start_step(self, name: str, n_tasks: int) -> Callable[[int, dict[str, Any]], None]:
         """A global stage's internal round: shown as a sub-step of this stage's bar."""
         self.step, self.done, self.total = name, 0, n_tasks
         if self._bar is not None:

@@ -17,7 +17,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from .stage import get_stage
+from .stage import OptionsError, StageParams, get_stage
 
 
 class RecipeError(ValueError):
@@ -70,7 +70,7 @@ class Recipe(StrictModel):
     labels: str | None = None        # planted-label file for the sample shards
     report: bool = True
     # every stage's tokens in/kept/rejected in stats.json, counted with the run's tokenizer
-    # after the run (report/token_funnel.py); off: characters only
+    # after the run (core/token_funnel.py); off: characters only
     token_funnel: bool = True
     source_file: str | None = None
 
@@ -88,7 +88,7 @@ def _interpolate(obj: Any, where: str, src: str) -> Any:
     if isinstance(obj, list):
         return [_interpolate(v, f"{where}[{i}]", src) for i, v in enumerate(obj)]
     if isinstance(obj, str):
-        def sub(m):
+        def sub(m: re.Match[str]) -> str:
             var, default = m.group(1), m.group(3)
             if var in os.environ:
                 return os.environ[var]
@@ -107,7 +107,7 @@ def _parse_scalar(v: str) -> Any:
         return v
 
 
-def apply_overrides(raw: dict, overrides: list[str], src: str) -> dict:
+def apply_overrides(raw: dict[str, Any], overrides: list[str], src: str) -> dict[str, Any]:
     raw = copy.deepcopy(raw)
     for ov in overrides or []:
         if "=" not in ov:
@@ -146,7 +146,7 @@ def apply_overrides(raw: dict, overrides: list[str], src: str) -> dict:
     return raw
 
 
-def _normalise_stages(raw: dict, src: str) -> None:
+def _normalise_stages(raw: dict[str, Any], src: str) -> None:
     """Accept `- stage: NAME` with params inline or under `params:`, or `- NAME`."""
     stages = raw.get("stages")
     if not isinstance(stages, list):
@@ -181,7 +181,7 @@ def _fmt_validation(e: ValidationError, src: str, prefix: str = "") -> str:
     return "\n".join(lines)
 
 
-def validate_stage_params(name: str, params: dict, src: str, where: str):
+def validate_stage_params(name: str, params: dict[str, Any], src: str, where: str) -> StageParams:
     try:
         cls = get_stage(name)
     except KeyError as e:
@@ -197,23 +197,22 @@ def validate_stage_params(name: str, params: dict, src: str, where: str):
     return validated
 
 
-def validate_input_options(spec: InputSpec, src: str, where: str):
-    """The input's format exists and its options fit the format's options model."""
-    from ..ingest.formats import OptionsError, check_options
-
+def validate_input_options(spec: InputSpec, src: str, where: str) -> Any:
+    """The input's format exists and its options fit the format's options model (the
+    read stage knows the formats)."""
     try:
-        return check_options(spec.format, spec.options)
+        return get_stage("read").check_input(spec.format, spec.options)
     except KeyError as e:
         raise RecipeError(f"{src}: key '{where}.format': {e.args[0]}") from None
     except OptionsError as e:
         raise RecipeError("\n".join(f"{src}: {'unknown key' if 'unknown option' in m else 'key'} "
                                      f"'{where}.options.{k}': {m}" for k, m in e.problems)) from None
-class _UniqueKeyLoader(yaml.SafeLoader):
+class _UniqueKeyLoader(yaml.SafeLoader):  # type: ignore[misc]  # yaml has no annotations
     """SafeLoader that refuses a key given twice in one mapping (YAML would keep the last
     silently, so a recipe could say two things and mean one)."""
 
-    def construct_mapping(self, node, deep=False):
-        seen: dict = {}
+    def construct_mapping(self, node: Any, deep: bool = False) -> Any:
+        seen: dict[Any, int] = {}
         for key_node, _ in node.value:
             key = self.construct_object(key_node, deep=deep)
             try:
@@ -227,7 +226,7 @@ class _UniqueKeyLoader(yaml.SafeLoader):
         return super().construct_mapping(node, deep=deep)
 
 
-def load_yaml_text(data: bytes, src: str):
+def load_yaml_text(data: bytes, src: str) -> Any:
     """YAML from bytes: UTF-8 (BOM allowed), no duplicate keys; errors name the file."""
     try:
         text = data.decode("utf-8-sig")
@@ -240,7 +239,7 @@ def load_yaml_text(data: bytes, src: str):
         raise RecipeError(f"{src}: not valid YAML: {e}") from None
 
 
-def read_mapping(path_or_dict: str | dict, label: str = "<recipe>") -> tuple[str, dict]:
+def read_mapping(path_or_dict: str | dict[str, Any], label: str = "<recipe>") -> tuple[str, dict[str, Any]]:
     """(source name for messages, a private copy of the raw mapping) from a YAML file or a dict."""
     if isinstance(path_or_dict, dict):
         src, raw = label, copy.deepcopy(path_or_dict)
@@ -260,7 +259,7 @@ def read_mapping(path_or_dict: str | dict, label: str = "<recipe>") -> tuple[str
     return src, raw
 
 
-def load_recipe(path_or_dict: str | dict, overrides: list[str] | None = None,
+def load_recipe(path_or_dict: str | dict[str, Any], overrides: list[str] | None = None,
                 label: str = "<recipe>") -> Recipe:
     """``label`` names a recipe given as a dict in messages (e.g. the command that built it)."""
     src, raw = read_mapping(path_or_dict, label)

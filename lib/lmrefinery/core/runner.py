@@ -1,55 +1,40 @@
 """Runs a recipe: plans stages, skips committed work, executes the rest on an
-engine, checks the accounting, commits manifests, writes stats and the report.
-The worker side (one stage on one part, markers, fusion of map stages) is core/parts.py."""
+engine, checks the accounting, commits manifests and writes stats.json.
+
+The worker side (one stage on one part, markers, fusion of map stages) is
+core/parts.py; manifests and stats rows are core/commit.py; a stage folder's
+clean-up between attempts is core/stagedir.py. Features outside core/ (the input
+ledger, the HTML report) take part through core/hooks.py: lmrefinery/run.py's
+``run_recipe`` wires them, so a plain ``Runner(recipe).run()`` writes neither."""
 from __future__ import annotations
 
 import os
 import sys
 import time
-from collections import Counter
 from dataclasses import dataclass
+from typing import Any
 
+from ..engines import get_engine
 from . import manifest as mf
 from . import storage
-from .parts import AccountingError, _h, finish_part, part_name, run_chain, run_part
+from .commit import RunInfo, StageRun, manifest_of, stat_row
+from .history import with_history
+from .hooks import FinishedRun, RunHooks
+from .job import GlobalJob
+from .lock import RunLock
+from .parts import AccountingError, ChainTask, PartTask, _h, finish_part, part_name, run_chain, run_part
+from .preflight import Preflight
 from .progress import RunProgress, StageProgress
 from .recipe import Recipe, StageSpec
 from .stage import Stage, StageContext, get_stage
+from .stagedir import prepare_stage_dir, work_dir
+from .summary import format_summary
 
-__all__ = ["Runner", "AccountingError", "finish_part", "format_summary", "run_part"]
+# format_summary, finish_part, prepare_stage_dir and work_dir: older import paths kept
+__all__ = ["Runner", "AccountingError", "GlobalJob", "finish_part", "format_summary", "prepare_stage_dir",
+           "run_part", "work_dir"]
 
-
-# ---------------------------------------------------------------- driver side
-ATTEMPT = "_attempt.json"
-
-
-def work_dir(stage_dir: str, fingerprint: str) -> str:
-    return storage.join(stage_dir, "_work", fingerprint)
-
-
-def prepare_stage_dir(sdir: str, fp: str) -> None:
-    """Make a stage folder safe to (re)start for fingerprint ``fp``: what an older
-    recipe/input/code left there — a committed result, or the scratch, index and
-    markers of a crashed attempt — is deleted; a crashed attempt of the same
-    fingerprint is kept, so it resumes. Leftover ``.tmp-`` files go in every case."""
-    old = mf.read_manifest(sdir)
-    attempt = mf.read_json(storage.join(sdir, ATTEMPT))
-    owner = (attempt or old or {}).get("fingerprint")
-    if owner is None and storage.list_files(sdir.rstrip("/") + "/"):
-        owner = "unknown"  # files of unknown provenance (an older release): not reusable
-    if owner is not None and owner != fp:
-        storage.delete_prefix(sdir)
-    _clean_tmp(sdir)
-    mf.write_json(storage.join(sdir, ATTEMPT), {"fingerprint": fp, "started": round(time.time(), 3)})
-
-
-def _clean_tmp(sdir: str) -> None:
-    if storage.is_s3(sdir) or not os.path.isdir(sdir):
-        return
-    for root, _, fs in os.walk(sdir):
-        for f in fs:
-            if storage.is_tmp_name(f):
-                os.remove(os.path.join(root, f))
+Row = dict[str, Any]
 
 
 @dataclass
@@ -58,46 +43,21 @@ class _Step:
     k: int
     spec: StageSpec
     cls: type[Stage]
-    params: dict
+    params: dict[str, Any]
     sdir: str
-    ctx: dict
+    ctx: dict[str, Any]
     fp: str
-    inputs_desc: list[dict]
-    files: list[dict] | None = None   # read stage: the input objects (or byte ranges)
+    inputs_desc: list[Row]
+    files: list[Row] | None = None   # read stage: the input objects (or byte ranges)
 
-
-class GlobalJob:
-    """What a global stage gets: the engine, its input parts, where to write."""
-
-    def __init__(self, runner: Runner, stage_dir: str, inputs: list[str], fingerprint: str, ctx: dict,
-                 params: dict, name: str, progress: StageProgress):
-        self.runner, self.engine, self.progress = runner, runner.engine, progress
-        self.stage_dir, self.inputs, self.fingerprint = stage_dir, inputs, fingerprint
-        self.ctx, self.params, self.name = ctx, params, name
-        self.batch_size = runner.recipe.resources.batch_size
-
-    @property
-    def work_dir(self) -> str:
-        """Scratch of this attempt: under the fingerprint, so nothing written for another
-        recipe, input or code version can be read by this one."""
-        return work_dir(self.stage_dir, self.fingerprint)
-
-    def map(self, fn, tasks, step: str = ""):
-        """Run one round of this stage: ``fn`` over ``tasks`` on the engine; ``step``
-        names the round in the progress display."""
-        on_result = self.progress.start_step(step or "tasks", len(tasks))
-        out = self.engine.map(fn, tasks, on_result=on_result)
-        self.progress.finish_step()
-        return out
+    def stage_run(self) -> StageRun:
+        return StageRun(self.k, self.spec.stage, self.fp, self.params, self.inputs_desc, self.spec.sources)
 
 
 class Runner:
     def __init__(self, recipe: Recipe, engine: str | None = None, only: list[str] | None = None,
-                 workers: int | None = None, quiet: bool = False, new_only: bool = False,
-                 ledger: str | None = None, break_lock: bool = False, force: list[str] | None = None):
-        from ..engines import get_engine
-        from .preflight import Preflight
-
+                 workers: int | None = None, quiet: bool = False, break_lock: bool = False,
+                 force: list[str] | None = None, hooks: RunHooks | None = None):
         # typos, unknown formats, missing tokenizers, unwritable outputs: fail before any work
         Preflight(recipe, only=only, force=force).run()
         self.recipe = recipe
@@ -114,14 +74,11 @@ class Runner:
         self.progress = RunProgress(quiet)
         self.engine_startup_seconds: float | None = None
         self.out = recipe.output.rstrip("/")
-        self.stats: list[dict] = []
-        # input ledger (ingest/ledger.py): every successful run records the objects it read;
-        # new_only=True reads only objects not recorded yet (or changed since)
-        self.new_only = new_only
-        self.ledger_uri = ledger
-        self.read_files: list[dict] = []
+        self.stats: list[Row] = []
+        self.hooks = hooks or RunHooks()
+        self.read_files: list[Row] = []   # what the read stage read (the ledger records it)
         self.break_lock = break_lock
-        self.lock = None
+        self.lock: RunLock | None = None
 
     def log(self, msg: str) -> None:
         if not self.quiet:
@@ -130,7 +87,7 @@ class Runner:
     def stage_dir(self, k: int, name: str) -> str:
         return storage.join(self.out, "stages", f"{k:02d}-{name}")
 
-    def input_files(self) -> list[dict]:
+    def input_files(self) -> list[Row]:
         files = []
         for spec in self.recipe.inputs:
             found = []
@@ -152,11 +109,9 @@ class Runner:
                               "licence": spec.licence})
         return files
 
-    def run(self) -> dict:
+    def run(self) -> Row:
         """The whole run holds the output root's lock (core/lock.py): a second run on the
         same output stops with RunLocked naming the holder instead of corrupting it."""
-        from .lock import RunLock
-
         with RunLock(self.out, self.recipe.name, break_lock=self.break_lock) as lock:
             self.lock = lock
             try:
@@ -164,7 +119,7 @@ class Runner:
             finally:
                 self.lock = None
 
-    def _run_locked(self) -> dict:
+    def _run_locked(self) -> Row:
         t_run = time.time()
         # the chain starts from what is read and the seed; each stage then adds its own
         # name, params and code, so a change re-runs that stage and those after it only
@@ -181,18 +136,9 @@ class Runner:
             if forcing:
                 storage.delete_prefix(step.sdir)  # parts would otherwise be reused by fingerprint
             done = None if forcing else mf.committed(step.sdir, step.fp)
-            selected = forcing or self.only is None or step.spec.stage in self.only
-            if done or not selected:
-                if not done:
-                    raise RuntimeError(f"stage {step.spec.stage} is not selected with --stages but has no committed "
-                                       f"output matching the recipe; run it too")
-                hint = f"; --force {step.spec.stage} re-runs it" if self.only and step.spec.stage in self.only else ""
-                self.log(f"[{k:02d} {step.spec.stage}] up to date (manifest {done['fingerprint']}), skipped{hint}")
-                prev_outputs = [storage.join(step.sdir, o["path"]) for o in done["outputs"]]
-                prev_sizes = [int(o.get("bytes", 0)) for o in done["outputs"]]
-                self.stats.append(self._stat_row(done, skipped=True))
-                prev_fp = step.fp
-                k += 1
+            if done or not (forcing or self._selected(step)):
+                prev_outputs, prev_sizes = _outputs(step.sdir, self._skip(step, done))
+                prev_fp, k = step.fp, k + 1
                 continue
             did_work = True
             chain = [step]
@@ -203,20 +149,37 @@ class Runner:
                 prepare_stage_dir(st.sdir, st.fp)  # nothing of another recipe/input/code survives
             t0 = time.time() + self._start_engine()  # a stage's seconds exclude the engine's start-up
             if step.cls.kind in ("map", "read"):
-                ms = self._run_parts(chain, prev_outputs, prev_sizes, t0)
+                last = self._run_parts(chain, prev_outputs, prev_sizes, t0)
             else:
-                ms = [self._run_global(step, prev_outputs, t0)]
-            last = ms[-1]
-            prev_outputs = [storage.join(chain[-1].sdir, o["path"]) for o in last["outputs"]]
-            prev_sizes = [int(o.get("bytes", 0)) for o in last["outputs"]]
+                last = self._run_global(step, prev_outputs, t0)
+            prev_outputs, prev_sizes = _outputs(chain[-1].sdir, last)
             prev_fp = chain[-1].fp
             k += len(chain)
-        wall = time.time() - t_run
-        stats = {"run": self.recipe.name, "recipe_fingerprint": self.recipe.fingerprint(),
-                 "engine": self.recipe.engine, "workers": self.recipe.resources.workers,
-                 "output": self.out, "did_work": did_work, "wall_seconds": round(wall, 2),
-                 "engine_startup_seconds": self.engine_startup_seconds,
-                 "stages": self.stats, "final_outputs": [storage.relpath(p, self.out) for p in prev_outputs]}
+        return self._finish(t_run, did_work, prev_outputs)
+
+    def _selected(self, step: _Step) -> bool:
+        return self.only is None or step.spec.stage in self.only
+
+    def _skip(self, step: _Step, done: Row | None) -> Row:
+        """A stage committed with this fingerprint (or one left out with --stages, which
+        must be): its manifest stands for it and is returned."""
+        if not done:
+            raise RuntimeError(f"stage {step.spec.stage} is not selected with --stages but has no committed "
+                               f"output matching the recipe; run it too")
+        hint = f"; --force {step.spec.stage} re-runs it" if self.only and step.spec.stage in self.only else ""
+        self.log(f"[{step.k:02d} {step.spec.stage}] up to date (manifest {done['fingerprint']}), skipped{hint}")
+        self.stats.append(stat_row(done, skipped=True))
+        return done
+
+    def _finish(self, t_run: float, did_work: bool, final_outputs: list[str]) -> Row:
+        """Every stage is committed: labels, token funnel and the before-store hooks add to
+        the stats, stats.json is written (with the history of earlier runs), then the
+        after-store hooks run."""
+        stats: Row = {"run": self.recipe.name, "recipe_fingerprint": self.recipe.fingerprint(),
+                      "engine": self.recipe.engine, "workers": self.recipe.resources.workers,
+                      "output": self.out, "did_work": did_work, "wall_seconds": round(time.time() - t_run, 2),
+                      "engine_startup_seconds": self.engine_startup_seconds,
+                      "stages": self.stats, "final_outputs": [storage.relpath(p, self.out) for p in final_outputs]}
         if self.engine.nodes_used():
             stats["nodes"] = self.engine.nodes_used()
         if self.recipe.labels:
@@ -224,23 +187,26 @@ class Runner:
 
             stats["planted"] = evaluate_labels(self.recipe.labels, self.out, self.stats)
         if self.recipe.token_funnel:
-            from ..report.token_funnel import add_token_funnel
+            from .token_funnel import add_token_funnel
 
             add_token_funnel(self.out, self.stats, lambda fn, tasks: self.engine.map(fn, tasks))
-        if self.read_files:  # every stage committed: these inputs are done
-            stats["new_inputs_recorded"] = self._ledger().record(self.read_files, self.recipe.name)
-        from .history import with_history
-
-        stored = with_history(mf.read_json(storage.join(self.out, "stats.json")), stats)
-        mf.write_json(storage.join(self.out, "stats.json"), stored)
-        if self.recipe.report:
-            from ..report.html import write_report
-
-            stats["report"] = write_report(self.out, stored)
+        finished = FinishedRun(self.recipe.name, self.out, stats, self.read_files)
+        for hook in self.hooks.before_store:
+            hook(finished)
+        finished.stored = self._store(stats)
+        for hook in self.hooks.after_store:
+            hook(finished)
         return stats
 
+    def _store(self, stats: Row) -> Row:
+        """Write stats.json: this run's stats with the history of the runs before."""
+        stored = with_history(mf.read_json(storage.join(self.out, "stats.json")), stats)
+        mf.write_json(storage.join(self.out, "stats.json"), stored)
+        return stored
+
     def _plan(self, k: int, prev_fp: str, prev_outputs: list[str]) -> _Step | None:
-        """Stage k's parameters, folder, inputs and fingerprint (None: --new-only found nothing)."""
+        """Stage k's parameters, folder, inputs and fingerprint (None: no input to read,
+        the input selection hook found nothing new)."""
         spec = self.recipe.stages[k]
         cls = get_stage(spec.stage)
         params = cls.Params(**spec.params).model_dump(mode="json")
@@ -253,14 +219,13 @@ class Runner:
             return _Step(k, spec, cls, params, sdir, ctx, fp,
                          [{"path": storage.relpath(p, self.out)} for p in prev_outputs])
         files = self.input_files()
-        if self.new_only:
-            files = self._ledger().new_files(files)
+        if self.hooks.select_inputs is not None:
+            files = self.hooks.select_inputs(files)
             if not files:
                 self.log(f"[{k:02d} {spec.stage}] --new-only: no input object is new since the last run")
                 return None
         self.read_files = files
-        if hasattr(cls, "plan_tasks"):  # e.g. byte ranges of large splittable objects
-            files = cls.plan_tasks(files)
+        files = cls.plan_tasks(files)  # e.g. byte ranges of large splittable objects
         desc = [{"path": f"{f['input']}:{f['rel']}" + (f"@{f['range'][0]}-{f['range'][1]}" if f.get("range") else ""),
                  "size": f["size"], "etag": f["etag"]} for f in files]
         fp = _h([prev_fp, spec.stage, params, cls.code_hash(), [(d["path"], d["size"], d["etag"]) for d in desc]])
@@ -277,7 +242,7 @@ class Runner:
             step = self._plan(k, prev.fp, outputs)
             assert step is not None
             forcing_here = forcing or step.spec.stage in self.force
-            selected = forcing_here or self.only is None or step.spec.stage in self.only
+            selected = forcing_here or self._selected(step)
             if not selected or (not forcing_here and mf.committed(step.sdir, step.fp)):
                 break
             if forcing_here:
@@ -287,25 +252,33 @@ class Runner:
             prev = step
         return chain, forcing
 
+    def _part_tasks(self, chain: list[_Step], inputs: list[tuple[Any, str]]) -> list[list[PartTask]]:
+        """[stage][part]: the worker tasks of each stage of a (fused) chain, one per part;
+        a stage after the first reads the parts of the stage before."""
+        tasks: list[list[PartTask]] = []
+        for j, st in enumerate(chain):
+            if j:
+                before = chain[j - 1].sdir
+                inputs = [(p, storage.relpath(p, self.out))
+                          for p in (storage.join(before, "data", part_name(i)) for i in range(len(inputs)))]
+            tasks.append([PartTask(st.spec.stage, st.params, st.ctx, st.sdir, i, st.fp, input=src, input_desc=desc,
+                                   sources=st.spec.sources, batch_size=self.recipe.resources.batch_size)
+                          for i, (src, desc) in enumerate(inputs)])
+        return tasks
+
     def _run_parts(self, chain: list[_Step], prev_outputs: list[str], prev_sizes: list[int],
-                   t0: float) -> list[dict]:
-        """Map/read stages, one task per part; several stages in a row run fused (core/parts.py)."""
+                   t0: float) -> Row:
+        """Map/read stages, one task per part; several stages in a row run fused (core/parts.py).
+        Returns the manifest of the last stage of the chain."""
         first = chain[0]
+        inputs: list[tuple[Any, str]]
         if first.files is not None:
             inputs = [(f, d["path"]) for f, d in zip(first.files, first.inputs_desc)]
             sizes = [f["size"] for f in first.files]
         else:
             inputs = [(p, storage.relpath(p, self.out)) for p in prev_outputs]
             sizes = prev_sizes
-        tasks: list[list[dict]] = []   # [stage][part]
-        for j, st in enumerate(chain):
-            if j:
-                before = chain[j - 1].sdir
-                inputs = [(p, storage.relpath(p, self.out))
-                          for p in (storage.join(before, "data", part_name(i)) for i in range(len(inputs)))]
-            tasks.append([dict(input=src, input_desc=desc, stage=st.spec.stage, params=st.params, ctx=st.ctx,
-                               stage_dir=st.sdir, part=i, fingerprint=st.fp, sources=st.spec.sources,
-                               batch_size=self.recipe.resources.batch_size) for i, (src, desc) in enumerate(inputs)])
+        tasks = self._part_tasks(chain, inputs)
         bars = [self.progress.stage(st.k, st.spec.stage, len(inputs), sizes if j == 0 else None)
                 for j, st in enumerate(chain)]
         workers = f"{self.engine.name} ({self.recipe.resources.workers} workers)"
@@ -316,42 +289,41 @@ class Runner:
             names = ", ".join(f"{st.k:02d} {st.spec.stage}" for st in chain)
             self.log(f"[{first.k:02d} {first.spec.stage}] running on {workers}, fused: {names}")
 
-            def on_result(i: int, markers: list[dict]) -> None:
+            def on_result(i: int, markers: list[Row]) -> None:
                 for bar, m in zip(bars, markers):
                     bar.on_part(i, m)
 
-            results = self.engine.map(run_chain, [{"steps": [t[i] for t in tasks]} for i in range(len(inputs))],
+            results = self.engine.map(run_chain, [ChainTask([t[i] for t in tasks]) for i in range(len(inputs))],
                                       on_result=on_result)
             per_stage = [[r[j] for r in results] for j in range(len(chain))]
-        # fused stages share the wall time in proportion to the work their parts measured
-        wall = time.time() - t0
+        return self._commit_chain(chain, per_stage, bars, time.time() - t0)
+
+    def _commit_chain(self, chain: list[_Step], per_stage: list[list[Row]], bars: list[StageProgress],
+                      wall: float) -> Row:
+        """Commit each stage of a chain; fused stages share the wall time in proportion to
+        the work their parts measured."""
         work = [sum(float(m.get("seconds", 0.0)) for m in parts) for parts in per_stage]
         total = sum(work)
-        out = []
+        m: Row = {}
         for st, parts, w, bar in zip(chain, per_stage, work, bars):
-            seconds = wall * (w / total if total else 1 / len(chain))
-            m = self._commit(st.k, st.spec.stage, st.sdir, st.fp, st.params, st.inputs_desc, parts, seconds,
-                             chars_in=self.stats[-1]["chars"].get("kept") if self.stats else None,
-                             sources=st.spec.sources)
+            m = self._commit(st, parts, wall * (w / total if total else 1 / len(chain)))
             bar.close(m["counts"]["in"], m["seconds"])
-            row = self._stat_row(m, skipped=False)
+            row = stat_row(m, skipped=False)
             if len(chain) > 1:
                 row["fused_with"] = [c.spec.stage for c in chain if c is not st]
             self.stats.append(row)
-            out.append(m)
-        return out
+        return m
 
-    def _run_global(self, step: _Step, prev_outputs: list[str], t0: float) -> dict:
+    def _run_global(self, step: _Step, prev_outputs: list[str], t0: float) -> Row:
         self.log(f"[{step.k:02d} {step.spec.stage}] running on {self.engine.name} "
                  f"({self.recipe.resources.workers} workers)")
         bar = self.progress.stage(step.k, step.spec.stage, len(prev_outputs))
-        job = GlobalJob(self, step.sdir, prev_outputs, step.fp, step.ctx, step.params, step.spec.stage, bar)
+        job = GlobalJob(self.engine, bar, step.spec.stage, step.sdir, prev_outputs, step.fp, step.ctx, step.params,
+                        self.recipe.resources.batch_size)
         parts = step.cls(step.cls.Params(**step.params), StageContext(**step.ctx)).execute(job)
-        m = self._commit(step.k, step.spec.stage, step.sdir, step.fp, step.params, step.inputs_desc, parts,
-                         time.time() - t0, chars_in=self.stats[-1]["chars"].get("kept") if self.stats else None,
-                         sources=step.spec.sources)
+        m = self._commit(step, parts, time.time() - t0)
         bar.close(m["counts"]["in"], m["seconds"])
-        self.stats.append(self._stat_row(m, skipped=False))
+        self.stats.append(stat_row(m, skipped=False))
         return m
 
     def _start_engine(self) -> float:
@@ -366,95 +338,26 @@ class Runner:
         self.progress.engine_started(self.engine.name, self.engine_startup_seconds)
         return spent
 
-    def _ledger(self):
-        from ..ingest.ledger import Ledger, default_location
-
-        if not hasattr(self, "_ledger_obj"):
-            self._ledger_obj = Ledger(self.ledger_uri or default_location(self.out))
-        return self._ledger_obj
-
-    def _nothing_new(self, t_run: float) -> dict:
-        stats = {"run": self.recipe.name, "recipe_fingerprint": self.recipe.fingerprint(),
-                 "engine": self.recipe.engine, "workers": self.recipe.resources.workers, "output": self.out,
-                 "did_work": False, "nothing_new": True, "wall_seconds": round(time.time() - t_run, 2),
-                 "stages": [], "final_outputs": []}
-        from .history import with_history
-
-        stored = with_history(mf.read_json(storage.join(self.out, "stats.json")), stats)
-        mf.write_json(storage.join(self.out, "stats.json"), stored)
+    def _nothing_new(self, t_run: float) -> Row:
+        stats: Row = {"run": self.recipe.name, "recipe_fingerprint": self.recipe.fingerprint(),
+                      "engine": self.recipe.engine, "workers": self.recipe.resources.workers, "output": self.out,
+                      "did_work": False, "nothing_new": True, "wall_seconds": round(time.time() - t_run, 2),
+                      "stages": [], "final_outputs": []}
+        self._store(stats)
         return stats
 
-    def _commit(self, k, name, sdir, fp, params, inputs_desc, parts, seconds, chars_in: int | None = None,
-                sources: list[str] | None = None) -> dict:
+    def _commit(self, st: _Step, parts: list[Row], seconds: float) -> Row:
+        """Write the stage's manifest (the commit point), its accounting checked."""
         if self.lock is not None:
             self.lock.check()  # never commit over a run that took the output root over
-        n_in = sum(p["in"] for p in parts)
-        kept = sum(p["kept"] for p in parts)
-        rej: Counter = Counter()
-        counters: Counter = Counter()
-        hist: Counter = Counter()
-        chars: Counter = Counter()
-        for p in parts:
-            chars.update(p.get("chars", {}))
-            rej.update(p["rejected"])
-            counters.update(p.get("counters", {}))
-            hist.update(p.get("length_hist", {}))
-        if n_in != kept + sum(rej.values()):
-            raise AccountingError(f"stage {name}: in={n_in} != kept={kept} + rejected={sum(rej.values())} "
-                                  f"({dict(rej)}); refusing to commit")
-        # characters in = what the stage before kept (a read stage: what it produced); what a
-        # transform removed from the rows it kept is in - kept - rejected
-        chars["in"] = chars_in if chars_in is not None else chars["kept"] + chars["rejected"]
-        chars["removed_from_kept"] = chars["in"] - chars["kept"] - chars["rejected"]
-        m = {"stage": name, "index": k, "fingerprint": fp, "recipe": self.recipe.fingerprint(),
-             "code_version": mf.code_version(), "params": params, "inputs": inputs_desc,
-             "outputs": [p["output"] for p in parts], "rejects": [p["rejects"] for p in parts],
-             "counts": {"in": n_in, "kept": kept, "rejected": dict(sorted(rej.items()))},
-             "counters": dict(sorted(counters.items())), "chars": dict(sorted(chars.items())),
-             "length_hist": dict(sorted(hist.items(), key=lambda x: int(x[0]))),
-             "seconds": round(seconds, 3), "engine": self.recipe.engine, "workers": self.recipe.resources.workers,
-             "skipped_parts": sum(1 for p in parts if p.get("skipped")), "complete": True}
-        if sources is not None:
-            m["sources"] = sources
-        for extra in ("artifacts",):
-            vals = [p[extra] for p in parts if extra in p]
-            if vals:
-                m[extra] = vals
-        mf.write_json(storage.join(sdir, mf.MANIFEST), m)  # commit point
+        run = RunInfo(self.recipe.fingerprint(), self.recipe.engine, self.recipe.resources.workers)
+        chars_in = self.stats[-1]["chars"].get("kept") if self.stats else None
+        m = manifest_of(st.stage_run(), parts, seconds, run, chars_in=chars_in)
+        mf.write_json(storage.join(st.sdir, mf.MANIFEST), m)  # commit point
         return m
 
-    @staticmethod
-    def _stat_row(m: dict, skipped: bool) -> dict:
-        c = m["counts"]
-        return {"stage": m["stage"], "index": m["index"], "in": c["in"], "kept": c["kept"],
-                "rejected": c["rejected"], "counters": m.get("counters", {}),
-                "seconds": 0.0 if skipped else m["seconds"], "committed_seconds": m["seconds"], "skipped": skipped,
-                "length_hist": m.get("length_hist", {}), "fingerprint": m["fingerprint"],
-                "chars": m.get("chars", {}), **({"sources": m["sources"]} if "sources" in m else {}),
-                **({"tokens": m["artifacts"][0]["tokens"]} if m.get("artifacts") and "tokens" in m["artifacts"][0]
-                   else {})}
 
-
-def format_summary(stats: dict) -> str:
-    rows = [("stage", "in", "kept", "top rejection reasons", "seconds", "")]
-    for s in stats["stages"]:
-        top = sorted(s["rejected"].items(), key=lambda x: (-x[1], x[0]))[:3]
-        reasons = ", ".join(f"{r}={n}" for r, n in top) or "-"
-        secs = f"({s['committed_seconds']:.1f})" if s["skipped"] and "committed_seconds" in s else f"{s['seconds']:.1f}"
-        rows.append((f"{s['index']:02d} {s['stage']}", str(s["in"]), str(s["kept"]), reasons,
-                     secs, "skipped" if s["skipped"] else ""))
-    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-    lines = ["  ".join(c.ljust(w) if j in (0, 3, 5) else c.rjust(w) for j, (c, w) in enumerate(zip(r, widths)))
-             for r in rows]
-    lines.insert(1, "-" * len(lines[0]))
-    out = "\n".join(lines)
-    if any(s["skipped"] for s in stats["stages"]):
-        out += "\n(seconds) of a skipped stage: as measured by the run that committed it"
-    if stats.get("planted"):
-        out += "\n\nPlanted labels (sample shards):\n"
-        for kind, d in stats["planted"].items():
-            where = ", ".join(f"{k}={v}" for k, v in sorted(d["removed_by"].items())) or "none"
-            out += f"  {kind:<14} planted={d['planted']:<4} removed={d['removed']:<4} by: {where}\n"
-    if not stats["did_work"]:
-        out += "\nNothing to do: every stage was already committed with the same recipe, inputs and code.\n"
-    return out
+def _outputs(sdir: str, manifest: Row) -> tuple[list[str], list[int]]:
+    """The output parts of a committed stage and their sizes: the next stage's input."""
+    outputs = manifest.get("outputs", [])
+    return [storage.join(sdir, o["path"]) for o in outputs], [int(o.get("bytes", 0)) for o in outputs]

@@ -38,11 +38,11 @@ def doc_id(*parts: Any) -> str:
     return h.hexdigest()
 
 
-def meta_dumps(meta: dict | None) -> str:
+def meta_dumps(meta: dict[str, Any] | None) -> str:
     return json.dumps(meta or {}, ensure_ascii=False, sort_keys=True, default=str)
 
 
-def meta_loads(s: str | None) -> dict:
+def meta_loads(s: str | None) -> dict[str, Any]:
     if not s:
         return {}
     try:
@@ -52,10 +52,10 @@ def meta_loads(s: str | None) -> dict:
         return {"raw_meta": s}
 
 
-def docs_to_table(rows: Iterable[dict]) -> pa.Table:
+def docs_to_table(rows: Iterable[dict[str, Any]]) -> pa.Table:
     """Build a document table from dicts; unknown keys are folded into meta so
     nothing is dropped silently."""
-    cols: dict[str, list] = {n: [] for n in BASE_COLUMNS}
+    cols: dict[str, list[Any]] = {n: [] for n in BASE_COLUMNS}
     for r in rows:
         extra = {k: v for k, v in r.items() if k not in cols}
         meta = r.get("meta")
@@ -125,11 +125,11 @@ def concat(tables: list[pa.Table]) -> pa.Table:
 ROLES = ("system", "user", "assistant", "tool")
 
 
-def render_messages(messages: list[dict]) -> str:
+def render_messages(messages: list[dict[str, Any]]) -> str:
     return "\n\n".join(f"{m['role']}: {m.get('content') or ''}" for m in messages)
 
 
-def conversation_doc(messages: list[dict], **meta: Any) -> dict:
+def conversation_doc(messages: list[dict[str, Any]], **meta: Any) -> dict[str, Any]:
     for m in messages:
         if m.get("role") not in ROLES:
             raise ValueError(f"unknown role {m.get('role')!r}; expected one of {ROLES}")
@@ -138,6 +138,6 @@ def conversation_doc(messages: list[dict], **meta: Any) -> dict:
             "meta": {"kind": "conversation", "messages": messages, **meta}}
 
 
-def messages_of(row_meta: str | dict) -> list[dict]:
+def messages_of(row_meta: str | dict[str, Any]) -> list[dict[str, Any]]:
     m = meta_loads(row_meta) if isinstance(row_meta, str) else row_meta
     return list(m.get("messages") or [])

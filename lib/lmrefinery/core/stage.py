@@ -12,6 +12,7 @@ import hashlib
 import importlib
 import importlib.util
 import inspect
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
@@ -25,6 +26,14 @@ from .schema import concat, empty_docs, with_reason
 class StageDataError(ValueError):
     """A stage stopped because of what its input holds (e.g. a mixed source with no documents
     left): the CLI prints the message and exits 2, no traceback."""
+
+
+class OptionsError(ValueError):
+    """Reader options that do not fit the input format's options model."""
+
+    def __init__(self, problems: list[tuple[str, str]]):
+        self.problems = problems       # (key, message)
+        super().__init__("; ".join(f"options.{k}: {m}" if k else m for k, m in problems))
 
 
 class StageParams(BaseModel):
@@ -74,7 +83,6 @@ class StageContext:
     seed: int = 0
     inputs: list[dict[str, Any]] = field(default_factory=list)   # recipe input declarations
     run_name: str = "run"
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 class Stage:
@@ -103,6 +111,23 @@ class Stage:
     # global stages implement this instead of process()
     def execute(self, job: Any) -> list[dict[str, Any]]:  # pragma: no cover - abstract
         raise NotImplementedError
+
+    # read stages implement read() instead of process(), and may plan and check inputs
+    def read(self, spec: dict[str, Any]) -> Iterator[BatchResult]:  # pragma: no cover - abstract
+        """The documents of one read task (an input object, or a byte range of one)."""
+        raise NotImplementedError
+
+    @classmethod
+    def plan_tasks(cls, files: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """The read tasks for the recipe's input objects: one per object unless a read
+        stage splits large ones."""
+        return files
+
+    @classmethod
+    def check_input(cls, fmt: str, options: dict[str, Any] | None) -> Any:
+        """The typed reader options of input format ``fmt`` (read stages): KeyError for a
+        format no reader knows, OptionsError for options that do not fit it."""
+        raise KeyError(f"stage {cls.name!r} reads no input format")
 
     @classmethod
     def code_hash(cls) -> str:
@@ -210,6 +235,6 @@ def all_stages() -> list[str]:
     return list(_REGISTRY)
 
 
-__all__ = ["Stage", "StageParams", "StageDataError", "BatchResult", "StageContext", "register", "get_stage",
-           "process_for_sources",
+__all__ = ["Stage", "StageParams", "StageDataError", "OptionsError", "BatchResult", "StageContext", "register",
+           "get_stage", "process_for_sources",
            "all_stages", "concat", "empty_docs", "with_reason"]

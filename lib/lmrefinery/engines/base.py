@@ -52,7 +52,8 @@ class LocalEngine(Engine):
 
 
 def pack(value: Any) -> bytes:
-    return cloudpickle.dumps(value)
+    data: bytes = cloudpickle.dumps(value)
+    return data
 
 
 def unpack(data: bytes) -> Any:

@@ -5,13 +5,15 @@ from __future__ import annotations
 import os
 import sys
 import time
+from collections.abc import Callable
+from typing import Any
 
 import pyarrow as pa
 
-from .base import Engine, call_task, pack, unpack
+from .base import Engine, OnResult, Result, Task, call_task, pack, unpack
 
 
-def ensure_ray(address: str | None = None, num_cpus: int | None = None, attempts: int = 3):
+def ensure_ray(address: str | None = None, num_cpus: int | None = None, attempts: int = 3) -> Any:
     """Connect to the cluster named by ``address`` (or ``$RAY_ADDRESS``); without
     one, start a private local instance (``address="local"``) instead of
     attaching to whatever ``/tmp/ray/ray_current_cluster`` names. Local start-up
@@ -22,8 +24,8 @@ def ensure_ray(address: str | None = None, num_cpus: int | None = None, attempts
     if ray.is_initialized():
         return ray
     address = address or os.environ.get("RAY_ADDRESS")
-    kw = dict(ignore_reinit_error=True, log_to_driver=True,
-              logging_level=os.environ.get("LMR_RAY_LOG_LEVEL", "WARNING"))
+    kw: dict[str, Any] = dict(ignore_reinit_error=True, log_to_driver=True,
+                              logging_level=os.environ.get("LMR_RAY_LOG_LEVEL", "WARNING"))
     if address:
         ray.init(address=address, **kw)
     else:
@@ -56,7 +58,7 @@ def _warm_worker() -> int:
 
 
 class _Apply:
-    def __init__(self, fn):
+    def __init__(self, fn: Callable[[Task], Result]) -> None:
         self.fn = fn
 
     def __call__(self, batch: pa.Table) -> pa.Table:
@@ -88,7 +90,8 @@ class RayEngine(Engine):
         warm = ray.remote(num_cpus=self.cpus_per_task)(_warm_worker)
         ray.get([warm.remote() for _ in range(self.workers)])
 
-    def map(self, fn, tasks, on_result=None):
+    def map(self, fn: Callable[[Task], Result], tasks: list[Task],
+            on_result: OnResult | None = None) -> list[Result]:
         if not tasks:
             return []
         ray = ensure_ray(self.address)

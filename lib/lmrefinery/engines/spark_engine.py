@@ -4,15 +4,17 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Callable, Iterator
+from typing import Any
 
 import pyarrow as pa
 
-from .base import Engine, call_task, pack, unpack
+from .base import Engine, OnResult, Result, Task, call_task, pack, unpack
 
-_spark = None
+_spark: Any = None
 
 
-def get_spark(master: str = "local[*]", workers: int = 2):
+def get_spark(master: str = "local[*]", workers: int = 2) -> Any:
     global _spark
     from pyspark.sql import SparkSession
 
@@ -44,7 +46,8 @@ class SparkEngine(Engine):
     def start(self) -> None:
         get_spark(self.master, self.workers)
 
-    def map(self, fn, tasks, on_result=None):
+    def map(self, fn: Callable[[Task], Result], tasks: list[Task],
+            on_result: OnResult | None = None) -> list[Result]:
         if not tasks:
             return []
         spark = get_spark(self.master, self.workers)
@@ -55,7 +58,7 @@ class SparkEngine(Engine):
                                               numSlices=len(tasks))
         df = spark.createDataFrame(rows, "i long, task binary")
 
-        def run(batches):
+        def run(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
             for b in batches:
                 res = [call_task(fn, t) for t in b.column("task").to_pylist()]
                 yield pa.RecordBatch.from_arrays([b.column("i"), pa.array(res, pa.binary())],

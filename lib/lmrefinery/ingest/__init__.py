@@ -1,7 +1,7 @@
 """Ingest: raw objects -> documents. `formats.py` holds the registry and the
-generic readers; each source family adds its own module below."""
+generic readers; each source family adds its own module below, which registers its
+formats when imported (``_load_formats``, called by ``formats.get_reader``)."""
 import importlib
-import importlib.util
 
 FORMAT_MODULES = [
     "lmrefinery.ingest.web",           # warc, wet, html
@@ -13,12 +13,4 @@ FORMAT_MODULES = [
 
 def _load_formats() -> None:
     for mod in FORMAT_MODULES:
-        if _exists(mod):
-            importlib.import_module(mod)
-
-
-def _exists(mod: str) -> bool:
-    try:
-        return importlib.util.find_spec(mod) is not None
-    except ModuleNotFoundError:  # parent package not in this install
-        return False
+        importlib.import_module(mod)

@@ -138,7 +138,9 @@ def paragraphs(text: str, join_lines: bool = True) -> list[str]:
 
 
 def split_parts(paras: list[str], max_chars: int) -> list[str]:
-    parts, cur, size = [], [], 0
+    parts: list[str] = []
+    cur: list[str] = []
+    size = 0
     for p in paras:
         while len(p) > max_chars:  # one giant paragraph: cut at a sentence end if there is one
             cut = max(p.rfind(". ", 0, max_chars), p.rfind("。", 0, max_chars))

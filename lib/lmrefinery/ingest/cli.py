@@ -27,7 +27,7 @@ def cmd_formats(a) -> int:
         print(f"{name:18s} {doc[0] if doc else ''}")
         if getattr(a, "options", False):
             for key, f in OPTIONS[name].model_fields.items():
-                default = f.default if f.default_factory is None else f.default_factory()
+                default = f.get_default(call_default_factory=True)
                 print(f"    options.{key} = {json.dumps(default)}{' - ' + f.description if f.description else ''}")
     return 0
 

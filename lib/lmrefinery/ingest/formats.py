@@ -14,6 +14,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from ..core import storage
+from ..core.stage import OptionsError
 from .lines import MAX_SNIPPET, iter_line_range
 
 
@@ -83,14 +84,6 @@ def options_model(fmt: str) -> type[ReaderOptions]:
     return OPTIONS[fmt]
 
 
-class OptionsError(ValueError):
-    """Reader options that do not fit the format's options model."""
-
-    def __init__(self, problems: list[tuple[str, str]]):
-        self.problems = problems       # (key, message)
-        super().__init__("; ".join(f"options.{k}: {m}" if k else m for k, m in problems))
-
-
 def check_options(fmt: str, options: dict[str, Any] | None) -> ReaderOptions:
     """The typed options of format `fmt`; OptionsError lists every bad key."""
     model = options_model(fmt)
@@ -137,7 +130,7 @@ def snippet(b: bytes | str) -> str:
     return b[:MAX_SNIPPET]
 
 
-def map_fields(obj: dict, fields: dict[str, str]) -> dict:
+def map_fields(obj: dict[str, Any], fields: dict[str, str] | None) -> dict[str, Any]:
     """Our column <- source field (dotted paths allowed). Unmapped source fields go to meta."""
     def get(o, path):
         for p in path.split("."):
@@ -189,6 +182,7 @@ def read_jsonl(spec: dict) -> Iterator[Record | Quarantine]:
             yield Quarantine(reason, pos, f"{spec['rel']} at {pos} (decompressed byte {off}): {err}",
                              snippet(line) if line else None, {"offset": off})
             continue
+        assert line is not None  # iter_line_range: a line or an error
         if not line.strip():
             continue
         try:
@@ -323,6 +317,7 @@ def read_text_lines(spec: dict) -> Iterator[Record | Quarantine]:
             yield Quarantine(err.split(":", 1)[0], pos, f"{spec['rel']} {pos}: {err}",
                              snippet(line) if line else None)
             continue
+        assert line is not None
         try:
             s = line.decode("utf-8").strip()
         except UnicodeDecodeError as e:

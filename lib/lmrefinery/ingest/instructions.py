@@ -62,6 +62,7 @@ def iter_objects(spec: dict) -> Iterator[tuple[str, Any] | Quarantine]:
             yield Quarantine(err.split(":", 1)[0], pos, f"{rel} {pos}: {err}", snippet(line) if line else None,
                              {"offset": off})
             continue
+        assert line is not None  # iter_line_range: a line or an error
         if not line.strip():
             continue
         try:
@@ -143,7 +144,7 @@ def _history(rec: dict) -> list[dict]:
     return out
 
 
-Conv = tuple[str, list[dict], dict]  # (suffix for pos/id, messages, meta)
+Conv = tuple[str, list[dict[str, Any]] | BadRecord, dict[str, Any]]  # (suffix for pos/id, messages or why not, meta)
 
 
 # ------------------------------------------------------------ per format
@@ -169,7 +170,7 @@ def conv_self_instruct(rec: dict, o: dict) -> list[Conv]:
     inst = rec.get("instances")
     if not isinstance(inst, list) or not inst:
         raise BadRecord("missing_field:instances", "record has no instances")
-    out = []
+    out: list[Conv] = []
     for k, it in enumerate(inst):
         if not isinstance(it, dict):
             raise BadRecord("malformed_record", f"instance {k} is not an object")
@@ -248,7 +249,7 @@ def conv_openai(rec: dict, o: dict) -> list[Conv]:
         c = t.get("content")
         if isinstance(c, list):  # content parts
             c = "\n".join(p.get("text", "") for p in c if isinstance(p, dict) and p.get("type", "text") == "text")
-        m = {"role": role, "content": _s(c)}
+        m: dict[str, Any] = {"role": role, "content": _s(c)}
         calls = t.get("tool_calls") or ([t["function_call"]] if t.get("function_call") else [])
         if calls and role == "assistant":
             from ..instruct.tools import normalise_call
@@ -271,7 +272,7 @@ def conv_bilingual(rec: dict, o: dict) -> list[Conv]:
     other = o.get("other_lang", "zh")
     en = {k[len(prefix):]: v for k, v in rec.items() if k.startswith(prefix)}
     native = {k: v for k, v in rec.items() if not k.startswith(prefix)}
-    out = []
+    out: list[Conv] = []
     for lang, r in (("en", en), (other, native)):
         try:
             msgs = [_user_msg(_need(r, "instruction"), _s(r.get("input"))),
@@ -360,7 +361,7 @@ def _read(spec: dict, fmt: str) -> Iterator[Record | Quarantine]:
             continue
         try:
             convs = conv_mapped(rec, o, spec.get("fields") or {}) if fmt == "conversation" else FORMATS[fmt](rec, o)
-            docs = []
+            docs: list[tuple[str, Any]] = []
             for suffix, msgs, meta in convs:
                 if isinstance(msgs, BadRecord):
                     docs.append((pos + suffix, msgs))

@@ -3,12 +3,13 @@ documents (and one part of quarantined input with reasons)."""
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Any
 
 from pydantic import Field
 
 from ..core.schema import doc_id, docs_to_table, with_reason
 from ..core.stage import BatchResult, Stage, StageParams, register
-from .formats import Quarantine, Record, Skip, get_reader
+from .formats import Quarantine, Record, Skip, check_options, get_reader
 
 
 class ReadParams(StageParams):
@@ -23,14 +24,18 @@ class ReadStage(Stage):
     params: ReadParams
     description = "Read the recipe's inputs (jsonl, json, parquet, csv, text, and the ingest formats) into documents."
 
-    @staticmethod
-    def plan_tasks(files: list[dict]) -> list[dict]:
+    @classmethod
+    def plan_tasks(cls, files: list[dict[str, Any]]) -> list[dict[str, Any]]:
         """One read task per input object, or per byte range of a large splittable one."""
         from .split import plan_read_tasks
 
         return plan_read_tasks(files)
 
-    def read(self, spec: dict) -> Iterator[BatchResult]:
+    @classmethod
+    def check_input(cls, fmt: str, options: dict[str, Any] | None) -> Any:
+        return check_options(fmt, options)
+
+    def read(self, spec: dict[str, Any]) -> Iterator[BatchResult]:
         rdr = get_reader(spec["format"])
         kept, bad = [], []
         skipped: dict[str, int] = {}

@@ -30,13 +30,13 @@ def cmd_job(a: argparse.Namespace) -> int:
 
             return train_phase(a.phase, a)
         from .phases import load, select_phase
-        from .pipeline import run_recipe
+        from .pipeline import run_job_recipe
 
         recipe = load(a)
         if a.phase == "recipe":
             only = a.stages.split(",") if a.stages else None
-            return run_recipe(recipe, a, "recipe", only=only)
-        return run_recipe(select_phase(recipe, a.phase), a, a.phase)
+            return run_job_recipe(recipe, a, "recipe", only=only)
+        return run_job_recipe(select_phase(recipe, a.phase), a, a.phase)
 
     return guarded(work, a.phase)
 

@@ -1,5 +1,6 @@
-"""A recipe (or one phase of it) run as a job: the Runner, then the result dict
-that ``protocol.guarded`` prints as ``LMR_RESULT``."""
+"""A recipe (or one phase of it) run as a job: ``run.run_recipe`` (the Runner with
+the ledger and report hooks), then the result dict that ``protocol.guarded`` prints
+as ``LMR_RESULT``."""
 from __future__ import annotations
 
 import os
@@ -8,8 +9,10 @@ from typing import Any
 from ..core import manifest as mf
 from ..core import storage
 from ..core.recipe import Recipe
-from ..core.runner import Runner, format_summary
+from ..core.runner import Runner
 from ..core.stage import get_stage
+from ..core.summary import format_summary
+from ..run import run_recipe
 
 
 class SameInputsRunner(Runner):
@@ -41,18 +44,16 @@ def prepare_engine(recipe: Recipe) -> None:
          .getOrCreate())
 
 
-def run_recipe(recipe: Recipe, args: Any, phase: str, only: list[str] | None = None) -> dict[str, Any]:
-    """Run a (possibly cut) recipe with the Runner; print the summary; return
-    the result dict that ``guarded`` prints as ``LMR_RESULT``."""
+def run_job_recipe(recipe: Recipe, args: Any, phase: str, only: list[str] | None = None) -> dict[str, Any]:
+    """Run a (possibly cut) recipe; print the summary; return the result dict that
+    ``guarded`` prints as ``LMR_RESULT``."""
     import lmrefinery
 
     if args.engine:
         recipe.engine = args.engine
     prepare_engine(recipe)
-    cls = SameInputsRunner if args.reuse_inputs else Runner
-    runner = cls(recipe, engine=args.engine, only=only, workers=args.workers, quiet=args.quiet,
-                 new_only=args.new_only, ledger=args.ledger)
-    stats = runner.run()
+    stats = run_recipe(recipe, runner=SameInputsRunner if args.reuse_inputs else Runner, new_only=args.new_only,
+                       ledger=args.ledger, engine=args.engine, only=only, workers=args.workers, quiet=args.quiet)
     extra = {}
     if recipe.engine == "spark":
         from pyspark.sql import SparkSession

@@ -19,8 +19,8 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
-from ..core import manifest as mf
-from ..core import storage
+from . import manifest as mf
+from . import storage
 
 CACHE_FILE = "_token_funnel.json"
 BATCH = 1024
@@ -54,11 +54,11 @@ def count_file_tokens(task: CountTask) -> int | None:
 Mapper = Callable[[Callable[[CountTask], int | None], list[CountTask]], list[int | None]]
 
 
-def _stage_dir(out: str, row: dict) -> str:
+def _stage_dir(out: str, row: dict[str, Any]) -> str:
     return storage.join(out, "stages", f"{row['index']:02d}-{row['stage']}")
 
 
-def run_tokenizer(out: str, rows: list[dict]) -> tuple[str, str] | None:
+def run_tokenizer(out: str, rows: list[dict[str, Any]]) -> tuple[str, str] | None:
     """(tokenizer.json URI, its sha256) of the run's tokenize stage, if one committed."""
     for row in reversed(rows):
         m = mf.read_manifest(_stage_dir(out, row))
@@ -73,7 +73,7 @@ def run_tokenizer(out: str, rows: list[dict]) -> tuple[str, str] | None:
     return None
 
 
-def _count_stage(out: str, row: dict, tok: tuple[str, str], run: Mapper) -> dict[str, int] | None:
+def _count_stage(out: str, row: dict[str, Any], tok: tuple[str, str], run: Mapper) -> dict[str, int] | None:
     """{"kept", "rejected"} tokens of one committed stage (cached), None without text."""
     sdir = _stage_dir(out, row)
     cache_uri = storage.join(sdir, CACHE_FILE)
@@ -94,7 +94,7 @@ def _count_stage(out: str, row: dict, tok: tuple[str, str], run: Mapper) -> dict
     return counts
 
 
-def add_token_funnel(out: str, rows: list[dict], run: Mapper) -> bool:
+def add_token_funnel(out: str, rows: list[dict[str, Any]], run: Mapper) -> bool:
     """Give every stage row of a run that has a tokenizer its ``tokens`` funnel (in place).
     False when the run has no tokenize stage (nothing to count with)."""
     tok = run_tokenizer(out, rows)
