@@ -24,6 +24,7 @@ import random
 import re
 import string
 from dataclasses import dataclass, field
+from typing import Any
 
 from .backends import Backend, ChatRequest
 from .common import has_cjk, make_record, read_jsonl, tokens
@@ -35,7 +36,7 @@ BLOCKLIST = {
     "zh": ["图片", "图像", "照片", "图表", "画", "绘制", "文件", "地图", "视频", "音频", "音乐", "流程图", "示意图", "链接"],
 }
 
-PROMPTS = {
+PROMPTS: dict[str, dict[str, Any]] = {   # prompt texts, and tuples of answer words
     "en": {
         "instructions": "Come up with a series of tasks:\n",
         "task": "Task {i}: {instruction}\n",
@@ -223,7 +224,8 @@ def run_self_instruct(seeds: list[SeedTask], backend: Backend, cfg: SelfInstruct
     for s in seeds:
         pool.add(s.instruction)
     machine: list[SeedTask] = []
-    records, rejects = [], []
+    records: list[dict] = []
+    rejects: list[dict] = []
     stats = {"prompts": 0, "candidates": 0, "accepted_tasks": 0, "records": 0, "rejected": 0}
     for rnd in range(cfg.rounds):
         rng = random.Random(f"{cfg.seed}:{rnd}")
@@ -245,7 +247,7 @@ def run_self_instruct(seeds: list[SeedTask], backend: Backend, cfg: SelfInstruct
             if res.error:
                 rejects.append({"text": None, "reason": f"backend_error:{res.error}", "round": rnd})
                 continue
-            cands = parse_instructions(res.text)
+            cands = parse_instructions(res.text or "")
             if not cands:
                 rejects.append({"text": res.text, "reason": "unparsable_instructions", "round": rnd})
             for c in cands:
@@ -259,7 +261,7 @@ def run_self_instruct(seeds: list[SeedTask], backend: Backend, cfg: SelfInstruct
                 accepted.append((c, chosen))
         # classification? then instances
         clf = backend.chat([ChatRequest(_human(P["clf"].format(instruction=c)), cfg.clf_params) for c, _ in accepted])
-        is_clf = [parse_yes_no(r.text, lang) if not r.error else None for r in clf]
+        is_clf = [parse_yes_no(r.text or "", lang) if not r.error else None for r in clf]
         inst_reqs = []
         for (c, _), yes in zip(accepted, is_clf):
             tpl = P["output_first"] if yes else P["input_first"]
@@ -267,7 +269,7 @@ def run_self_instruct(seeds: list[SeedTask], backend: Backend, cfg: SelfInstruct
         inst = backend.chat(inst_reqs)
         for (c, chosen), yes, r in zip(accepted, is_clf, inst):
             task_id = f"machine_{cfg.seed}_{rnd}_{len(machine)}"
-            instances = parse_instances(r.text, bool(yes), lang) if not r.error else []
+            instances = parse_instances(r.text or "", bool(yes), lang) if not r.error else []
             if not instances:
                 rejects.append({"instruction": c, "reason": "no_instances_parsed" if not r.error
                                 else f"backend_error:{r.error}", "round": rnd, "completion": r.text})
