@@ -98,6 +98,7 @@ def test_lexicon_augment_variants(sentences):
 def test_back_translation_through_a_local_seq2seq_model(sentences, tmp_path):
     """A tiny untrained Marian model built here stands in for a real MT model: the
     pipeline translates there and back, and the gate refuses its gibberish with reasons."""
+    import torch
     from tokenizers import Tokenizer, models, pre_tokenizers, trainers
     from transformers import MarianConfig, MarianMTModel, PreTrainedTokenizerFast
 
@@ -116,6 +117,7 @@ def test_back_translation_through_a_local_seq2seq_model(sentences, tmp_path):
                        decoder_attention_heads=2, encoder_ffn_dim=32, decoder_ffn_dim=32, max_position_embeddings=256,
                        pad_token_id=hf.pad_token_id, eos_token_id=hf.eos_token_id,
                        decoder_start_token_id=hf.pad_token_id, forced_eos_token_id=hf.eos_token_id)
+    torch.manual_seed(0)                                          # the untrained weights, and so the gibberish
     MarianMTModel(cfg).save_pretrained(d)
     rows = [make_record([{"role": "user", "content": s}, {"role": "assistant", "content": "ok"}], "t",
                         origin="source", id_parts=(i,)) for i, s in enumerate(en[:3] + zh[:3])]

@@ -13,14 +13,16 @@ import json
 import math
 import os
 import random
+import re
 
 import numpy as np
 import pyarrow as pa
 import pytest
 
+from lmrefinery import segment
 from lmrefinery.core.schema import docs_to_table
 from lmrefinery.core.stage import StageContext, get_stage
-from lmrefinery.quality import rules
+from lmrefinery.quality import gopher, rules, tokens
 from lmrefinery.quality.sources import chunk_text, warc_texts
 
 
@@ -43,7 +45,7 @@ def ref_ngram_repetition(words, total_chars, sig):
             m = n_w - n + 1
             if m <= 0:
                 break
-            h = h[:m] * rules._P + wh[n - 1:n - 1 + m]
+            h = h[:m] * gopher._P + wh[n - 1:n - 1 + m]
             cand = cand[cand < m]
             if n <= 4:
                 top, j = 1, 0
@@ -67,14 +69,14 @@ def ref_ngram_repetition(words, total_chars, sig):
                 sig[f"top_{n}_gram"] = float((cl[j + n] - cl[j] + n - 1) * top) / total_chars
 
 
-_NONWORD_TOKEN = rules.re.compile(r"^(?:[^\w\n]|_)+$", rules.re.M)
-_NONALPHA_TOKEN = rules.re.compile(r"^(?:[^\w\n]|[\d_])+$", rules.re.M)
+_NONWORD_TOKEN = re.compile(r"^(?:[^\w\n]|_)+$", re.M)
+_NONALPHA_TOKEN = re.compile(r"^(?:[^\w\n]|[\d_])+$", re.M)
 
 
 def ref_gopher_quality(text, words, t, stop_words):
     n_all = len(words)
     joined = "\n".join(words)
-    sym = [w for w in _NONWORD_TOKEN.findall(joined) if all(map(rules.PUNCT.__contains__, w))]
+    sym = [w for w in _NONWORD_TOKEN.findall(joined) if all(map(gopher.PUNCT.__contains__, w))]
     n = n_all - len(sym)
     sig = {"n_words": float(n)}
     sig["mean_word_length"] = ((sum(map(len, words)) - sum(map(len, sym))) / n) if n else 0.0
@@ -89,7 +91,7 @@ def ref_gopher_quality(text, words, t, stop_words):
 
 
 def ref_tok_regex(text):
-    return rules._TOKEN.findall(text)
+    return tokens._TOKEN.findall(text)
 
 
 def ref_tok_jieba(text):
@@ -156,7 +158,7 @@ def _repeated(docs: list[str], seed: int) -> list[str]:
 # ------------------------------------------------------------------ tokens
 def test_chinese_tokens_of_rjieba_equal_jieba(chinese):
     assert len(chinese) > 150 and sum(map(len, chinese)) > 400_000
-    rules._cut = None  # the fallback warns when rjieba is missing: it must not be
+    segment.reset()  # the fallback warns when rjieba is missing: it must not be
     import warnings
 
     with warnings.catch_warnings():
@@ -194,7 +196,7 @@ def test_ngram_and_gopher_quality_signals_equal_the_reference(english, chinese):
     for text, words in _tokenised(english, chinese) + [("", []), ("a", ["a"]), ("a a", ["a", "a"])]:
         want, got = {}, {}
         ref_ngram_repetition(words, len(text), want)
-        rules._ngram_repetition(words, len(text), got)
+        gopher._ngram_repetition(words, len(text), got)
         assert got == want
         n_dup += want["dup_5_gram"] > 0
         for lang in ("en", "zh"):
@@ -223,7 +225,7 @@ def test_quality_stage_columns_equal_with_reference_functions(english, chinese, 
     fast = _q_columns(table)
     monkeypatch.setitem(rules.TOKENIZERS, "regex", ref_tok_regex)
     monkeypatch.setitem(rules.TOKENIZERS, "jieba", ref_tok_jieba)
-    monkeypatch.setattr(rules, "_ngram_repetition", ref_ngram_repetition)
+    monkeypatch.setattr(gopher, "_ngram_repetition", ref_ngram_repetition)
     monkeypatch.setattr(rules, "gopher_quality", ref_gopher_quality)
     slow = _q_columns(table)
     assert fast.keys() == slow.keys() and len(fast) > 20

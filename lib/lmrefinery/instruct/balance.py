@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import math
 from collections import Counter
+from collections.abc import Sequence
 
 from .common import unit_hash
 
@@ -141,7 +142,7 @@ def distribution(rows: list[dict], fields: list[str]) -> dict[str, dict[str, int
     return out
 
 
-def balance(rows: list[dict], by: list[str] = ("category",), temperature: float = 1.0, caps: dict | None = None,
+def balance(rows: list[dict], by: Sequence[str] = ("category",), temperature: float = 1.0, caps: dict | None = None,
             floors: dict | None = None, total: int | None = None, upsample: bool = False, seed: int = 0,
             report_fields: tuple[str, ...] = ("category", "task", "lang", "source"),
             prefer: str | None = None) -> tuple[list[dict], dict]:

@@ -11,6 +11,7 @@ from typing import Any
 
 import pyarrow as pa
 
+from .. import segment
 from ..core.schema import BASE_COLUMNS, conversation_doc, doc_id, docs_to_table, meta_loads, render_messages
 
 
@@ -125,23 +126,24 @@ def read_raw_file(path: str, fmt: str = "auto", licence: str | None = None) -> t
     from ..ingest.instructions import read_instruction_file
 
     name = os.path.splitext(os.path.basename(path))[0]
-    spec = {"path": path, "rel": os.path.basename(path), "input": name, "format": fmt, "options": {},
+    spec: dict[str, Any] = {"path": path, "rel": os.path.basename(path), "input": name, "format": fmt, "options": {},
             "fields": {}, "licence": licence}
     if fmt == "auto":
         first = _first_object(spec)
         if first is None:
             raise UnreadableInput("no records in the file")
-        fmt = sniff_format(first)
-        if fmt is None:
+        sniffed = sniff_format(first)
+        if sniffed is None:
             raise UnreadableInput(f"records of an unknown shape; pass --format ({', '.join(RAW_FORMATS)})")
+        fmt = sniffed
+    rows: list[dict] = []
     if fmt == "rows":
-        rows = []
         for r in read_jsonl(path) if not _is_json_array(path) else json.loads(_read_text(path)):
             r["meta"] = r["meta"] if isinstance(r.get("meta"), dict) else meta_loads(r.get("meta"))
             rows.append(r)
         return rows, {}
     spec["format"] = fmt
-    rows, bad = [], Counter()
+    bad: Counter[str] = Counter()
     for item in read_instruction_file(spec, fmt):
         if isinstance(item, Quarantine):
             bad[item.reason] += 1
@@ -262,28 +264,13 @@ def cjk_ratio(text: str) -> float:
     return sum(1 for c in t if _CJK.match(c)) / len(t) if t else 0.0
 
 
-_jieba = None
-
-
-def _jieba_cut(text: str) -> list[str]:
-    global _jieba
-    if _jieba is None:
-        import logging
-
-        import jieba
-
-        jieba.setLogLevel(logging.WARNING)
-        _jieba = jieba
-    return _jieba.lcut(text)
-
-
 def tokens(text: str, lang: str | None = None) -> list[str]:
     """Words for ROUGE, length checks and n-grams: Latin/Cyrillic words
     lower-cased; Chinese segmented with jieba (punctuation dropped)."""
     text = unicodedata.normalize("NFKC", text or "")
     if (lang or "").startswith("zh") or (lang is None and has_cjk(text)):
         out = []
-        for w in _jieba_cut(text):
+        for w in segment.words(text):
             w = w.strip().lower()
             if w and any(ch.isalnum() for ch in w):
                 out.append(w)

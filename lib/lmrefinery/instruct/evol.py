@@ -122,7 +122,7 @@ def evolve(records: list[dict], backend: Backend, cfg: EvolConfig) -> tuple[list
                 prompt += ZH_SUFFIX
             reqs.append(ChatRequest([{"role": "user", "content": prompt}], cfg.evolve_params))
             meta.append((r, ins, method))
-        evolved = [(_clean_evolved(x.text) if not x.error else "") for x in backend.chat(reqs)]
+        evolved = [(_clean_evolved(x.text or "") if not x.error else "") for x in backend.chat(reqs)]
         answers = backend.chat([ChatRequest([{"role": "user", "content": e or "."}], cfg.answer_params)
                                 for e in evolved])
         judgements: list[str | None] = [None] * len(evolved)

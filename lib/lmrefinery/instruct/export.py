@@ -156,6 +156,7 @@ def write(rows: list[dict], path: str, fmt: str, sep: str = "<sep>") -> dict:
     if fmt in ("alpaca", "json"):
         kept = [r for r in rows if not has_tool_turns(r)]
         skipped, rows = len(rows) - len(kept), kept
+    n_rows = len(rows)
     lines: list[str] = []
     if fmt == "txt":
         for r in rows:
@@ -181,12 +182,12 @@ def write(rows: list[dict], path: str, fmt: str, sep: str = "<sep>") -> dict:
         data = buf.getvalue()
     elif fmt == "txt":
         data = "".join(line + "\n" for line in lines)
-        rows = [None] * len(lines)
+        n_rows = len(lines)
     else:
         raise ValueError(f"unknown export format {fmt!r}; known: {', '.join(FORMATS)}")
     raw = data.encode("utf-8")
     storage.write_bytes(path, raw)
-    info = {"rows": len(rows), "bytes": len(raw), "sha256": storage.sha256(raw)}
+    info = {"rows": n_rows, "bytes": len(raw), "sha256": storage.sha256(raw)}
     if skipped:
         info["skipped_tool_conversations" if fmt != "txt" else "skipped_not_representable"] = skipped
     return info

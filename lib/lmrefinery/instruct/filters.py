@@ -27,10 +27,14 @@ import os
 import re
 import unicodedata
 from functools import lru_cache
+from typing import TYPE_CHECKING
 
 from .common import cjk_ratio, conf_file, messages, pair, split_code, tokens
 from .rouge import rouge_l
 from .tools import has_tools
+
+if TYPE_CHECKING:
+    from .normalize import LangID
 
 
 @lru_cache(maxsize=32)
@@ -87,7 +91,7 @@ class PairFilter:
         self.max_repetition, self.repetition_min_words = max_repetition, repetition_min_words
         self.label_categories = set(label_categories)
         self.max_ifd, self.min_judge_score = max_ifd, min_judge_score
-        self._lid = None
+        self._lid: LangID | None = None
 
     def lid(self, text: str):
         if self._lid is None:

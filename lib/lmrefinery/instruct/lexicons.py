@@ -159,15 +159,14 @@ def chinese_lexicon(min_freq: int = 500) -> Lexicon:
     """Cilin ``=`` groups; a synonym is used only if it is a common word (jieba dictionary
     frequency >= ``min_freq`` and >= a tenth of the word's own): rare members of a group
     (台柱子 for 主角) read as errors."""
-    from .common import _jieba_cut
+    import jieba.posseg as posseg
 
-    _jieba_cut("词")                                  # sets jieba's log level
-    import jieba
-    import jieba.posseg
+    from ..segment import jieba
 
-    jieba.initialize()
-    freq = jieba.dt.FREQ
-    tags = jieba.posseg.dt.word_tag_tab
+    segmenter = jieba()                               # imported once, quietened
+    segmenter.initialize()
+    freq = segmenter.dt.FREQ
+    tags = posseg.dt.word_tag_tab
     with open(_cilin_file(), encoding="utf-8") as f:
         data = json.load(f)
     groups: list[tuple[str, list[str]]] = []

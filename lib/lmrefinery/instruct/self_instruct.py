@@ -24,8 +24,9 @@ import random
 import re
 import string
 from dataclasses import dataclass, field
+from typing import Any
 
-from .backends import Backend, ChatRequest
+from .backends import Backend, ChatRequest, ChatResult
 from .common import has_cjk, make_record, read_jsonl, tokens
 from .rouge import RougePool
 
@@ -35,7 +36,7 @@ BLOCKLIST = {
     "zh": ["图片", "图像", "照片", "图表", "画", "绘制", "文件", "地图", "视频", "音频", "音乐", "流程图", "示意图", "链接"],
 }
 
-PROMPTS = {
+PROMPTS: dict[str, dict[str, Any]] = {   # prompt texts, and tuples of answer words
     "en": {
         "instructions": "Come up with a series of tasks:\n",
         "task": "Task {i}: {instruction}\n",
@@ -217,74 +218,111 @@ def _human(msgs_text: str) -> list[dict]:
 
 
 def run_self_instruct(seeds: list[SeedTask], backend: Backend, cfg: SelfInstructConfig) -> SelfInstructResult:
-    lang = cfg.lang
-    P = PROMPTS[lang]
+    """``cfg.rounds`` rounds of: prompt with sampled human and machine tasks, keep the new
+    instructions that pass the filters, ask whether each is a classification task, then
+    for its instances; every accepted task joins the pool the next rounds sample from."""
     pool = RougePool(cfg.rouge_threshold)
     for s in seeds:
         pool.add(s.instruction)
     machine: list[SeedTask] = []
-    records, rejects = [], []
+    records: list[dict] = []
+    rejects: list[dict] = []
     stats = {"prompts": 0, "candidates": 0, "accepted_tasks": 0, "records": 0, "rejected": 0}
     for rnd in range(cfg.rounds):
-        rng = random.Random(f"{cfg.seed}:{rnd}")
-        prompts, used = [], []
-        for k in range(cfg.num_prompts):
-            n_machine = min(cfg.machine_per_prompt, len(machine))
-            chosen = rng.sample(seeds, cfg.human_per_prompt + cfg.machine_per_prompt - n_machine)
-            chosen += rng.sample(machine, n_machine) if n_machine else []
-            rng.shuffle(chosen)
-            text = P["instructions"] + "".join(P["task"].format(i=i + 1, instruction=t.instruction)
-                                               for i, t in enumerate(chosen))
-            text += P["task"].format(i=len(chosen) + 1, instruction="").rstrip() + " "
-            prompts.append(ChatRequest(_human(text.rstrip()), dict(cfg.gen_params, seed=cfg.seed * 1000 + rnd * 100 + k)))
-            used.append(chosen)
+        prompts, used = _round_prompts(seeds, machine, cfg, rnd)
         stats["prompts"] += len(prompts)
-        results = backend.chat(prompts)
-        accepted: list[tuple[str, list[SeedTask]]] = []
-        for res, chosen in zip(results, used):
-            if res.error:
-                rejects.append({"text": None, "reason": f"backend_error:{res.error}", "round": rnd})
-                continue
-            cands = parse_instructions(res.text)
-            if not cands:
-                rejects.append({"text": res.text, "reason": "unparsable_instructions", "round": rnd})
-            for c in cands:
-                stats["candidates"] += 1
-                why, score = instruction_reject(c, lang, pool, cfg.min_words, cfg.max_words)
-                if why:
-                    rejects.append({"instruction": c, "reason": why, "rouge_l": round(score, 4), "round": rnd,
-                                    "prompt_tasks": [t.id for t in chosen]})
-                    continue
-                pool.add(c)
-                accepted.append((c, chosen))
-        # classification? then instances
-        clf = backend.chat([ChatRequest(_human(P["clf"].format(instruction=c)), cfg.clf_params) for c, _ in accepted])
-        is_clf = [parse_yes_no(r.text, lang) if not r.error else None for r in clf]
-        inst_reqs = []
-        for (c, _), yes in zip(accepted, is_clf):
-            tpl = P["output_first"] if yes else P["input_first"]
-            inst_reqs.append(ChatRequest(_human(tpl.format(instruction=c)), cfg.inst_params))
-        inst = backend.chat(inst_reqs)
-        for (c, chosen), yes, r in zip(accepted, is_clf, inst):
-            task_id = f"machine_{cfg.seed}_{rnd}_{len(machine)}"
-            instances = parse_instances(r.text, bool(yes), lang) if not r.error else []
-            if not instances:
-                rejects.append({"instruction": c, "reason": "no_instances_parsed" if not r.error
-                                else f"backend_error:{r.error}", "round": rnd, "completion": r.text})
-                continue
-            task = SeedTask(task_id, c, instances[:cfg.max_instances], bool(yes), origin="self_instruct")
+        accepted = _accepted_instructions(backend.chat(prompts), used, pool, cfg, rnd, stats, rejects)
+        for task, chosen, yes in _new_tasks(accepted, backend, cfg, rnd, len(machine), rejects):
             machine.append(task)
             stats["accepted_tasks"] += 1
-            for j, ex in enumerate(task.instances):
-                user = c if not ex["input"] else f"{c}\n\n{ex['input']}"
-                rec = make_record([{"role": "user", "content": user}, {"role": "assistant", "content": ex["output"]}],
-                                  cfg.source, origin="self_instruct", parent_id=None, id_parts=(task_id, j),
-                                  lang=lang, task_id=task_id, round=rnd, is_classification=bool(yes),
-                                  clf_parsed=yes is not None, parent_ids=[t.id for t in chosen],
-                                  generation="output_first" if yes else "input_first",
-                                  category="classification" if yes else "uncategorized")
-                records.append(rec)
+            records += _task_records(task, chosen, yes, cfg, rnd)
     stats["records"] = len(records)
     stats["rejected"] = len(rejects)
     stats["rouge_exact_checks"] = pool.exact_checks
     return SelfInstructResult(records, rejects, machine, stats)
+
+
+def _round_prompts(seeds: list[SeedTask], machine: list[SeedTask], cfg: SelfInstructConfig,
+                   rnd: int) -> tuple[list[ChatRequest], list[list[SeedTask]]]:
+    """The round's generation prompts, each with the tasks shown in it as examples."""
+    P = PROMPTS[cfg.lang]
+    rng = random.Random(f"{cfg.seed}:{rnd}")
+    prompts, used = [], []
+    for k in range(cfg.num_prompts):
+        n_machine = min(cfg.machine_per_prompt, len(machine))
+        chosen = rng.sample(seeds, cfg.human_per_prompt + cfg.machine_per_prompt - n_machine)
+        chosen += rng.sample(machine, n_machine) if n_machine else []
+        rng.shuffle(chosen)
+        text = P["instructions"] + "".join(P["task"].format(i=i + 1, instruction=t.instruction)
+                                           for i, t in enumerate(chosen))
+        text += P["task"].format(i=len(chosen) + 1, instruction="").rstrip() + " "
+        prompts.append(ChatRequest(_human(text.rstrip()), dict(cfg.gen_params, seed=cfg.seed * 1000 + rnd * 100 + k)))
+        used.append(chosen)
+    return prompts, used
+
+
+def _accepted_instructions(results: list[ChatResult], used: list[list[SeedTask]], pool: RougePool,
+                           cfg: SelfInstructConfig, rnd: int, stats: dict,
+                           rejects: list[dict]) -> list[tuple[str, list[SeedTask]]]:
+    """The generated instructions that pass the filters (each added to ``pool``), with the
+    tasks of the prompt that made them; the others go to ``rejects`` with a reason."""
+    accepted: list[tuple[str, list[SeedTask]]] = []
+    for res, chosen in zip(results, used):
+        if res.error:
+            rejects.append({"text": None, "reason": f"backend_error:{res.error}", "round": rnd})
+            continue
+        cands = parse_instructions(res.text or "")
+        if not cands:
+            rejects.append({"text": res.text, "reason": "unparsable_instructions", "round": rnd})
+        for c in cands:
+            stats["candidates"] += 1
+            why, score = instruction_reject(c, cfg.lang, pool, cfg.min_words, cfg.max_words)
+            if why:
+                rejects.append({"instruction": c, "reason": why, "rouge_l": round(score, 4), "round": rnd,
+                                "prompt_tasks": [t.id for t in chosen]})
+                continue
+            pool.add(c)
+            accepted.append((c, chosen))
+    return accepted
+
+
+def _new_tasks(accepted: list[tuple[str, list[SeedTask]]], backend: Backend, cfg: SelfInstructConfig, rnd: int,
+               n_machine: int, rejects: list[dict]) -> list[tuple[SeedTask, list[SeedTask], bool | None]]:
+    """Classification or not (None: the answer did not parse), then instances, for each
+    accepted instruction: (task, its prompt's tasks, is-classification) per instruction
+    with instances; one without goes to ``rejects``."""
+    P = PROMPTS[cfg.lang]
+    clf = backend.chat([ChatRequest(_human(P["clf"].format(instruction=c)), cfg.clf_params) for c, _ in accepted])
+    is_clf = [parse_yes_no(r.text or "", cfg.lang) if not r.error else None for r in clf]
+    inst_reqs = []
+    for (c, _), yes in zip(accepted, is_clf):
+        tpl = P["output_first"] if yes else P["input_first"]
+        inst_reqs.append(ChatRequest(_human(tpl.format(instruction=c)), cfg.inst_params))
+    inst = backend.chat(inst_reqs)
+    out: list[tuple[SeedTask, list[SeedTask], bool | None]] = []
+    for (c, chosen), yes, r in zip(accepted, is_clf, inst):
+        task_id = f"machine_{cfg.seed}_{rnd}_{n_machine + len(out)}"
+        instances = parse_instances(r.text or "", bool(yes), cfg.lang) if not r.error else []
+        if not instances:
+            rejects.append({"instruction": c, "reason": "no_instances_parsed" if not r.error
+                            else f"backend_error:{r.error}", "round": rnd, "completion": r.text})
+            continue
+        out.append((SeedTask(task_id, c, instances[:cfg.max_instances], bool(yes), origin="self_instruct"),
+                    chosen, yes))
+    return out
+
+
+def _task_records(task: SeedTask, chosen: list[SeedTask], yes: bool | None, cfg: SelfInstructConfig,
+                  rnd: int) -> list[dict]:
+    """One instruction record per instance of a new task."""
+    records = []
+    for j, ex in enumerate(task.instances):
+        c = task.instruction
+        user = c if not ex["input"] else f"{c}\n\n{ex['input']}"
+        records.append(make_record([{"role": "user", "content": user}, {"role": "assistant", "content": ex["output"]}],
+                                   cfg.source, origin="self_instruct", parent_id=None, id_parts=(task.id, j),
+                                   lang=cfg.lang, task_id=task.id, round=rnd, is_classification=bool(yes),
+                                   clf_parsed=yes is not None, parent_ids=[t.id for t in chosen],
+                                   generation="output_first" if yes else "input_first",
+                                   category="classification" if yes else "uncategorized"))
+    return records

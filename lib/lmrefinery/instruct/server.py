@@ -16,9 +16,20 @@ import sys
 import threading
 import time
 import uuid
+from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any, ClassVar
 
 from .backends import ChatRequest, TransformersBackend
+from .streaming import (
+    BadRequest,
+    check_supported,
+    completion_ids,
+    completion_response,
+    gen_params,
+    generate_deltas,
+    send_stream,
+)
 
 
 class ServeError(RuntimeError):
@@ -58,117 +69,132 @@ def parse_chat_body(raw: bytes) -> dict:
     return body
 
 
-def make_handler(backend: TransformersBackend, model_name: str, stats: dict, lock: threading.Lock,
-                 api_key: str | None = None):
-    class Handler(BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"
+@dataclass
+class ServerState:
+    """What every request handler of one server shares: the model, its name, the
+    counters behind ``GET /stats`` and their lock, and the bearer token (None: no auth)."""
+    backend: TransformersBackend
+    model_name: str
+    stats: dict[str, int]
+    lock: threading.Lock
+    api_key: str | None = None
 
-        def log_message(self, fmt, *args):  # quiet
-            pass
+    def count(self, key: str) -> None:
+        with self.lock:
+            self.stats[key] += 1
 
-        def _send(self, code: int, obj: dict):
-            data = json.dumps(obj).encode("utf-8")
-            self.send_response(code)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
 
-        def _authorised(self) -> bool:
-            if not api_key:
-                return True
-            return self.headers.get("Authorization", "") == f"Bearer {api_key}"
+class ChatHandler(BaseHTTPRequestHandler):
+    """One HTTP request (http.server makes a handler per request); the server's shared
+    state is the class attribute ``state``, set by ``make_handler``."""
 
-        def do_GET(self):
-            if self.path.rstrip("/") == "/health":
-                return self._send(200, {"status": "ok"})
-            if self.path.rstrip("/") == "/v1/models":
-                return self._send(200, {"object": "list", "data": [{"id": model_name, "object": "model"}]})
-            if self.path.rstrip("/") == "/stats":
-                with lock:
-                    return self._send(200, dict(stats))
-            self._send(404, {"error": {"message": f"no route {self.path}"}})
+    protocol_version = "HTTP/1.1"
+    state: ClassVar[ServerState]
 
-        def _completions(self):
-            """POST /v1/completions (raw prompt, no chat template), streamed or not."""
-            from .streaming import (
-                BadRequest,
-                check_supported,
-                completion_ids,
-                completion_response,
-                gen_params,
-                generate_deltas,
-                send_stream,
-            )
+    def log_message(self, format: str, *args: Any) -> None:  # quiet
+        pass
 
-            if not self._authorised():
-                return self._send(401, {"error": {"message": "invalid api key"}})
-            try:
-                body = json.loads(self.rfile.read(int(self.headers.get("Content-Length") or 0)).decode("utf-8"))
-                if not isinstance(body, dict) or "prompt" not in body:
-                    raise BadRequest("'prompt' is required")
-                check_supported(body)
-                ids = completion_ids(backend, body["prompt"])
-            except (ValueError, KeyError) as e:
-                return self._send(400, {"error": {"message": f"bad request: {e}", "type": "invalid_request_error"}})
-            with lock:
-                stats["requests"] += 1
-            g = generate_deltas(backend, ids, gen_params(body))
-            if body.get("stream"):
-                return send_stream(self, "completion", model_name, g)
-            text = "".join(g.pieces)
-            if g.error:
-                with lock:
-                    stats["errors"] += 1
-                return self._send(500, {"error": {"message": g.error}})
-            self._send(200, completion_response(model_name, text, g))
+    def _send(self, code: int, obj: dict) -> None:
+        data = json.dumps(obj).encode("utf-8")
+        self.send_response(code)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
 
-        def _chat_stream(self, msgs: list, body: dict):
-            from .streaming import gen_params, generate_deltas, send_stream
+    def _bad_request(self, e: Exception) -> None:
+        self._send(400, {"error": {"message": f"bad request: {e}", "type": "invalid_request_error"}})
 
-            with lock:
-                stats["requests"] += 1
-            g = generate_deltas(backend, backend.prompt_ids(msgs), gen_params(body))
-            send_stream(self, "chat", model_name, g)
+    def _authorised(self) -> bool:
+        if not self.state.api_key:
+            return True
+        return self.headers.get("Authorization", "") == f"Bearer {self.state.api_key}"
 
-        def do_POST(self):
-            if self.path.rstrip("/") == "/v1/completions":
-                return self._completions()
-            if self.path.rstrip("/") != "/v1/chat/completions":
-                return self._send(404, {"error": {"message": f"no route {self.path}"}})
-            if not self._authorised():
-                return self._send(401, {"error": {"message": "invalid api key"}})
-            try:
-                n = int(self.headers.get("Content-Length") or 0)
-                if n < 0:
-                    raise ValueError(f"bad Content-Length {n}")
-                body = parse_chat_body(self.rfile.read(n))
-                msgs = body["messages"]
-                from .streaming import check_supported
+    def do_GET(self) -> None:
+        st = self.state
+        if self.path.rstrip("/") == "/health":
+            return self._send(200, {"status": "ok"})
+        if self.path.rstrip("/") == "/v1/models":
+            return self._send(200, {"object": "list", "data": [{"id": st.model_name, "object": "model"}]})
+        if self.path.rstrip("/") == "/stats":
+            with st.lock:
+                return self._send(200, dict(st.stats))
+        self._send(404, {"error": {"message": f"no route {self.path}"}})
 
-                check_supported(body)  # n, logprobs, tools, ...: a clear 400, not a silent ignore
-            except (ValueError, KeyError) as e:
-                return self._send(400, {"error": {"message": f"bad request: {e}", "type": "invalid_request_error"}})
-            if body.get("stream"):
-                return self._chat_stream(msgs, body)
-            params = {k: body.get(k) for k in ("temperature", "top_p", "max_tokens", "stop", "seed")}
-            if isinstance(params.get("stop"), str):
-                params["stop"] = [params["stop"]]
-            with lock:
-                stats["requests"] += 1
-            res = backend.chat([ChatRequest(msgs, params)])[0]
-            if res.error:
-                with lock:
-                    stats["errors"] += 1
-                return self._send(500, {"error": {"message": res.error}})
-            self._send(200, {
-                "id": f"chatcmpl-{uuid.uuid4().hex[:24]}", "object": "chat.completion",
-                "created": int(time.time()), "model": model_name,
-                "choices": [{"index": 0, "message": {"role": "assistant", "content": res.text},
-                             "finish_reason": res.finish_reason or "stop"}],
-                "usage": {**res.usage, "total_tokens": sum(res.usage.values())}})
+    def do_POST(self) -> None:
+        if self.path.rstrip("/") == "/v1/completions":
+            return self._completions()
+        if self.path.rstrip("/") != "/v1/chat/completions":
+            return self._send(404, {"error": {"message": f"no route {self.path}"}})
+        if not self._authorised():
+            return self._send(401, {"error": {"message": "invalid api key"}})
+        try:
+            n = int(self.headers.get("Content-Length") or 0)
+            if n < 0:
+                raise ValueError(f"bad Content-Length {n}")
+            body = parse_chat_body(self.rfile.read(n))
+            msgs = body["messages"]
+            check_supported(body)  # n, logprobs, tools, ...: a clear 400, not a silent ignore
+        except (ValueError, KeyError) as e:
+            return self._bad_request(e)
+        if body.get("stream"):
+            return self._chat_stream(msgs, body)
+        self._chat(msgs, body)
 
-    return Handler
+    def _chat(self, msgs: list, body: dict) -> None:
+        """POST /v1/chat/completions, not streamed."""
+        st = self.state
+        params = {k: body.get(k) for k in ("temperature", "top_p", "max_tokens", "stop", "seed")}
+        if isinstance(params.get("stop"), str):
+            params["stop"] = [params["stop"]]
+        st.count("requests")
+        res = st.backend.chat([ChatRequest(msgs, params)])[0]
+        if res.error:
+            st.count("errors")
+            return self._send(500, {"error": {"message": res.error}})
+        self._send(200, {
+            "id": f"chatcmpl-{uuid.uuid4().hex[:24]}", "object": "chat.completion",
+            "created": int(time.time()), "model": st.model_name,
+            "choices": [{"index": 0, "message": {"role": "assistant", "content": res.text},
+                         "finish_reason": res.finish_reason or "stop"}],
+            "usage": {**res.usage, "total_tokens": sum(res.usage.values())}})
+
+    def _chat_stream(self, msgs: list, body: dict) -> None:
+        st = self.state
+        st.count("requests")
+        g = generate_deltas(st.backend, st.backend.prompt_ids(msgs), gen_params(body))
+        send_stream(self, "chat", st.model_name, g)
+
+    def _completions(self) -> None:
+        """POST /v1/completions (raw prompt, no chat template), streamed or not."""
+        st = self.state
+        if not self._authorised():
+            return self._send(401, {"error": {"message": "invalid api key"}})
+        try:
+            body = json.loads(self.rfile.read(int(self.headers.get("Content-Length") or 0)).decode("utf-8"))
+            if not isinstance(body, dict) or "prompt" not in body:
+                raise BadRequest("'prompt' is required")
+            check_supported(body)
+            ids = completion_ids(st.backend, body["prompt"])
+        except (ValueError, KeyError) as e:
+            return self._bad_request(e)
+        st.count("requests")
+        g = generate_deltas(st.backend, ids, gen_params(body))
+        if body.get("stream"):
+            return send_stream(self, "completion", st.model_name, g)
+        text = "".join(g.pieces)
+        if g.error:
+            st.count("errors")
+            return self._send(500, {"error": {"message": g.error}})
+        self._send(200, completion_response(st.model_name, text, g))
+
+
+def make_handler(backend: TransformersBackend, model_name: str, stats: dict[str, int], lock: threading.Lock,
+                 api_key: str | None = None) -> type[ChatHandler]:
+    """A ``ChatHandler`` class bound to one model, its counters and its key (what
+    ``ThreadingHTTPServer`` takes)."""
+    state = ServerState(backend, model_name, stats, lock, api_key)
+    return type("BoundChatHandler", (ChatHandler,), {"state": state})
 
 
 def serve(model_dir: str, host: str = "127.0.0.1", port: int = 8000, model_name: str | None = None,

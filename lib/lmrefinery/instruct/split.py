@@ -67,7 +67,7 @@ def near_dup_clusters(texts: list[str], threshold: float = 0.7, num_perm: int = 
     sh = [_shingles(t) for t in texts]
     rows = num_perm // bands
     buckets: dict[tuple, list[int]] = defaultdict(list)
-    sigs = []
+    sigs: list[np.ndarray | None] = []
     for i, s in enumerate(sh):
         if not s:
             sigs.append(None)

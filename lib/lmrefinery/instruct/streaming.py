@@ -20,6 +20,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from typing import Any
 
 UNSUPPORTED_TRUTHY = ("logprobs", "top_logprobs", "echo", "suffix", "tools", "functions", "tool_choice")
 
@@ -164,7 +165,7 @@ def send_stream(handler, kind: str, model_name: str, g: Generation) -> None:
     rid, created = f"{'chatcmpl' if kind == 'chat' else 'cmpl'}-{uuid.uuid4().hex[:24]}", int(time.time())
     obj = "chat.completion.chunk" if kind == "chat" else "text_completion"
 
-    def chunk(choice: dict) -> dict:
+    def chunk(choice: dict[str, Any]) -> dict[str, Any]:
         return {"id": rid, "object": obj, "created": created, "model": model_name, "choices": [choice]}
 
     if kind == "chat":
@@ -174,7 +175,7 @@ def send_stream(handler, kind: str, model_name: str, g: Generation) -> None:
         _event(handler, chunk({"index": 0, **body, "finish_reason": None}))
     if g.error:
         _event(handler, {"error": {"message": g.error, "type": "server_error"}})
-    last = {"delta": {}} if kind == "chat" else {"text": "", "logprobs": None}
+    last: dict[str, Any] = {"delta": {}} if kind == "chat" else {"text": "", "logprobs": None}
     final = chunk({"index": 0, **last, "finish_reason": g.finish_reason})
     final["usage"] = usage(g)
     _event(handler, final)

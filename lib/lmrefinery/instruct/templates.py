@@ -143,8 +143,9 @@ def task_category(task: str) -> str:
     return load_taxonomy()["maps"].get("task", {}).get(task, "other")
 
 
-def construct(rows: list[dict], task: str, lang: str, **kw) -> tuple[list[dict], list[tuple[dict, str]]]:
-    out, rejected = [], []
+def construct(rows: list[dict], task: str, lang: str, **kw) -> tuple[list[dict], list[tuple[dict, str | None]]]:
+    out: list[dict] = []
+    rejected: list[tuple[dict, str | None]] = []
     for r in rows:
         rec, why = construct_row(r, task, lang, **kw)
         if rec is None:

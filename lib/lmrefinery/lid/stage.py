@@ -225,7 +225,7 @@ class LidStage(Stage):
                 ok = ll.confident_shares(lambda lab, sc: self._allowed(lab) and sc >= self._min_score(lab))
                 d["lang_allowed_share"] = round(sum(ok.values()), 4)
                 if sum(ok.values()) >= p.keep_mixed - 1e-9:
-                    reasons[i], langs[i] = None, max(ok, key=ok.get)
+                    reasons[i], langs[i] = None, max(ok, key=lambda lab: ok[lab])
                     d["lang_mixed"] = True
                     d.setdefault("lang_shares", ll.shares())
                     counters["lid:kept_mixed"] = counters.get("lid:kept_mixed", 0) + 1

@@ -139,15 +139,13 @@ class PiiStage(Stage):
         self.redactor = Redactor(self.params)
 
     def process(self, batch: pa.Table) -> BatchResult:
-        if not hasattr(self, "redactor"):
-            self.setup()
         total: dict[str, int] = {}
         per_row = [0] * batch.num_rows
         for f in self.params.fields:
             if f not in batch.column_names:
                 continue
             vals = batch.column(f).to_pylist()
-            out = []
+            out: list[str | None] = []
             for i, v in enumerate(vals):
                 c: dict[str, int] = {}
                 if v is None:

@@ -36,7 +36,7 @@ def ft_line(text: str, max_chars: int = 10_000) -> str:
 def _load(specs: list[str], chunk_chars: int, min_chars: int) -> list[str]:
     from .sources import iter_texts
 
-    out = []
+    out: list[str] = []
     for s in specs:
         out.extend(t for t in iter_texts(s, chunk_chars) if len(t.strip()) >= min_chars)
     return out
@@ -120,8 +120,8 @@ def train(positive: list[str], negative: list[str], out: str, *, holdout: float 
                                                 maxn=maxn, bucket=bucket, thread=1, seed=seed, verbose=0,
                                                 loss="softmax"), quantize).result()
         model = fasttext.load_model(local)
-        with open(local, "rb") as fh:
-            storage.write_bytes(out, fh.read())
+        with open(local, "rb") as trained:
+            storage.write_bytes(out, trained.read())
     te = [ft_line(t, max_chars) for t in pos_te + neg_te]
     y = np.array([True] * len(pos_te) + [False] * len(neg_te))
     report = {"model": out, "seed": seed, "sources": {"positive": positive, "negative": negative},

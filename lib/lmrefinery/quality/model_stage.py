@@ -45,6 +45,7 @@ def pareto_keep(scores: np.ndarray, u: np.ndarray, alpha: float) -> np.ndarray:
 class QualityModelStage(Stage):
     name = "quality_model"
     Params = QualityModelParams
+    params: QualityModelParams
     description = "Score with a fastText quality classifier; keep by threshold or seeded Pareto sampling."
 
     def setup(self) -> None:

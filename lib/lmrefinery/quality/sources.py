@@ -79,7 +79,7 @@ def warc_texts(path: str, min_chars: int = 1) -> Iterator[dict]:
         html = rec.reader.read()  # fastwarc has parsed the HTTP headers off already
         if not html:
             continue
-        text = extract_plain_text(bytes_to_str(html, detect_encoding(html)), main_content=True)
+        text = extract_plain_text(bytes_to_str(html, detect_encoding(html) or "utf-8"), main_content=True)
         if len(text.strip()) >= min_chars:
             yield {"url": rec.headers.get("WARC-Target-URI"), "text": text}
 

@@ -17,17 +17,20 @@ import pyarrow as pa
 from pydantic import Field, field_validator
 
 from ..core.stage import BatchResult, Stage, StageParams, register
-from .rules import DEFAULTS, RULE_ORDER, SIGNALS, evaluate, load_lang_confs, signal_column
+from .rules import DEFAULTS, RULE_ORDER, SIGNALS, LangConf, evaluate, load_lang_confs, signal_column
 
 
 def _code_and_conf_hash(base: str) -> str:
     import hashlib
+    from pathlib import Path
 
+    from .. import segment
     from ..core.resources import fingerprint_files
     from . import rules
 
     h = hashlib.sha256(base.encode())
     h.update(fingerprint_files(rules.conf_folder(), (".yaml", ".yml")))
+    h.update(Path(segment.__file__).read_bytes())   # the Chinese tokenizer lives outside quality/
     return h.hexdigest()[:16]
 
 
@@ -79,11 +82,12 @@ class QualityParams(StageParams):
 class QualityStage(Stage):
     name = "quality"
     Params = QualityParams
+    params: QualityParams
     description = "Gopher quality/repetition, C4, FineWeb rules per language; signals as q_* columns, reasons."
 
     @classmethod
     def code_hash(cls) -> str:
-        """Also the rule code and the default per-language conf files: editing
+        """Also the Chinese tokenizer (segment.py) and the default per-language conf files: editing
         quality/languages/zh.yaml (or the $LMR_QUALITY_CONF folder) re-runs the stage. (A custom conf_dir is not hashed:
         change a parameter to force a re-run.)"""
         return _code_and_conf_hash(super().code_hash())
@@ -92,17 +96,15 @@ class QualityStage(Stage):
         p = self.params
         self.confs = load_lang_confs(p.conf_dir, p.thresholds, p.languages)
 
-    def conf_for(self, lang: str | None):
+    def conf_for(self, lang: str | None) -> LangConf:
         lang = lang or self.params.default_lang
         return self.confs.get(lang) or self.confs.get(lang.split("_")[0].split("-")[0]) or self.confs["default"]
 
     def process(self, batch: pa.Table) -> BatchResult:
-        if not hasattr(self, "confs"):
-            self.setup()
         p = self.params
         texts = batch.column("text").to_pylist()
         langs = batch.column("lang").to_pylist()
-        cols = {signal_column(r, s): [] for r in p.rules for s in SIGNALS[r]}
+        cols: dict[str, list[float]] = {signal_column(r, s): [] for r in p.rules for s in SIGNALS[r]}
         reasons, all_reasons = [], []
         for text, lang in zip(texts, langs):
             v = evaluate(text or "", self.conf_for(lang), p.rules, p.all_signals)

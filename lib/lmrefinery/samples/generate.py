@@ -140,7 +140,8 @@ def _wikitext(r: random.Random, lang: str, title: str) -> str:
 
 def write_wiki(path: str, lang: str, seed: int, n: int) -> list[dict]:
     r = _rng(seed, f"wiki-{lang}")
-    labels, pages = [], []
+    labels: list[dict] = []
+    pages: list[tuple[str, int, str, str | None]] = []
     for i in range(n):
         title = (f"Sample town {i}" if lang == "en" else f"示例城镇{i}")
         pages.append((title, 0, _wikitext(r, lang, title), None))

@@ -6,6 +6,7 @@ tokenizer would silently drop every CJK character."""
 from __future__ import annotations
 
 import re
+from typing import Any
 
 _CJK = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\u3040-\u30ff]")
 _WORD = re.compile(r"\w+", re.UNICODE)
@@ -94,7 +95,7 @@ def evaluate_model(model_dir: str, convs: list[dict], max_new_tokens: int = 64, 
 
     torch.manual_seed(0)
     tok = load_tokenizer(tokenizer_dir or model_dir)
-    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32)
+    model: Any = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32)  # transformers types in part
     if torch.cuda.is_available():
         model = model.cuda()
     hyps = generate_answers(model, tok, [c["prompt_ids"] for c in convs], max_new_tokens)

@@ -75,7 +75,7 @@ def build_model(init: str, preset: str, vocab_size: int, overrides: dict | None 
         cfg = llama_config(preset, vocab_size, overrides, attn_implementation=attn_implementation,
                            **(special or {}))
         torch.manual_seed(seed)
-        model = LlamaForCausalLM(cfg)
+        model: Any = LlamaForCausalLM(cfg)   # transformers is typed in part only
     else:
         from ..core import storage
 
