@@ -55,14 +55,14 @@ def quality_runner(texts: list[str], lang: str, reference: bool):
     import test_quality_fast as ref
     from lmrefinery.core.schema import docs_to_table
     from lmrefinery.core.stage import StageContext, get_stage
-    from lmrefinery.quality import rules
+    from lmrefinery.quality import gopher, rules
 
     table = docs_to_table([{"id": f"{lang}{i}", "text": t, "lang": lang} for i, t in enumerate(texts)])
     cls = get_stage("quality")
     st = cls(cls.Params(), StageContext(output_root=".", stage_dir="."))
     st.setup()
     swaps = [(rules.TOKENIZERS, "regex", ref.ref_tok_regex), (rules.TOKENIZERS, "jieba", ref.ref_tok_jieba),
-             (rules.__dict__, "_ngram_repetition", ref.ref_ngram_repetition),
+             (gopher.__dict__, "_ngram_repetition", ref.ref_ngram_repetition),
              (rules.__dict__, "gopher_quality", ref.ref_gopher_quality)]
 
     def run():

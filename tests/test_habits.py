@@ -1,18 +1,14 @@
 """Habits that keep the code readable, checked where CI runs the suite (make test, .ci/run):
-ruff and mypy as configured in pyproject.toml, and size limits on functions and modules.
-
-mypy is not clean yet: MYPY_NOT_CLEAN lists the modules that still have errors, with their
-count on the day the check landed. A module not listed must stay clean, a listed one may
-not get worse; lower (or drop) an entry when you fix some. The size exceptions work the
-same way: each has a reason, and the lists only shrink."""
+ruff and mypy as configured in pyproject.toml (mypy strict on core/ and engines/, checked
+everywhere else) must pass, and functions and modules stay under the size limits. A size
+exception needs a line in LONG_FUNCTIONS / LONG_MODULES with its reason (generated or table
+files only); there are none today."""
 from __future__ import annotations
 
 import ast
 import os
-import re
 import subprocess
 import sys
-from collections import Counter
 from pathlib import Path
 
 import pytest
@@ -42,29 +38,18 @@ def test_ruff_passes():
     assert r.returncode == 0, r.stdout[-6000:] + r.stderr[-2000:]
 
 
-MYPY_NOT_CLEAN = {
-}
-
-
 @pytest.mark.slow
-def test_mypy_does_not_get_worse(tmp_path):
-    r = subprocess.run([_tool("mypy"), "--cache-dir", str(tmp_path / "mypy-cache"), "--no-error-summary"],
+def test_mypy_passes(tmp_path):
+    r = subprocess.run([_tool("mypy"), "--cache-dir", str(tmp_path / "mypy-cache")],
                        cwd=ROOT, capture_output=True, text=True, timeout=900, env=_env())
-    assert "error:" in r.stdout or r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
-    counts = Counter(m.group(1) for m in re.finditer(r"^lib/lmrefinery/(\S+?\.py):\d+: error:", r.stdout, re.M))
-    worse = {f: (n, MYPY_NOT_CLEAN.get(f, 0)) for f, n in counts.items() if n > MYPY_NOT_CLEAN.get(f, 0)}
-    details = "\n".join(line for line in r.stdout.splitlines() if any(line.startswith(f"lib/lmrefinery/{f}:")
-                                                                    for f in worse))
-    assert not worse, f"mypy errors (now, allowed) per module: {worse}\n{details[-6000:]}"
+    assert r.returncode == 0, r.stdout[-6000:] + r.stderr[-3000:]
 
 
 # Functions longer than MAX_FUNCTION_LINES today, each with why it is still that long.
-LONG_FUNCTIONS = {
-}
+LONG_FUNCTIONS: dict[str, str] = {}
 
 # Modules longer than MAX_MODULE_LINES today, each with why.
-LONG_MODULES = {
-}
+LONG_MODULES: dict[str, str] = {}
 
 
 def _function_lengths(node: ast.AST, prefix: str, out: dict[str, int]) -> None:

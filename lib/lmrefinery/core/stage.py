@@ -97,6 +97,9 @@ class Stage:
     annotates: ClassVar[tuple[str, ...]] = ()
     Params: ClassVar[type[StageParams]] = StageParams
     description: ClassVar[str] = ""
+    # code outside the stage's own folders that decides its output (module or package names,
+    # e.g. "lmrefinery.segment"): part of code_hash, so an edit there re-runs the stage
+    code_outside: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, params: StageParams, ctx: StageContext):
         self.params = params
@@ -133,20 +136,27 @@ class Stage:
     def code_hash(cls) -> str:
         """Changes to a stage's code change its fingerprint, so re-runs redo it. The code is
         every module of the package (folder) each class of the stage lives in, so a round or
-        helper moved to a sibling module is covered without a list to keep up to date."""
+        helper moved to a sibling module is covered without a list to keep up to date; plus the
+        modules and packages named in `code_outside`."""
         h = hashlib.sha256()
-        folders: list[Path] = []
+        sources: list[Path] = []
         for klass in cls.__mro__:
             if klass in (Stage, object):
                 continue
-            module = inspect.getmodule(klass)
-            path = getattr(module, "__file__", None)
-            if path and Path(path).parent not in folders:
-                folders.append(Path(path).parent)
-        for folder in folders:
-            for source in sorted(folder.rglob("*.py")):
-                h.update(source.relative_to(folder).as_posix().encode())
-                h.update(source.read_bytes())
+            path = getattr(inspect.getmodule(klass), "__file__", None)
+            if path:
+                sources.append(Path(path).parent)
+        for name in cls.code_outside:
+            spec = importlib.util.find_spec(name)
+            if spec is None or spec.origin is None:
+                raise ImportError(f"stage {cls.name!r}: code_outside names {name!r}, which is not importable")
+            origin = Path(spec.origin)
+            sources.append(origin.parent if origin.name == "__init__.py" else origin)
+        for source in dict.fromkeys(sources):   # in order, once each
+            files = sorted(source.rglob("*.py")) if source.is_dir() else [source]
+            for f in files:
+                h.update(f.relative_to(source.parent).as_posix().encode())
+                h.update(f.read_bytes())
         return h.hexdigest()[:16]
 
 

@@ -4,7 +4,7 @@ parts of a global instruct stage (`PartOf`: one input part and how to commit it)
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import pyarrow as pa
 
@@ -17,6 +17,8 @@ from ..core.stage import BatchResult, Stage
 class _InstructStage(Stage):
     """The stages here are thin: the logic lives in helper modules and conf/
     files, so those are part of the code hash too (an edit re-runs the stage)."""
+
+    code_outside: ClassVar[tuple[str, ...]] = ("lmrefinery.segment",)   # common.tokens segments Chinese there
 
     @classmethod
     def code_hash(cls) -> str:

@@ -49,6 +49,7 @@ class InstructDedup(_InstructStage):
     kind = "global"
     Params = PromptDedupParams
     params: PromptDedupParams
+    code_outside = ("lmrefinery.segment", "lmrefinery.dedup")   # the exact_dedup rounds it runs
     description = "Exact duplicates of the prompt (user turns) across all inputs, via the exact_dedup rounds."
 
     def execute(self, job) -> list[dict]:

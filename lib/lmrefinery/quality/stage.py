@@ -22,15 +22,12 @@ from .rules import DEFAULTS, RULE_ORDER, SIGNALS, LangConf, evaluate, load_lang_
 
 def _code_and_conf_hash(base: str) -> str:
     import hashlib
-    from pathlib import Path
 
-    from .. import segment
     from ..core.resources import fingerprint_files
     from . import rules
 
     h = hashlib.sha256(base.encode())
     h.update(fingerprint_files(rules.conf_folder(), (".yaml", ".yml")))
-    h.update(Path(segment.__file__).read_bytes())   # the Chinese tokenizer lives outside quality/
     return h.hexdigest()[:16]
 
 
@@ -84,10 +81,11 @@ class QualityStage(Stage):
     Params = QualityParams
     params: QualityParams
     description = "Gopher quality/repetition, C4, FineWeb rules per language; signals as q_* columns, reasons."
+    code_outside = ("lmrefinery.segment",)   # the Chinese word segmenter
 
     @classmethod
     def code_hash(cls) -> str:
-        """Also the Chinese tokenizer (segment.py) and the default per-language conf files: editing
+        """Also the default per-language conf files: editing
         quality/languages/zh.yaml (or the $LMR_QUALITY_CONF folder) re-runs the stage. (A custom conf_dir is not hashed:
         change a parameter to force a re-run.)"""
         return _code_and_conf_hash(super().code_hash())

@@ -90,7 +90,7 @@ class RayDataBackend(Backend):
         if not requests:
             return []
         if not ray.is_initialized():
-            from ..engines.ray_engine import ensure_ray
+            from ...engines.ray_engine import ensure_ray
 
             ensure_ray()
         items = [{"idx": i, "messages": json.dumps(r.messages, ensure_ascii=False),
