@@ -119,31 +119,35 @@ def test_self_instruct_transformers_and_cache(tiny_model, seeds, tmp_path):
 
 
 # ---------------------------------------------------------------- Ray Data batch inference
-def test_ray_data_backend_matches_in_process(tiny_model, ray_cluster, tmp_path):
-    from lmrefinery.instruct.backends import RayDataBackend, make_backend
+def test_ray_data_backend_matches_in_process(tiny_model, tmp_path):
+    """Ray Data actors give the in-process backend's text, request for request, and share its
+    cache entries. Driven from a process of its own with a private Ray (as a generation job
+    runs it): in the suite's long-lived session cluster the actor pool once sat idle after
+    start-up until the test timed out (cause not established; see docs/instruct.md)."""
+    from lmrefinery.instruct.backends import RayDataBackend
 
     reqs = [ChatRequest([{"role": "user", "content": f"Write a short poem about the number {i}."}],
                         dict(SMALL, seed=i if i % 2 else None)) for i in range(7)]
     reqs.append(ChatRequest([{"role": "user", "content": "用一句话介绍长城。"}], {"temperature": 0.0, "max_tokens": 12}))
     want = TransformersBackend(tiny_model).chat(reqs)
-    # 3 prompts per call over 2 actors: several blocks, results re-ordered by request index
-    # half a CPU per actor: the pool fits on one of the session cluster's two CPUs
-    rb = make_backend({"type": "ray", "model_dir": tiny_model, "engine": "transformers", "concurrency": 2,
-                       "batch_size": 3, "num_cpus_per_actor": 0.5})
-    assert isinstance(rb, RayDataBackend) and rb.num_gpus == 0.0
-    got = rb.chat(reqs)
-    assert [g.text for g in got] == [w.text for w in want]
-    assert all(g.error is None for g in got) and all(g.text for g in got)
-    assert rb.chat([]) == []
-    # same identity as the in-process backend: a cache filled by one answers the other
     cache = str(tmp_path / "c.sqlite")
-    c1 = CachedBackend(TransformersBackend(tiny_model), cache)
+    c1 = CachedBackend(TransformersBackend(tiny_model), cache)   # the first 4 answered in process
     c1.chat(reqs[:4])
     c1.close()
-    c2 = CachedBackend(rb, cache)
-    assert [r.text for r in c2.chat(reqs)] == [w.text for w in want]
-    assert c2.stats["cache_hits"] == 4 and c2.stats["requests"] == 4
-    c2.close()
+    requests_json, out_json = tmp_path / "requests.json", tmp_path / "answers.json"
+    requests_json.write_text(json.dumps([{"messages": r.messages, "params": r.params} for r in reqs]), "utf-8")
+    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
+    run = subprocess.run([sys.executable, os.path.join(ROOT, "tests", "ray_data_backend_run.py"), tiny_model,
+                          str(requests_json), cache, str(out_json)], env=env, capture_output=True, text=True,
+                         timeout=600)
+    assert run.returncode == 0, run.stderr[-4000:]
+    got = json.loads(out_json.read_text("utf-8"))
+    assert got["texts"] == [w.text for w in want]
+    assert all(e is None for e in got["errors"]) and all(got["texts"])
+    assert got["empty"] == 0
+    # same identity as the in-process backend: the 4 cached answers come from the cache
+    assert got["cached_texts"] == [w.text for w in want]
+    assert got["cache_stats"]["cache_hits"] == 4 and got["cache_stats"]["requests"] == 4
     with pytest.raises(ValueError, match="engine"):
         RayDataBackend(tiny_model, engine="tgi")
     with pytest.raises(FileNotFoundError, match="model_dir"):

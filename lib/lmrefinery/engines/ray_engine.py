@@ -102,10 +102,19 @@ class RayEngine(Engine):
                             compute=ray.data.TaskPoolStrategy(size=min(self.workers, len(tasks))),
                             num_cpus=self.cpus_per_task)
         out: dict[int, object] = {}
-        for row in ds.iter_rows():
-            self.nodes.add(row["node"])
-            r = unpack(row["result"])
-            out[int(row["i"])] = r
-            if on_result:
-                on_result(int(row["i"]), r)
+        rows = iter(ds.iter_rows())
+        try:
+            for row in rows:
+                self.nodes.add(row["node"])
+                r = unpack(row["result"])
+                out[int(row["i"])] = r
+                if on_result:
+                    on_result(int(row["i"]), r)
+        finally:
+            # a failure here (a task's error, on_result raising) ends the dataset's executor
+            # now, not when the generator is garbage-collected: a long-lived driver (a job
+            # that runs many stages, a notebook) keeps no executor of a failed stage alive
+            close = getattr(rows, "close", None)
+            if close is not None:
+                close()
         return [out[i] for i in range(len(tasks))]
