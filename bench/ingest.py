@@ -15,11 +15,9 @@ from __future__ import annotations
 
 import argparse
 import bz2
-import collections
 import json
 import os
 import platform
-import re
 import sys
 import tempfile
 import time
@@ -30,6 +28,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path[:] = [p for p in sys.path if os.path.abspath(p or ".") != HERE]
 sys.path.insert(0, os.path.join(ROOT, "lib"))
 
+from lmrefinery.evals.overlap import word_f1  # noqa: E402
 from lmrefinery.ingest.formats import Record, get_reader  # noqa: E402
 
 
@@ -49,16 +48,6 @@ def timed(fn, min_seconds=1.0):
         spent += dt
         if spent >= min_seconds:
             return best, out
-
-
-def f1(a, b):
-    ca = collections.Counter(re.findall(r"\w+", a.lower()))
-    cb = collections.Counter(re.findall(r"\w+", b.lower()))
-    ov = sum((ca & cb).values())
-    if not ov:
-        return 0.0
-    p, r = ov / sum(ca.values()), ov / sum(cb.values())
-    return 2 * p * r / (p + r)
 
 
 def bench_warc(shared, tmp, repeat):
@@ -177,7 +166,7 @@ def _score_pages(base, gold, extract):
         text = extract(os.path.join(base, "html", f"{key}.html.gz"))
         t += time.perf_counter() - t0
         empty += not text
-        scores.append(f1(text, g["articleBody"]))
+        scores.append(word_f1(text, g["articleBody"]))
     return {"mean_token_f1": round(sum(scores) / len(scores), 4),
             "median_token_f1": round(sorted(scores)[len(scores) // 2], 4), "pages": len(scores),
             "empty_pages": empty, "pages_per_s": round(len(scores) / t, 1)}

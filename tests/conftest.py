@@ -40,6 +40,20 @@ def ray_cluster(s3_server):
     ray.shutdown()
 
 
+@pytest.fixture(scope="module")
+def fresh_ray_cluster(ray_cluster):
+    """The session's local Ray, restarted for one module (a few seconds). Late in a full
+    suite run, after some hundred datasets on the session cluster, Ray Train's controller
+    twice stalled after reserving its CPUs and never created its placement group (and a
+    Ray Data actor pool sat idle the same way); the cause inside Ray is not established.
+    The Ray Train modules start from a fresh cluster instead."""
+    from lmrefinery.engines.ray_engine import ensure_ray
+
+    ray_cluster.shutdown()
+    ensure_ray(num_cpus=2)
+    yield ray_cluster
+
+
 @pytest.fixture(scope="session")
 def spark(s3_server):
     # s3_server first: Spark's Python workers inherit the environment at start

@@ -17,6 +17,7 @@ import yaml
 from lmrefinery.jobs.protocol import parse_tagged
 from ray_nodes import RAY, RayNode
 from ray_nodes import runtime_env_file as _runtime_env
+from run_outputs import part_hashes
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BIN = os.path.dirname(sys.executable)
@@ -58,14 +59,6 @@ def _local_run(samples: str, runs) -> str:
     return parse_tagged(r.stdout)["output"]
 
 
-def _part_hashes(out: str) -> dict:
-    hashes = {}
-    for stage in sorted(os.listdir(os.path.join(out, "stages"))):
-        m = json.load(open(os.path.join(out, "stages", stage, "_manifest.json")))
-        hashes[stage] = [o["sha256"] for o in m["outputs"]]
-    return hashes
-
-
 def test_ray_job_submit_runs_the_curate_phase(ray_head, samples_dir, tmp_path):
     runs = tmp_path / "runs"
     rt = _runtime_env(tmp_path, LMR_SAMPLES=samples_dir, LMR_RUNS=str(runs))
@@ -92,7 +85,7 @@ def test_ray_job_submit_runs_the_curate_phase(ray_head, samples_dir, tmp_path):
     assert os.path.exists(os.path.join(out, "report", "index.html"))
     # the cluster job wrote byte-identical parts to a local in-process run of the same recipe
     local = _local_run(samples_dir, tmp_path / "local")
-    assert _part_hashes(out) == _part_hashes(local)
+    assert part_hashes(out) == part_hashes(local)
 
 
 def test_failed_ray_job_reports_status_and_error(ray_head, samples_dir, tmp_path):

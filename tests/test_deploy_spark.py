@@ -3,26 +3,18 @@ on EMR/Databricks/YARN): deploy/spark/submit.sh ships the package with
 --py-files and runs jobs/curate.py with the Spark engine."""
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
 
 from lmrefinery.jobs.protocol import parse_tagged
+from run_outputs import part_hashes
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BIN = os.path.dirname(sys.executable)
 # curation stages + tokenize (conf/pipelines/mini.yaml has grown into the full, slower pipeline)
 RECIPE = "deploy/airflow/daily.yaml"
 
-
-
-def _part_hashes(out: str) -> dict:
-    hashes = {}
-    for stage in sorted(os.listdir(os.path.join(out, "stages"))):
-        m = json.load(open(os.path.join(out, "stages", stage, "_manifest.json")))
-        hashes[stage] = [o["sha256"] for o in m["outputs"]]
-    return hashes
 
 
 def test_spark_submit_local_mode_curates_like_a_local_run(samples_dir, tmp_path):
@@ -49,5 +41,5 @@ def test_spark_submit_local_mode_curates_like_a_local_run(samples_dir, tmp_path)
     r = subprocess.run([sys.executable, "jobs/curate.py", RECIPE, "--engine", "local",
                         "--quiet"], cwd=ROOT, env=env_local, capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stderr[-3000:]
-    assert _part_hashes(out) == _part_hashes(parse_tagged(r.stdout)["output"])
+    assert part_hashes(out) == part_hashes(parse_tagged(r.stdout)["output"])
     assert sum(s["kept"] for s in res["stages"][-1:]) > 0

@@ -9,6 +9,7 @@ import re
 
 import pytest
 
+from lmrefinery.evals.overlap import word_f1
 from lmrefinery.ingest.formats import Quarantine, Record, Skip, get_reader
 
 
@@ -98,16 +99,6 @@ def test_warc_and_wet_of_the_same_capture(shared_corpora):
     assert "escopete" in ours and len(ours & cc) / len(ours) > 0.8
 
 
-def _f1(a: str, b: str) -> float:
-    ca = collections.Counter(re.findall(r"\w+", a.lower()))
-    cb = collections.Counter(re.findall(r"\w+", b.lower()))
-    ov = sum((ca & cb).values())
-    if not ov:
-        return 0.0
-    p, r = ov / sum(ca.values()), ov / sum(cb.values())
-    return 2 * p * r / (p + r)
-
-
 @pytest.mark.parametrize("extractor,floor", [("trafilatura", 0.90), ("resiliparse", 0.85)])
 def test_html_extraction_against_gold_bodies(shared_corpora, extractor, floor):
     base = os.path.join(shared_corpora, "web", "html_article_extraction")
@@ -116,7 +107,7 @@ def test_html_extraction_against_gold_bodies(shared_corpora, extractor, floor):
     for key, g in sorted(gold.items()):
         docs, q, _, _ = read_all("html", os.path.join(base, "html", f"{key}.html.gz"), {"extractor": extractor})
         text = docs[0].doc["text"] if docs else ""
-        scores.append(_f1(text, g["articleBody"]))
+        scores.append(word_f1(text, g["articleBody"]))
     mean = sum(scores) / len(scores)
     print(f"\n[{extractor}] token F1 vs gold article bodies: mean={mean:.3f} "
           f"min={min(scores):.3f} pages={len(scores)}")

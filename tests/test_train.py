@@ -102,8 +102,14 @@ def _pretrain_recipe(corpus, output: str, name: str, data: dict | None = None, *
                               "trainer": t})
 
 
+@pytest.fixture(scope="module", autouse=True)
+def _train_on_a_fresh_ray(fresh_ray_cluster):
+    """Every test here runs Ray Train on a freshly started local Ray (see conftest)."""
+    return fresh_ray_cluster
+
+
 @pytest.fixture(scope="module")
-def reference_run(ray_cluster, corpus, tmp_path_factory):
+def reference_run(fresh_ray_cluster, corpus, tmp_path_factory):
     from lmrefinery.train.metrics import read_metrics
     from lmrefinery.train.trainer import run_training
 
