@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import hashlib
 import importlib
+import importlib.resources
 import importlib.util
 import inspect
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from pathlib import Path
+from importlib.resources.abc import Traversable
 from typing import Any, ClassVar
 
 import pyarrow as pa
@@ -137,27 +138,39 @@ class Stage:
         """Changes to a stage's code change its fingerprint, so re-runs redo it. The code is
         every module of the package (folder) each class of the stage lives in, so a round or
         helper moved to a sibling module is covered without a list to keep up to date; plus the
-        modules and packages named in `code_outside`."""
+        modules and packages named in `code_outside`. Read through importlib.resources, so a
+        wheel, Ray's py_modules and a Spark --py-files zip hash the same bytes."""
         h = hashlib.sha256()
-        sources: list[Path] = []
+        names: list[str] = []
         for klass in cls.__mro__:
-            if klass in (Stage, object):
-                continue
-            path = getattr(inspect.getmodule(klass), "__file__", None)
-            if path:
-                sources.append(Path(path).parent)
-        for name in cls.code_outside:
-            spec = importlib.util.find_spec(name)
-            if spec is None or spec.origin is None:
-                raise ImportError(f"stage {cls.name!r}: code_outside names {name!r}, which is not importable")
-            origin = Path(spec.origin)
-            sources.append(origin.parent if origin.name == "__init__.py" else origin)
-        for source in dict.fromkeys(sources):   # in order, once each
-            files = sorted(source.rglob("*.py")) if source.is_dir() else [source]
-            for f in files:
-                h.update(f.relative_to(source.parent).as_posix().encode())
-                h.update(f.read_bytes())
+            if klass not in (Stage, object) and klass.__module__.rpartition(".")[0]:
+                names.append(klass.__module__.rpartition(".")[0])
+        for name in dict.fromkeys([*names, *cls.code_outside]):   # in order, once each
+            for rel, source in _python_sources(name):
+                h.update(f"{name}/{rel}".encode())
+                h.update(source)
         return h.hexdigest()[:16]
+
+
+def _python_sources(name: str) -> list[tuple[str, bytes]]:
+    """(relative path, bytes) of a package's .py files, sub-packages included, sorted; or of
+    one module when `name` is a module."""
+    spec = importlib.util.find_spec(name)
+    if spec is None:
+        raise ImportError(f"code_outside names {name!r}, which is not importable")
+    if spec.submodule_search_locations is None:   # a module
+        return [(name.rpartition(".")[2] + ".py", inspect.getsource(importlib.import_module(name)).encode())]
+    out: list[tuple[str, bytes]] = []
+
+    def walk(folder: Traversable, prefix: str) -> None:
+        for entry in folder.iterdir():
+            if entry.is_dir():
+                walk(entry, f"{prefix}{entry.name}/")
+            elif entry.name.endswith(".py"):
+                out.append((prefix + entry.name, entry.read_bytes()))
+
+    walk(importlib.resources.files(name), "")
+    return sorted(out)
 
 
 def process_for_sources(stage: Stage, batch: pa.Table, sources: list[str] | None) -> BatchResult:
