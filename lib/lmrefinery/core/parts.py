@@ -53,13 +53,9 @@ class ChainTask:
     steps: list[PartTask]
 
 
-def _as_part(task: PartTask | Task) -> PartTask:
-    """A global stage's task (a mapping with stage, stage_dir, part, fingerprint and
-    input_desc) as the PartTask its marker is written from."""
-    if isinstance(task, PartTask):
-        return task
-    return PartTask(task["stage"], {}, {}, task["stage_dir"], task["part"], task["fingerprint"],
-                    input_desc=task.get("input_desc"))
+def global_part(stage: str, stage_dir: str, fingerprint: str, part: int, input_desc: str | None) -> PartTask:
+    """The PartTask a global stage's last round commits one output part with."""
+    return PartTask(stage, {}, {}, stage_dir, part, fingerprint, input_desc=input_desc)
 
 
 class AccountingError(RuntimeError):
@@ -146,11 +142,11 @@ def _finish(task: PartTask, results: list[BatchResult], n_in: int | None, t0: fl
     return marker, kept
 
 
-def finish_part(task: PartTask | Task, results: list[BatchResult], n_in: int | None, t0: float,
+def finish_part(task: PartTask, results: list[BatchResult], n_in: int | None, t0: float,
                 extra: dict[str, Any] | None = None) -> Marker:
     """Write a part's kept rows and rejects, check its accounting, commit its marker
     (a global stage's last round calls this once per part)."""
-    return _finish(_as_part(task), results, n_in, t0, extra)[0]
+    return _finish(task, results, n_in, t0, extra)[0]
 
 
 def reuse_part(task: PartTask) -> Marker | None:

@@ -15,7 +15,7 @@ import numpy as np
 import pyarrow as pa
 
 from ..core import storage
-from ..core.parts import finish_part
+from ..core.parts import PartTask, finish_part, global_part
 from ..core.schema import with_reason
 from ..core.stage import BatchResult, Stage
 
@@ -45,10 +45,9 @@ class PartOut:
     stage_dir: str
     fingerprint: str
 
-    def protocol_task(self) -> dict[str, Any]:
-        """The fields the commit protocol (core.parts.finish_part) reads."""
-        return {"part": self.part, "input": self.input, "input_desc": self.input_desc, "stage": self.stage,
-                "stage_dir": self.stage_dir, "fingerprint": self.fingerprint}
+    def protocol_task(self) -> PartTask:
+        """What the commit protocol (core.parts.finish_part) writes this part's marker from."""
+        return global_part(self.stage, self.stage_dir, self.fingerprint, self.part, self.input_desc)
 
 
 def part_outs(job: Any, stage: str) -> list[PartOut]:

@@ -9,7 +9,7 @@ from typing import Any, ClassVar
 import pyarrow as pa
 
 from ..core import storage
-from ..core.parts import finish_part
+from ..core.parts import finish_part, global_part
 from ..core.schema import meta_dumps
 from ..core.stage import BatchResult, Stage
 
@@ -57,8 +57,7 @@ class PartOf:
 
     def commit(self, results: list[BatchResult], n_in: int, t0: float) -> dict[str, Any]:
         """Write the part's kept rows and rejects and its marker; returns the marker."""
-        task = {"stage": self.stage, "stage_dir": self.stage_dir, "fingerprint": self.fingerprint,
-                "part": self.part, "input_desc": self.input_desc}
+        task = global_part(self.stage, self.stage_dir, self.fingerprint, self.part, self.input_desc)
         return finish_part(task, results, n_in, t0)
 
 

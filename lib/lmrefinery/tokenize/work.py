@@ -6,13 +6,13 @@ from __future__ import annotations
 import io
 import os
 from dataclasses import dataclass
-from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 import xxhash
 
 from ..core import storage
+from ..core.parts import PartTask, global_part
 from .params import TokenizeParams
 
 U64 = float(1 << 64)
@@ -33,10 +33,9 @@ class TokenizeRun:
     def work_file(self, *names: str) -> str:
         return storage.join(self.work, *names)
 
-    def part_task(self, part: int, input_desc: str | None) -> dict[str, Any]:
+    def part_task(self, part: int, input_desc: str | None) -> PartTask:
         """What `finish_part` needs to commit one part of this stage."""
-        return {"stage": self.stage, "stage_dir": self.stage_dir, "fingerprint": self.fingerprint,
-                "part": part, "input_desc": input_desc}
+        return global_part(self.stage, self.stage_dir, self.fingerprint, part, input_desc)
 
 
 def part_file(part: int) -> str:
