@@ -47,6 +47,8 @@ def main() -> None:
         load0, t0 = load(), time.time()
         result = run_ablation(spec)
         wall = time.time() - t0
+        with open(result["outputs"]["table"], encoding="utf-8") as f:
+            table_text = f.read()   # ablation.txt: the run folder goes with the temporary directory
     runs = result["runs"]
     out = {"what": "lmrefinery ablate conf/ablate/mini.yaml on the generated sample shards, 3 variants x "
                    f"{len(spec.seeds)} seeds, {spec.train.tokens} training tokens per model, in one process "
@@ -57,11 +59,11 @@ def main() -> None:
            "wall_seconds": round(wall, 1), "target_seconds": 900, "within_target": wall <= 900,
            "curation_seconds": {v["name"]: v.get("curation_seconds") for v in result["variants"]},
            "train_seconds": {f"{r['variant']}/{r['seed']}": r.get("train_seconds") for r in runs},
-           "overrides": args.overrides, "table": result.get("table")}
+           "overrides": args.overrides, "summary": result["summary"], "table": table_text.splitlines()}
     os.makedirs(os.path.dirname(args.out), exist_ok=True)
     with open(args.out, "w") as f:
         json.dump(out, f, indent=1)
-    print(result.get("table", ""))
+    print(table_text)
     print(f"wall {out['wall_seconds']} s (target 900), load {load0} -> {out['uptime_load_after']}; wrote {args.out}")
 
 
