@@ -2,7 +2,9 @@
 encode -> mix/shuffle -> write Megatron shards) against raw HF `tokenizers`
 `encode_batch` on the same texts with the same number of threads, and against
 DataTrove's DocumentTokenizer (ParquetReader -> DocumentTokenizer, with its
-document shuffle) on the same Parquet files.
+document shuffle) on the same Parquet files. DataTrove runs from its own virtual
+environment (--dt-python, default /tmp/lmr/dt-venv/bin/python; see bench/pipeline.py
+for how to make it, plus `pip install tokenizers`), as it is not one of our dependencies.
 
 Every measurement runs in its own process with RAYON_NUM_THREADS set, so "N
 cores" means N threads for raw tokenizers, N engine workers with one tokenizer
@@ -166,10 +168,11 @@ def child(args) -> None:
     print("RESULT " + json.dumps(r))
 
 
-def run_child(kind: str, work: str, tok: str, threads: int) -> dict:
+def run_child(kind: str, work: str, tok: str, threads: int, dt_python: str = PY) -> dict:
     env = dict(os.environ, RAYON_NUM_THREADS=str(threads if kind.startswith("raw") else 1), TOKENIZERS_PARALLELISM="true",
                LMR_RAY_LOG_LEVEL="ERROR")
-    p = subprocess.run([PY, os.path.abspath(__file__), "--measure", kind, "--work", work, "--tok", tok,
+    py = dt_python if kind == "datatrove" else PY
+    p = subprocess.run([py, os.path.abspath(__file__), "--measure", kind, "--work", work, "--tok", tok,
                         "--threads", str(threads)], env=env, capture_output=True, text=True, cwd=ROOT)
     line = [x for x in p.stdout.splitlines() if x.startswith("RESULT ")]
     if p.returncode or not line:
@@ -188,6 +191,7 @@ def main() -> None:
     ap.add_argument("--work")
     ap.add_argument("--tok")
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--dt-python", default="/tmp/lmr/dt-venv/bin/python")
     ap.add_argument("--out", default=os.path.join(HERE, "results", "tokenize.json"))
     args = ap.parse_args()
     if args.measure:
@@ -203,7 +207,7 @@ def main() -> None:
             runs: dict[str, list] = {k.split(":")[0]: [] for k in kinds}
             for _ in range(args.runs):  # interleaved, so load changes hit every system alike
                 for kind in kinds:
-                    runs[kind.split(":")[0]].append(run_child(kind, work, tok, cores))
+                    runs[kind.split(":")[0]].append(run_child(kind, work, tok, cores, args.dt_python))
             best = {k: min(v, key=lambda r: r["seconds"]) for k, v in runs.items()}
             best_cpu = {k: min((r["cpu_seconds"] for r in v if r.get("cpu_seconds")), default=None)
                         for k, v in runs.items()}

@@ -1,5 +1,11 @@
-"""Ray Data executor: tasks become rows of a Dataset, `map_batches` runs the
-stage function on them with at most `workers` concurrent tasks."""
+"""Ray executor: each task is one Ray task (`num_cpus=cpus_per_task`, spread over
+the cluster's nodes), with at most `workers` in flight; results come back in task
+order. A task whose worker process dies is retried by Ray (`max_retries`); the
+part it was writing commits atomically, so a retry rewrites it whole.
+
+Plain tasks, not Ray Data: a round is a handful of coarse tasks (one per part), so
+Ray Data's planner, repartition and per-operator reservations bought nothing and
+cost about a second per round (see the README's design section)."""
 from __future__ import annotations
 
 import os
@@ -51,24 +57,20 @@ def ensure_ray(address: str | None = None, num_cpus: int | None = None, attempts
     return ray
 
 
+TASK_RETRIES = 3  # re-runs of a task whose worker process died (not of a task that raised)
+
+
 def _warm_worker() -> int:
     from ..core.stage import all_stages
 
     return len(all_stages())
 
 
-class _Apply:
-    def __init__(self, fn: Callable[[Task], Result]) -> None:
-        self.fn = fn
+def _run_one(fn: Callable[[Task], Result], task: bytes) -> tuple[bytes, str]:
+    """Worker side: one task, plus the id of the node that ran it."""
+    import ray
 
-    def __call__(self, batch: pa.Table) -> pa.Table:
-        import ray
-
-        idx = batch.column("i").to_pylist()
-        res = [call_task(self.fn, t) for t in batch.column("task").to_pylist()]
-        node = ray.get_runtime_context().get_node_id()
-        return pa.table({"i": pa.array(idx, pa.int64()), "result": pa.array(res, pa.binary()),
-                         "node": pa.array([node] * len(idx), pa.string())})
+    return call_task(fn, task), ray.get_runtime_context().get_node_id()
 
 
 class RayEngine(Engine):
@@ -92,29 +94,34 @@ class RayEngine(Engine):
 
     def map(self, fn: Callable[[Task], Result], tasks: list[Task],
             on_result: OnResult | None = None) -> list[Result]:
+        """At most `workers` tasks in flight (a window refilled as each finishes); results
+        are handed to ``on_result`` in task order, as they become available in that order."""
         if not tasks:
             return []
         ray = ensure_ray(self.address)
-        items = pa.table({"i": pa.array(range(len(tasks)), pa.int64()),
-                          "task": pa.array([pack(t) for t in tasks], pa.binary())})
-        ds = ray.data.from_arrow(items).repartition(len(tasks))
-        ds = ds.map_batches(_Apply(fn), batch_size=1, batch_format="pyarrow",
-                            compute=ray.data.TaskPoolStrategy(size=min(self.workers, len(tasks))),
-                            num_cpus=self.cpus_per_task)
-        out: dict[int, object] = {}
-        rows = iter(ds.iter_rows())
+        remote = ray.remote(num_cpus=self.cpus_per_task, scheduling_strategy="SPREAD",
+                            max_retries=TASK_RETRIES)(_run_one)
+        fn_ref = ray.put(fn)
+        pending: dict[Any, int] = {}
+        done: dict[int, Result] = {}
+        out: list[Result] = []
+        nxt = 0
         try:
-            for row in rows:
-                self.nodes.add(row["node"])
-                r = unpack(row["result"])
-                out[int(row["i"])] = r
-                if on_result:
-                    on_result(int(row["i"]), r)
+            while len(out) < len(tasks):
+                while nxt < len(tasks) and len(pending) < self.workers:
+                    pending[remote.remote(fn_ref, pack(tasks[nxt]))] = nxt
+                    nxt += 1
+                ready, _ = ray.wait(list(pending), num_returns=1)
+                for ref in ready:
+                    data, node = ray.get(ref)
+                    self.nodes.add(node)
+                    done[pending.pop(ref)] = unpack(data)
+                while len(out) in done:
+                    r = done.pop(len(out))
+                    if on_result:
+                        on_result(len(out), r)
+                    out.append(r)
         finally:
-            # a failure here (a task's error, on_result raising) ends the dataset's executor
-            # now, not when the generator is garbage-collected: a long-lived driver (a job
-            # that runs many stages, a notebook) keeps no executor of a failed stage alive
-            close = getattr(rows, "close", None)
-            if close is not None:
-                close()
-        return [out[i] for i in range(len(tasks))]
+            for ref in pending:  # a failed round cancels what it had in flight
+                ray.cancel(ref)
+        return out
