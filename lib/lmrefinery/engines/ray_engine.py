@@ -14,8 +14,6 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-import pyarrow as pa
-
 from .base import Engine, OnResult, Result, Task, call_task, pack, unpack
 
 
