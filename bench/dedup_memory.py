@@ -24,14 +24,21 @@ ROOT = os.path.dirname(HERE)
 SHARED = os.path.abspath(os.environ.get("LMR_SHARED_CORPORA", os.path.join(ROOT, "..", "shared", "corpora")))
 
 
-def build(mb: float, path: str) -> None:
-    from lmrefinery.core import storage
-    from lmrefinery.core.schema import docs_to_table
+def base_texts() -> list[str]:
+    """The real texts the benchmark corpora are built from (also bench/dedup_scale.py)."""
     from lmrefinery.quality.sources import chunk_text
 
     base = [json.loads(ln)["text"] for ln in open(os.path.join(SHARED, "web", "c4_demo.jsonl"), encoding="utf-8")]
     base += chunk_text(open(os.path.join(SHARED, "books", "pg23950_sanguo_yanyi_zh-Hant.txt"), encoding="utf-8").read(), 3000)
     base += [ln for ln in open(os.path.join(SHARED, "wiki", "wiki_demo_en_plaintext.txt"), encoding="utf-8") if ln.strip()]
+    return base
+
+
+def build(mb: float, path: str) -> None:
+    from lmrefinery.core import storage
+    from lmrefinery.core.schema import docs_to_table
+
+    base = base_texts()
     docs, n, k = [], 0, 0
     while n < mb * 1e6:
         t = base[k % len(base)] + f" variant {k}"

@@ -1,6 +1,8 @@
 """Round 3, verify (optional, two map rounds over index slots): each candidate edge
 collects the shingle set of one end, then the other, and survives if the exact Jaccard
-of the two sets reaches the threshold. Survivors are the graph the components round reads."""
+of the two sets reaches the threshold. Survivors are the graph the components round
+reads. A set travels once per (document, destination slot), not once per edge, so a
+task's memory does not grow with the size of a cluster."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -10,7 +12,7 @@ import pyarrow as pa
 
 from ...core import storage
 from ..minhash import exact_jaccard
-from .files import IndexRef, dedup_pairs, read_dir, rss_mb, write, write_adjacency
+from .files import IndexRef, read_dir, rss_mb, write, write_adjacency
 from .params import NearParams
 from .report import Rounds
 
@@ -48,25 +50,35 @@ def _slot_shingles(t: VerifyTask) -> tuple[dict[int, int], pa.ListArray]:
     return pos, tb.column("sh").combine_chunks()
 
 
+def _distinct_edges(u: np.ndarray, v: np.ndarray, sv: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The distinct (u, v) pairs sorted by u then v, each with the slot of v (a function of v)."""
+    if len(u) == 0:
+        return u, v, sv
+    order = np.lexsort((v, u))
+    u, v, sv = u[order], v[order], sv[order]
+    keep = np.r_[True, (u[1:] != u[:-1]) | (v[1:] != v[:-1])]
+    return u[keep], v[keep], sv[keep]
+
+
 def gather_shingles(t: VerifyTask) -> GatherResult:
-    """Verify-1, on the slot of the edges' first ends: attach u's shingle set to each
-    candidate (u, v) and send it to the slot of v."""
+    """Verify-1, on the slot of the edges' first ends: send each candidate (u, v) to the
+    slot of v, with u's shingle set written once per destination slot (not once per
+    edge: a large cluster's star centre has an edge to every member)."""
     s = t.slot
     tb = read_dir(storage.join(t.work, "vin", f"s{s:05d}"))
     if tb is None or tb.num_rows == 0:
         return GatherResult(s, 0, rss_mb())
     pos, lists = _slot_shingles(t)
-    u, v, sv = (tb.column(c).to_numpy() for c in ("u", "v", "sv"))
-    uu, vv = dedup_pairs(u, v)
-    slot_of = dict(zip(zip(u.tolist(), v.tolist()), sv.tolist()))
-    svv = np.array([slot_of[(a, b)] for a, b in zip(uu.tolist(), vv.tolist())], dtype=np.int64)
-    idx = pa.array([pos[int(a)] for a in uu], pa.int64())
-    shu = lists.take(idx) if len(uu) else lists.slice(0, 0)
+    uu, vv, svv = _distinct_edges(*(tb.column(c).to_numpy() for c in ("u", "v", "sv")))
+    del tb
     for dest in np.unique(svv):
         m = svv == dest
-        write(pa.table({"u": pa.array(uu[m], pa.int64()), "v": pa.array(vv[m], pa.int64()),
-                        "sh_u": shu.filter(pa.array(m))}),
+        us = np.unique(uu[m])
+        write(pa.table({"u": pa.array(uu[m], pa.int64()), "v": pa.array(vv[m], pa.int64())}),
               storage.join(t.work, "vmid", f"s{int(dest):05d}", f"s{s:05d}.parquet"))
+        write(pa.table({"u": pa.array(us, pa.int64()),
+                        "sh_u": lists.take(pa.array([pos[int(a)] for a in us], pa.int64()))}),
+              storage.join(t.work, "vset", f"s{int(dest):05d}", f"s{s:05d}.parquet"))
     return GatherResult(s, int(len(uu)), rss_mb())
 
 
@@ -80,12 +92,16 @@ def check_jaccard(t: VerifyTask) -> CheckResult:
     thr = t.params.lsh[2]
     pos, lists = _slot_shingles(t)
     u, v = tb.column("u").to_numpy(), tb.column("v").to_numpy()
-    shu = tb.column("sh_u").combine_chunks()
+    sets = read_dir(storage.join(t.work, "vset", f"s{s:05d}"))
+    assert sets is not None  # written with every vmid file
+    upos = {int(nd): i for i, nd in enumerate(sets.column("u").to_numpy())}
+    shu = sets.column("sh_u").combine_chunks()
     off_u, val_u = shu.offsets.to_numpy(), shu.values.to_numpy()
     off_v, val_v = lists.offsets.to_numpy(), lists.values.to_numpy()
     ok = np.zeros(len(u), dtype=bool)
     for i in range(len(u)):
-        a = val_u[off_u[i]:off_u[i + 1]]
+        k = upos[int(u[i])]
+        a = val_u[off_u[k]:off_u[k + 1]]
         j = pos[int(v[i])]
         bb = val_v[off_v[j]:off_v[j + 1]]
         ok[i] = exact_jaccard(a, bb) >= thr
