@@ -2,10 +2,18 @@
 received, kept and rejected, written into each stage's row of stats.json as ``tokens``
 next to ``chars``.
 
-Counted after the run, once the tokenize stage has its tokenizer: every stage's kept
-parts and rejects are encoded (no special tokens) on the engine, one task per file. The
-counts are cached beside each stage's manifest under the tokenizer's sha256 and the
-stage's fingerprint, so a re-run that skips a stage does not count it again.
+Counted after the run, once the tokenize stage has its tokenizer, on the engine, one
+task per file. Every stage's rejects are encoded; a stage's kept rows are encoded only
+where they cannot be derived. A filter hands on exactly the rows it received, minus its
+rejects (the stage contract, checked by tests/test_stage_contract.py), so the tokens kept
+by the stage before a filter are the filter's kept plus its rejected tokens. Walking back
+from the last stage before tokenize, kept parts are encoded only for that stage and for
+the stage before each transform (a stage that may change text, or whose row or character
+counts do not balance). Each document is then encoded about once per transform instead
+of once per stage (issue 20: on the mini pipeline the funnel encoded 8x the corpus, as
+much as the tokenize stage itself and then some). File counts are cached beside each
+stage's manifest under the tokenizer's sha256 and the stage's fingerprint, so a re-run
+that skips a stage does not count it again.
 
 The numbers follow ``chars``: ``in`` is what the stage before kept (the first stage:
 kept + rejected), and ``removed_from_kept`` is what a transform cut out of the rows it
@@ -47,7 +55,7 @@ def count_file_tokens(task: CountTask) -> int | None:
     texts = [t or "" for t in storage.read_parquet(task.path, columns=["text"]).column("text").to_pylist()]
     total = 0
     for i in range(0, len(texts), BATCH):
-        total += sum(len(e.ids) for e in tok.encode_batch(texts[i:i + BATCH], add_special_tokens=False))
+        total += sum(len(e.ids) for e in tok.encode_batch_fast(texts[i:i + BATCH], add_special_tokens=False))
     return total
 
 
@@ -73,25 +81,74 @@ def run_tokenizer(out: str, rows: list[dict[str, Any]]) -> tuple[str, str] | Non
     return None
 
 
-def _count_stage(out: str, row: dict[str, Any], tok: tuple[str, str], run: Mapper) -> dict[str, int] | None:
-    """{"kept", "rejected"} tokens of one committed stage (cached), None without text."""
+def _is_tokenize(out: str, row: dict[str, Any]) -> bool:
+    return "artifacts" in (mf.read_manifest(_stage_dir(out, row)) or {})
+
+
+def _is_filter(row: dict[str, Any]) -> bool:
+    """The stage keeps or rejects the rows it received, text unchanged, and its counts say so."""
+    from .stage import get_stage
+
+    try:
+        cls = get_stage(row["stage"])
+    except (KeyError, ValueError):
+        return False
+    chars = row.get("chars") or {}
+    rows_balance = row.get("in") == row.get("kept", 0) + sum((row.get("rejected") or {}).values())
+    return (cls.kind != "read" and not cls.changes_text and rows_balance
+            and chars.get("removed_from_kept", 1) == 0)
+
+
+def _count_files(out: str, row: dict[str, Any], tok: tuple[str, str], run: Mapper,
+                 kept_needed: bool) -> dict[str, int | None] | None:
+    """{"rejected", "kept"} tokens of one committed stage's files ("kept" only when
+    needed, else None), cached; None when its files have no text."""
     sdir = _stage_dir(out, row)
     cache_uri = storage.join(sdir, CACHE_FILE)
     cached = mf.read_json(cache_uri)
+    counts: dict[str, int | None] = {}
     if cached and cached.get("tokenizer_sha256") == tok[1] and cached.get("fingerprint") == row["fingerprint"]:
-        return cached.get("counts")
+        if cached.get("counts") is None:
+            return None
+        counts = dict(cached["counts"])
     m = mf.read_manifest(sdir) or {}
-    kept_files = [storage.join(sdir, o["path"]) for o in m.get("outputs", []) if o.get("path", "").endswith(".parquet")]
-    rej_files = [storage.join(sdir, o["path"]) for o in m.get("rejects", []) if o.get("path", "").endswith(".parquet")]
-    counts: dict[str, int] | None = None
-    if m.get("artifacts"):   # the tokenize stage: its kept rows are the shards; count what it rejected
-        kept_files = []
-    got = run(count_file_tokens, [CountTask(p, tok[0]) for p in kept_files + rej_files])
-    if all(g is not None for g in got) and (kept_files or rej_files):
-        counts = {"kept": sum(g or 0 for g in got[:len(kept_files)]),
-                  "rejected": sum(g or 0 for g in got[len(kept_files):])}
+    todo = {"rejected": [o["path"] for o in m.get("rejects", []) if o.get("path", "").endswith(".parquet")],
+            "kept": [o["path"] for o in m.get("outputs", []) if o.get("path", "").endswith(".parquet")]}
+    for what, files in todo.items():
+        if (what in counts and counts[what] is not None) or (what == "kept" and not kept_needed):
+            continue
+        got = run(count_file_tokens, [CountTask(storage.join(sdir, f), tok[0]) for f in files])
+        if any(g is None for g in got):
+            mf.write_json(cache_uri, {"tokenizer_sha256": tok[1], "fingerprint": row["fingerprint"], "counts": None})
+            return None
+        counts[what] = sum(g or 0 for g in got)
+    counts.setdefault("kept", None)
     mf.write_json(cache_uri, {"tokenizer_sha256": tok[1], "fingerprint": row["fingerprint"], "counts": counts})
     return counts
+
+
+def _stage_counts(out: str, rows: list[dict[str, Any]], tok: tuple[str, str],
+                  run: Mapper) -> list[dict[str, int] | None]:
+    """{"kept", "rejected"} per row, walking back from the end: a stage's kept tokens are
+    the next stage's kept + rejected when that stage is a filter, else encoded."""
+    found: list[dict[str, int] | None] = [None] * len(rows)
+    after: dict[str, int] | None = None   # counts of the row after, when it is a filter
+    for k in range(len(rows) - 1, -1, -1):
+        row = rows[k]
+        tokenize = _is_tokenize(out, row)
+        files = _count_files(out, row, tok, run, kept_needed=after is None and not tokenize)
+        if files is None or files["rejected"] is None:
+            after = None
+            continue
+        if tokenize:   # its kept rows are the shards: kept = in - rejected, set going forward
+            kept = -1
+        elif after is not None:
+            kept = after["kept"] + after["rejected"]
+        else:
+            kept = int(files["kept"] or 0)
+        found[k] = {"kept": kept, "rejected": int(files["rejected"])}
+        after = found[k] if not tokenize and _is_filter(row) else None
+    return found
 
 
 def add_token_funnel(out: str, rows: list[dict[str, Any]], run: Mapper) -> bool:
@@ -101,13 +158,12 @@ def add_token_funnel(out: str, rows: list[dict[str, Any]], run: Mapper) -> bool:
     if tok is None:
         return False
     prev_kept: int | None = None
-    for row in rows:
-        counts = _count_stage(out, row, tok, run)
+    for row, counts in zip(rows, _stage_counts(out, rows, tok, run)):
         if counts is None:
             prev_kept = None
             continue
         tokens = dict(row.get("tokens") or {})
-        if "artifacts" in (mf.read_manifest(_stage_dir(out, row)) or {}):
+        if counts["kept"] < 0:
             # tokenize: keeps every row it does not reject, text unchanged
             n_in = prev_kept if prev_kept is not None else counts["rejected"]
             counts = {"kept": n_in - counts["rejected"], "rejected": counts["rejected"]}
