@@ -4,7 +4,7 @@ encode -> mix/shuffle -> write Megatron shards) against raw HF `tokenizers`
 DataTrove's DocumentTokenizer (ParquetReader -> DocumentTokenizer, with its
 document shuffle) on the same Parquet files. DataTrove runs from its own virtual
 environment (--dt-python, default /tmp/lmr/dt-venv/bin/python; see bench/pipeline.py
-for how to make it, plus `pip install tokenizers`), as it is not one of our dependencies.
+for how to make it, plus `pip install tokenizers pyarrow`), as it is not one of our dependencies.
 
 Every measurement runs in its own process with RAYON_NUM_THREADS set, so "N
 cores" means N threads for raw tokenizers, N engine workers with one tokenizer
@@ -116,6 +116,7 @@ def measure_ours(work: str, tok_dir: str, threads: int, engine: str) -> dict:
     shutil.rmtree(out, ignore_errors=True)
     recipe = load_recipe({
         "name": "bench-tokenize", "output": out, "engine": engine, "report": False,
+        "token_funnel": False,  # the after-run token count is not the stage's work (CPU is of the whole run)
         "resources": {"workers": threads},
         "inputs": [{"name": "corpus", "format": "parquet", "paths": [os.path.join(work, "parquet", "*.parquet")]}],
         "stages": [{"stage": "read"},
