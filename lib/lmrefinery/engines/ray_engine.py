@@ -64,11 +64,12 @@ def _warm_worker() -> int:
     return len(all_stages())
 
 
-def _run_one(fn: Callable[[Task], Result], task: bytes) -> tuple[bytes, str]:
-    """Worker side: one task, plus the id of the node that ran it."""
+def _run_one(fn: bytes, task: bytes) -> tuple[bytes, str]:
+    """Worker side: one task, plus the id of the node that ran it. The round's function
+    travels as cloudpickle bytes like the task, as on the other engines."""
     import ray
 
-    return call_task(fn, task), ray.get_runtime_context().get_node_id()
+    return call_task(unpack(fn), task), ray.get_runtime_context().get_node_id()
 
 
 class RayEngine(Engine):
@@ -99,7 +100,7 @@ class RayEngine(Engine):
         ray = ensure_ray(self.address)
         remote = ray.remote(num_cpus=self.cpus_per_task, scheduling_strategy="SPREAD",
                             max_retries=TASK_RETRIES)(_run_one)
-        fn_ref = ray.put(fn)
+        fn_ref = ray.put(pack(fn))
         pending: dict[Any, int] = {}
         done: dict[int, Result] = {}
         out: list[Result] = []
