@@ -65,5 +65,10 @@ def test_dead_worker_task_is_retried(by_value):
 
 
 def test_task_error_keeps_its_type(by_value):
-    with pytest.raises(ValueError, match="bad part 2"):
-        RayEngine(workers=2).map(_raise, [{"i": i} for i in range(4)])
+    engine = RayEngine(workers=2)
+    # repeated: the round used to ray.cancel what it had in flight, and a cancel racing a
+    # completing task failed a check inside Ray and ended this (the driver's) process
+    for _ in range(5):
+        with pytest.raises(ValueError, match="bad part 2"):
+            engine.map(_raise, [{"i": i} for i in range(8)])
+    assert engine.map(_raise, [{"i": i} for i in (0, 1, 3)]) == [0, 1, 3]  # the driver goes on

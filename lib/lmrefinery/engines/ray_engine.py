@@ -120,7 +120,12 @@ class RayEngine(Engine):
                     if on_result:
                         on_result(len(out), r)
                     out.append(r)
-        finally:
-            for ref in pending:  # a failed round cancels what it had in flight
-                ray.cancel(ref)
+        except Exception:
+            # A failed round lets what it had in flight finish (at most workers - 1 tasks)
+            # before it raises. Not ray.cancel: in Ray 2.60 cancelling a task that is just
+            # completing can fail a check in the driver's task manager and end the driver
+            # process (a full test run died that way).
+            if pending:
+                ray.wait(list(pending), num_returns=len(pending))
+            raise
         return out
