@@ -51,6 +51,14 @@ class LocalEngine(Engine):
         return out
 
 
+def warm_worker(_: object = None) -> int:
+    """Run once per worker process at engine start: imports every stage module, so the
+    first stage's seconds are its own work, not imports."""
+    from ..core.stage import all_stages
+
+    return len(all_stages())
+
+
 def pack(value: Any) -> bytes:
     data: bytes = cloudpickle.dumps(value)
     return data

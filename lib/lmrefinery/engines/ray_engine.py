@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from .base import Engine, OnResult, Result, Task, call_task, pack, unpack
+from .base import Engine, OnResult, Result, Task, call_task, pack, unpack, warm_worker
 
 
 def ensure_ray(address: str | None = None, num_cpus: int | None = None, attempts: int = 3) -> Any:
@@ -58,12 +58,6 @@ def ensure_ray(address: str | None = None, num_cpus: int | None = None, attempts
 TASK_RETRIES = 3  # re-runs of a task whose worker process died (not of a task that raised)
 
 
-def _warm_worker() -> int:
-    from ..core.stage import all_stages
-
-    return len(all_stages())
-
-
 def _run_one(fn: bytes, task: bytes) -> tuple[bytes, str]:
     """Worker side: one task, plus the id of the node that ran it. The round's function
     travels as cloudpickle bytes like the task, as on the other engines."""
@@ -88,7 +82,7 @@ class RayEngine(Engine):
         """Connect/start Ray, then warm `workers` worker processes (they import the stage
         modules once), so the first stage's seconds are the stage's own work."""
         ray = ensure_ray(self.address)
-        warm = ray.remote(num_cpus=self.cpus_per_task)(_warm_worker)
+        warm = ray.remote(num_cpus=self.cpus_per_task)(warm_worker)
         ray.get([warm.remote() for _ in range(self.workers)])
 
     def map(self, fn: Callable[[Task], Result], tasks: list[Task],

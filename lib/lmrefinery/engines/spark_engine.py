@@ -7,7 +7,7 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
-from .base import Engine, OnResult, Result, Task, call_task, pack, unpack
+from .base import Engine, OnResult, Result, Task, call_task, pack, unpack, warm_worker
 
 _spark: Any = None
 
@@ -35,12 +35,6 @@ def get_spark(master: str = "local[*]", workers: int = 2) -> Any:
     return _spark
 
 
-def _warm_worker(_: object) -> int:
-    from ..core.stage import all_stages
-
-    return len(all_stages())
-
-
 class SparkEngine(Engine):
     name = "spark"
 
@@ -53,7 +47,7 @@ class SparkEngine(Engine):
         workers are forked and have imported the stage modules (Spark reuses them):
         the first stage's seconds are then the stage's own work, as on Ray."""
         spark = get_spark(self.master, self.workers)
-        spark.sparkContext.parallelize(range(self.workers), self.workers).map(_warm_worker).collect()
+        spark.sparkContext.parallelize(range(self.workers), self.workers).map(warm_worker).collect()
 
     def map(self, fn: Callable[[Task], Result], tasks: list[Task],
             on_result: OnResult | None = None) -> list[Result]:
