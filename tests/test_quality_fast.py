@@ -2,8 +2,10 @@
 the real texts of the shared corpora (English web, Wikipedia and books; Chinese
 book, web pages and instructions; Japanese Wikipedia).
 
-The reference versions live here only: the tokenizer's reference is its own
-regex (``_TOKEN.findall``), Chinese words come from jieba itself, and the n-gram
+The reference versions live here only: the regex tokenizer's reference is its own
+regex (``_TOKEN.findall``), the English tokenizer's is its general procedure on every
+chunk (and that procedure is held against spaCy, the tokenizer DataTrove counts with,
+below), Chinese words come from jieba itself, and the n-gram
 repetition and Gopher quality signals are the earlier implementations, kept
 verbatim below. The quality stage is run twice on the same table, once with the
 references patched in, and every ``q_*`` column must be equal."""
@@ -22,7 +24,7 @@ import pytest
 from lmrefinery import segment
 from lmrefinery.core.schema import docs_to_table
 from lmrefinery.core.stage import StageContext, get_stage
-from lmrefinery.quality import gopher, rules, tokens
+from lmrefinery.quality import english_words, gopher, rules, tokens
 from lmrefinery.quality.sources import chunk_text, warc_texts
 
 
@@ -92,6 +94,14 @@ def ref_gopher_quality(text, words, t, stop_words):
 
 def ref_tok_regex(text):
     return tokens._TOKEN.findall(text)
+
+
+def ref_tok_english(text):
+    """Every chunk through the general procedure, none through the fast paths."""
+    out: list[str] = []
+    for c in text.split():
+        english_words.split_chunk(c, out)
+    return out
 
 
 def ref_tok_jieba(text):
@@ -183,6 +193,65 @@ def test_english_tokens_equal_the_regex(english):
         assert rules.tok_regex(t) == ref_tok_regex(t), repr(t)
 
 
+def test_english_fast_paths_equal_the_general_procedure(english):
+    for d in english + _repeated(english, 4):
+        assert english_words.english_words(d) == ref_tok_english(d)
+    rng = random.Random(1)
+    pieces = list("aZ5_ .,'’-:/@&+\"()\n\tS$%#") + ["Mr.", "don't", "cannot", "A.", "..", "--", "é", "中", "™",
+                                                  ":)", "20", "ft", "e.g.", "it’s", "US$"]
+    for _ in range(20_000):
+        t = "".join(rng.choice(pieces) for _ in range(rng.randrange(12)))
+        assert english_words.english_words(t) == ref_tok_english(t), repr(t)
+
+
+@pytest.fixture(scope="module")
+def spacy_en():
+    import spacy
+
+    nlp = spacy.blank("en")  # no model: the rule-based tokenizer, as DataTrove loads it
+    nlp.add_pipe("sentencizer")
+    return nlp
+
+
+def _spacy_words(nlp, text: str) -> list[str]:
+    return [w for w in (t.text.strip() for t in nlp(text)) if w]  # DataTrove drops whitespace tokens
+
+
+@pytest.mark.parametrize("text", [
+    "Mr. and Mrs. Bennet (Mr. Darcy's aunt), Dr. Who, U.S. troops, e.g. this; i.e. that, vs. them.",
+    "I don't, can't, won't; Don't! It's theirs, you're right, we'll see, I'd go, cannot, dont, im, gonna.",
+    "_emphasis_ and __init__ and snake_case, 'quoted' \"twice\" (brackets) [x] {y}",
+    "20ft 100m 5G 2GB 1.5kg 10am 3pm 9/11 3:30pm 5,000 1/2 $5 US$1 5% #1 @user C++ and/or",
+    "(Greece): the end.The start, 1914)The; post-war 11-12 IL-2 e-mail ask-- word... x… 'The cats' o'clock",
+    "http://example.com/a?b=1 www.example.org amazon.co.uk A. B. Smith ABC. end. 37°N gamma™ :) ;-) <3",
+])
+def test_english_words_are_spacy_words(spacy_en, text):
+    assert english_words.english_words(text) == _spacy_words(spacy_en, text)
+
+
+def test_english_words_match_spacy_on_real_text(english, spacy_en):
+    import difflib
+
+    same = matched = total = 0
+    for d in english:
+        ours, theirs = english_words.english_words(d), _spacy_words(spacy_en, d)
+        same += ours == theirs
+        total += len(theirs)
+        matched += sum(b.size for b in difflib.SequenceMatcher(None, ours, theirs, autojunk=False).get_matching_blocks())
+    assert same / len(english) >= 0.98, (same, len(english))
+    assert matched / total > 0.999, (matched, total)
+
+
+def test_sentences_are_spacy_sentences(english, spacy_en):
+    """C4's sentence count (on the lines C4 keeps) equals the spaCy sentencizer's."""
+    from lmrefinery.quality.c4 import C4LineRules, c4_line
+
+    lines = [ln for d in english for raw in d.splitlines() if (ln := c4_line(raw, C4LineRules()))]
+    assert len(lines) > 2000
+    same = sum(english_words.sentence_count(ln) == len(list(spacy_en(ln).sents)) for ln in lines)
+    assert same / len(lines) >= 0.995, (same, len(lines))
+
+
 # ------------------------------------------------------------------ signals
 def _tokenised(english, chinese):
     zh = [(d, ref_tok_jieba(d)) for d in chinese[::3]]
@@ -224,6 +293,7 @@ def test_quality_stage_columns_equal_with_reference_functions(english, chinese, 
     table = docs_to_table(docs)
     fast = _q_columns(table)
     monkeypatch.setitem(rules.TOKENIZERS, "regex", ref_tok_regex)
+    monkeypatch.setitem(rules.TOKENIZERS, "english", ref_tok_english)
     monkeypatch.setitem(rules.TOKENIZERS, "jieba", ref_tok_jieba)
     monkeypatch.setattr(gopher, "_ngram_repetition", ref_ngram_repetition)
     monkeypatch.setattr(rules, "gopher_quality", ref_gopher_quality)

@@ -1,14 +1,17 @@
 """C4's rules (Raffel et al. 2020): the line rules its cleaning applies (``c4_line``,
 also used by the ``c4_lines`` stage that removes the lines) and the document
-signals measured on the lines it would keep (``c4``).
+signals measured on the lines it would keep (``c4``). Sentences are counted the way
+DataTrove's C4 filter counts them, with spaCy's sentencizer rule over spaCy-style
+English words (``english_words.sentence_count``).
 """
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass
 
+from .english_words import sentence_count
+
 _CITATION = re.compile(r"\[\d*]|\[edit]|\[citation needed]")
-_SENT_END = re.compile(r"[.!?]+[\"'”’)\]]*(?=\s+[^a-z]|\s*$)")
 _POLICY = ("terms of use", "privacy policy", "cookie policy", "uses cookies", "use of cookies", "use cookies")
 _END = (".", "?", "!", '"', "'")
 
@@ -67,7 +70,7 @@ def c4(text: str, t: dict) -> dict:
             lorem = 1.0
         if t["filter_curly_bracket"] and "{" in line:
             curly = 1.0
-        n_sent += max(1, len(_SENT_END.findall(line)))
+        n_sent += sentence_count(line)
         n_kept += 1
     return {"lorem_ipsum": lorem, "curly_bracket": curly, "n_sentences": float(n_sent),
             "lines_removed_frac": (1 - n_kept / len(lines)) if lines else 0.0}

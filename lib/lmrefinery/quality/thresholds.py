@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from importlib.resources.abc import Traversable
 
-from .tokens import TOKENIZERS
+from .tokens import DEFAULT_TOKENIZER, TOKENIZERS
 
 DEFAULTS: dict[str, dict] = {
     "gopher_repetition": {
@@ -107,7 +107,7 @@ def conf_folder(conf_dir: str | None = None) -> Traversable:
 @dataclass
 class LangConf:
     lang: str
-    tokenizer: str = "regex"
+    tokenizer: str = DEFAULT_TOKENIZER
     stop_words: frozenset = frozenset()
     rules: dict[str, dict] = field(default_factory=dict)
 
@@ -148,7 +148,7 @@ def load_lang_confs(conf_dir: str | None, overrides: dict[str, dict] | None = No
         for r in (c.get("rules") or {}):
             if r not in DEFAULTS:
                 raise ValueError(f"quality conf {lang}: unknown rule {r!r}; known: {RULE_ORDER}")
-        tok = c.get("tokenizer", "regex")
+        tok = c.get("tokenizer", DEFAULT_TOKENIZER)
         if tok not in TOKENIZERS:
             raise ValueError(f"quality conf {lang}: unknown tokenizer {tok!r}; known: {list(TOKENIZERS)}")
         out[lang] = LangConf(lang, tok, frozenset(c.get("stop_words") or []), rules)

@@ -1,7 +1,9 @@
 """Word tokenizers of the quality rules, chosen per language (``tokenizer:`` in
-``quality/languages/<lang>.yaml``): ``regex`` (spaCy-like words for space-separated
-scripts), ``jieba`` (Chinese dictionary words) and ``script_runs`` (runs of one
-script: Japanese). Each document is tokenised once; the rules share the words.
+``quality/languages/<lang>.yaml``): ``english`` (spaCy's blank-English rules, the
+tokenizer DataTrove and the rule papers count words with; ``english_words.py``),
+``regex`` (one regex, close to spaCy for other space-separated scripts), ``jieba``
+(Chinese dictionary words) and ``script_runs`` (runs of one script: Japanese). Each
+document is tokenised once; the rules share the words.
 """
 from __future__ import annotations
 
@@ -9,6 +11,7 @@ import re
 from collections.abc import Callable
 
 from ..segment import dictionary_words
+from .english_words import english_words
 
 # close to spaCy's blank-English tokens (DataTrove's English word tokenizer): a word
 # keeps inner . @ & + (X3.4, amazon.co.uk, a.m), digit,digit and digit/digit or
@@ -65,5 +68,6 @@ def tok_jieba(text: str) -> list[str]:
 
 
 TOKENIZERS: dict[str, Callable[[str], list[str]]] = {
-    "regex": tok_regex, "jieba": tok_jieba, "script_runs": tok_script_runs}
+    "english": english_words, "regex": tok_regex, "jieba": tok_jieba, "script_runs": tok_script_runs}
+DEFAULT_TOKENIZER = "english"  # languages without a file get the English rules, and their words
 
