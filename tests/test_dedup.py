@@ -523,3 +523,32 @@ def test_keeper_by_quality_signal(shared_corpora, tmp_path):
         parts = st.execute(Job(sdir))
         assert parts[0]["kept"] == 1
         assert storage.read_parquet(os.path.join(sdir, "data", "part-00000.parquet")).column("id").to_pylist() == [want]
+
+
+# ---------------------------------------------------------------- a row dropped for its text and its URL
+@pytest.fixture(scope="module")
+def url_and_text_dups(tmp_path_factory):
+    """Documents that are a text copy of one document and a URL copy of another (exact_dedup
+    drops them for either reason), and URL copies of those with their own text."""
+    d = tmp_path_factory.mktemp("dedup-urls")
+    rows = []
+    for i in range(12):
+        a = {"url": f"https://ex.org/a{i}", "text": f"First page number {i} about topic {i * 7}."}
+        b = {"url": f"https://ex.org/b{i}", "text": f"Second page number {i} on subject {i * 11}."}
+        rows += [a, b, {"url": a["url"], "text": b["text"].upper()},
+                 {"url": a["url"] + "/", "text": f"A URL copy with its own words, {i * 13}."}]
+    return {"name": "urls", "format": "jsonl", "paths": [write_jsonl(str(d / "u.jsonl"), rows)],
+            "fields": {"text": "text", "url": "url"}}
+
+
+def test_text_reason_wins_over_url_whatever_the_buckets(url_and_text_dups, tmp_path):
+    """A document that is a text copy of one document and a URL copy of another is an
+    exact_duplicate of the text's keeper, whichever bucket its two keys fell in."""
+    got = {}
+    for b in (3, 5, 8):
+        out = str(tmp_path / f"b{b}")
+        run(out, [url_and_text_dups], [{"stage": "exact_dedup", "by_url": True, "buckets": b}])
+        got[b] = rejects(out)
+    assert got[3] == got[5] == got[8]
+    assert sum(1 for r in got[8] if r[1] == "exact_duplicate") == 12
+    assert sum(1 for r in got[8] if r[1] == "url_duplicate") == 12
