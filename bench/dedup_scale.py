@@ -184,12 +184,14 @@ def summarise(rounds: list[dict[str, Any]], key: str) -> dict[str, float]:
 def measure(scale: int, a: argparse.Namespace, tmp: str, env: dict[str, str]) -> dict[str, Any]:
     corpus = os.path.join(tmp, f"corpus{scale}")
     t0 = time.time()
-    size = json.loads(subprocess.run([sys.executable, __file__, "--build", str(scale), corpus, str(a.base_mb),
-                                      str(a.boilerplate)],
+    # --lib goes to the children too: each puts it first on sys.path (PYTHONPATH alone came
+    # after the checkout's lib/, so a base revision was never measured)
+    size = json.loads(subprocess.run([sys.executable, __file__, "--lib", a.lib, "--build", str(scale), corpus,
+                                      str(a.base_mb), str(a.boilerplate)],
                                      check=True, capture_output=True, text=True, env=env).stdout.splitlines()[-1])
     built = time.time() - t0
     load = os.getloadavg()
-    p = subprocess.run([sys.executable, __file__, "--child", corpus, os.path.join(tmp, f"out{scale}"), a.engine,
+    p = subprocess.run([sys.executable, __file__, "--lib", a.lib, "--child", corpus, os.path.join(tmp, f"out{scale}"), a.engine,
                         str(a.workers), json.dumps(dedup_params(a))], capture_output=True, text=True, env=env)
     if p.returncode:
         sys.exit(f"scale {scale} failed:\n{p.stdout[-3000:]}\n{p.stderr[-3000:]}")
