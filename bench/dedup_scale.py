@@ -18,7 +18,12 @@ peak. On the local engine the tasks run in the driver; on Ray the driver's own p
 per round is recorded apart. Also written: sha256 of every data, rejects, clusters and
 index file of both dedup stages, so two code versions can be compared byte for byte.
 
-    .venv/bin/python bench/dedup_scale.py [--scales 1 10 40] [--engine local|ray]
+Each stage's `buckets` is recorded with where it came from (the manifest's `resolved`):
+unset, the stages size it from their input (dedup/buckets.py); --bucket-docs sets a
+smaller target (documents per bucket) to see the rule act at these corpus sizes,
+--buckets a fixed count.
+
+    .venv/bin/python bench/dedup_scale.py [--scales 1 10 40] [--engine local|ray] [--bucket-docs N | --buckets N]
 writes bench/results/dedup_scale.json (--out).
 """
 from __future__ import annotations
@@ -139,13 +144,16 @@ def digests(stage_dir: str) -> dict[str, str]:
     return out
 
 
-def run_child(corpus: str, out: str, engine: str, workers: int) -> dict[str, Any]:
+def run_child(corpus: str, out: str, engine: str, workers: int, dedup: dict[str, Any]) -> dict[str, Any]:
+    """One scale through the Runner; `dedup`: params given to both dedup stages."""
     from lmrefinery.core.recipe import load_recipe
     from lmrefinery.core.runner import Runner
 
+    fixed = dict(dedup)
     rec = {"name": "scale", "output": out, "engine": engine, "resources": {"workers": workers},
            "inputs": [{"name": "web", "format": "jsonl", "paths": [os.path.join(corpus, "*.jsonl")]}],
-           "stages": [{"stage": "read"}, {"stage": "exact_dedup"}, {"stage": "dedup"}], "report": False}
+           "stages": [{"stage": "read"}, {"stage": "exact_dedup", **fixed}, {"stage": "dedup", **fixed}],
+           "report": False}
     runner = Runner(load_recipe(rec), quiet=True)
     eng = runner.engine = MeasuringEngine(runner.engine)  # type: ignore[assignment]
     t0 = time.time()
@@ -158,6 +166,7 @@ def run_child(corpus: str, out: str, engine: str, workers: int) -> dict[str, Any
             m = json.load(f)
         d = digests(sdir)
         stages[st] = {"counts": m["counts"], "counters": m.get("counters"), "files": len(d),
+                      "buckets": m["params"].get("buckets"), "buckets_from": m.get("resolved", {}).get("buckets"),
                       "sha256": hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest(),
                       "file_sha256": d}
     return {"wall_seconds": round(wall, 1), "parts": stats["stages"][0].get("parts"), "rounds": eng.rounds,
@@ -175,13 +184,15 @@ def summarise(rounds: list[dict[str, Any]], key: str) -> dict[str, float]:
 def measure(scale: int, a: argparse.Namespace, tmp: str, env: dict[str, str]) -> dict[str, Any]:
     corpus = os.path.join(tmp, f"corpus{scale}")
     t0 = time.time()
-    size = json.loads(subprocess.run([sys.executable, __file__, "--build", str(scale), corpus, str(a.base_mb),
-                                      str(a.boilerplate)],
+    # --lib goes to the children too: each puts it first on sys.path (PYTHONPATH alone came
+    # after the checkout's lib/, so a base revision was never measured)
+    size = json.loads(subprocess.run([sys.executable, __file__, "--lib", a.lib, "--build", str(scale), corpus,
+                                      str(a.base_mb), str(a.boilerplate)],
                                      check=True, capture_output=True, text=True, env=env).stdout.splitlines()[-1])
     built = time.time() - t0
     load = os.getloadavg()
-    p = subprocess.run([sys.executable, __file__, "--child", corpus, os.path.join(tmp, f"out{scale}"), a.engine,
-                        str(a.workers)], capture_output=True, text=True, env=env)
+    p = subprocess.run([sys.executable, __file__, "--lib", a.lib, "--child", corpus, os.path.join(tmp, f"out{scale}"), a.engine,
+                        str(a.workers), json.dumps(dedup_params(a))], capture_output=True, text=True, env=env)
     if p.returncode:
         sys.exit(f"scale {scale} failed:\n{p.stdout[-3000:]}\n{p.stderr[-3000:]}")
     r = json.loads(p.stdout.strip().splitlines()[-1])
@@ -189,6 +200,11 @@ def measure(scale: int, a: argparse.Namespace, tmp: str, env: dict[str, str]) ->
     return dict(scale=scale, corpus=size, build_seconds=round(built, 1), loadavg_before=[round(x, 2) for x in load],
                 loadavg_after=[round(x, 2) for x in os.getloadavg()], peak_by_round=summarise(r["rounds"], "task_peak_mb"),
                 growth_by_round=summarise(r["rounds"], "task_growth_mb"), **r)
+
+
+def dedup_params(a: argparse.Namespace) -> dict[str, int]:
+    """What --buckets / --bucket-docs set on both dedup stages."""
+    return {**({"buckets": a.buckets} if a.buckets else {}), **({"bucket_docs": a.bucket_docs} if a.bucket_docs else {})}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -201,7 +217,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--label", default="", help="what code this run measures (e.g. before/after)")
     ap.add_argument("--boilerplate", type=int, default=0, help="one family in N is a copy of one long page")
     ap.add_argument("--build", nargs=4, metavar=("SCALE", "DIR", "BASE_MB", "BOILERPLATE"))
-    ap.add_argument("--child", nargs=4, metavar=("CORPUS", "OUT", "ENGINE", "WORKERS"))
+    ap.add_argument("--buckets", type=int, default=0, help="set `buckets` of both dedup stages (0: unset)")
+    ap.add_argument("--bucket-docs", type=int, default=0, help="set `bucket_docs` of both dedup stages (0: unset)")
+    ap.add_argument("--child", nargs=5, metavar=("CORPUS", "OUT", "ENGINE", "WORKERS", "DEDUP_PARAMS_JSON"))
     ap.add_argument("--out", default=os.path.join(HERE, "results", "dedup_scale.json"))
     a = ap.parse_args(argv)
     sys.path.insert(0, a.lib)
@@ -209,7 +227,7 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(build(int(a.build[0]), float(a.build[2]), a.build[1], int(a.build[3]))))
         return 0
     if a.child:
-        print(json.dumps(run_child(a.child[0], a.child[1], a.child[2], int(a.child[3]))))
+        print(json.dumps(run_child(a.child[0], a.child[1], a.child[2], int(a.child[3]), json.loads(a.child[4]))))
         return 0
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([a.lib, HERE]))
     rows = []
@@ -217,10 +235,12 @@ def main(argv: list[str] | None = None) -> int:
         for s in a.scales:
             rows.append(measure(s, a, tmp, env))
             print(json.dumps({k: rows[-1][k] for k in ("scale", "corpus", "wall_seconds", "peak_by_round",
-                                                                   "growth_by_round")}),
+                                                                   "growth_by_round")}
+                             | {"buckets": {k: v["buckets"] for k, v in rows[-1]["stages"].items()}}),
                   flush=True)
     res = {"machine": f"{platform.machine()} {os.cpu_count()} cores, {platform.python_version()}",
            "label": a.label, "engine": a.engine, "workers": a.workers, "base_mb": a.base_mb,
+           "dedup_params": dedup_params(a),
            "boilerplate": a.boilerplate, "runs": rows}
     os.makedirs(os.path.dirname(a.out), exist_ok=True)
     with open(a.out, "w") as f:

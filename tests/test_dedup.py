@@ -517,9 +517,119 @@ def test_keeper_by_quality_signal(shared_corpora, tmp_path):
             self.work_dir = os.path.join(sdir, "_work", "fp")
             self.ctx = {"output_root": str(tmp_path)}
 
+        def documents(self):  # what core.job.GlobalJob answers: the input's rows
+            return sum(storage.parquet_rows(p) for p in self.inputs)
+
+        def resolve(self, param, value, why):
+            assert (param, value) == ("buckets", 8)
+
     for keep, want in ((["quality"], "d1"), (["longest"], "d2"), (["shortest"], "d0")):
         sdir = str(tmp_path / "-".join(keep))
         st = NearDedup(NearDedup.Params(keep=keep), StageContext(output_root=str(tmp_path), stage_dir=sdir))
         parts = st.execute(Job(sdir))
         assert parts[0]["kept"] == 1
         assert storage.read_parquet(os.path.join(sdir, "data", "part-00000.parquet")).column("id").to_pylist() == [want]
+
+
+# ---------------------------------------------------------------- bucket count from the input
+def _manifest(out, idx):
+    return json.load(open(glob.glob(os.path.join(out, "stages", f"{idx:02d}-*", "_manifest.json"))[0]))
+
+
+def _files(out, idx, subs=("data", "rejects", "clusters")):
+    """sha256 of the stage's output files, by path under the stage folder."""
+    sdir = glob.glob(os.path.join(out, "stages", f"{idx:02d}-*"))[0]
+    return {os.path.relpath(f, sdir): storage.sha256(open(f, "rb").read())
+            for s in subs for f in glob.glob(os.path.join(sdir, s, "**", "*.parquet"), recursive=True)}
+
+
+@pytest.fixture(scope="module")
+def url_and_text_dups(tmp_path_factory):
+    """Documents that are a text copy of one document and a URL copy of another (exact_dedup
+    drops them for either reason), and URL copies of those with their own text."""
+    d = tmp_path_factory.mktemp("dedup-urls")
+    rows = []
+    for i in range(12):
+        a = {"url": f"https://ex.org/a{i}", "text": f"First page number {i} about topic {i * 7}."}
+        b = {"url": f"https://ex.org/b{i}", "text": f"Second page number {i} on subject {i * 11}."}
+        rows += [a, b, {"url": a["url"], "text": b["text"].upper()},
+                 {"url": a["url"] + "/", "text": f"A URL copy with its own words, {i * 13}."}]
+    return {"name": "urls", "format": "jsonl", "paths": [write_jsonl(str(d / "u.jsonl"), rows)],
+            "fields": {"text": "text", "url": "url"}}
+
+
+def test_text_reason_wins_over_url_whatever_the_buckets(url_and_text_dups, tmp_path):
+    """A document that is a text copy of one document and a URL copy of another is an
+    exact_duplicate of the text's keeper, whichever bucket its two keys fell in."""
+    got = {}
+    for b in (3, 5, 8):
+        out = str(tmp_path / f"b{b}")
+        run(out, [url_and_text_dups], [{"stage": "exact_dedup", "by_url": True, "buckets": b}])
+        got[b] = rejects(out)
+    assert got[3] == got[5] == got[8]
+    assert sum(1 for r in got[8] if r[1] == "exact_duplicate") == 12
+    assert sum(1 for r in got[8] if r[1] == "url_duplicate") == 12
+
+
+def test_buckets_sized_from_the_input(mixed_docs, samples_dir, url_and_text_dups, tmp_path):
+    """`buckets` unset: 8 for a small input (the same bytes as `buckets: 8`), more with
+    fewer documents per bucket (the same bytes as that count set in the recipe), recorded
+    in the manifest; the documents dropped and their reasons do not depend on the count."""
+    from lmrefinery.dedup.buckets import auto_buckets
+
+    inputs = _mixed_inputs(mixed_docs, samples_dir) + [url_and_text_dups]
+
+    def stages(**kw):
+        return [{"stage": "exact_dedup", "by_url": True, **kw}, {"stage": "dedup", **kw}]
+
+    outs = {name: str(tmp_path / name) for name in ("default", "eight", "auto", "fixed")}
+    run(outs["default"], inputs, stages())
+    run(outs["eight"], inputs, stages(buckets=8))
+    docs = [_manifest(outs["default"], k)["counts"]["in"] for k in (1, 2)]
+    assert docs[0] > docs[1] > 100
+    run(outs["auto"], inputs, stages(bucket_docs=10))
+    want = [-(-n // 10) for n in docs]  # ceil
+    assert min(want) > 8 and want == [auto_buckets(n, 10) for n in docs]
+    run(outs["fixed"], inputs, [{"stage": "exact_dedup", "by_url": True, "buckets": want[0]},
+                                {"stage": "dedup", "buckets": want[1]}])
+    for k, b in ((1, want[0]), (2, want[1])):
+        m_def, m_auto = _manifest(outs["default"], k), _manifest(outs["auto"], k)
+        assert m_def["params"]["buckets"] == 8 and f"{docs[k - 1]} documents" in m_def["resolved"]["buckets"]
+        assert m_auto["params"]["buckets"] == b and f"{docs[k - 1]} documents" in m_auto["resolved"]["buckets"]
+        assert "resolved" not in _manifest(outs["fixed"], k)
+        # small input: byte for byte what buckets: 8 gives; the sized count: what that count gives
+        assert _files(outs["default"], k, ("data", "rejects", "clusters", "index")) == \
+            _files(outs["eight"], k, ("data", "rejects", "clusters", "index"))
+        assert _files(outs["auto"], k) == _files(outs["fixed"], k)
+        # which documents go, why and for which keeper: the same whatever the count
+        assert rejects(outs["auto"], k) == rejects(outs["eight"], k)
+        assert _files(outs["auto"], k, ("data",)) == _files(outs["eight"], k, ("data",))
+    assert clusters(outs["auto"], 2) == clusters(outs["eight"], 2) and len(clusters(outs["auto"], 2)) > 20
+    assert report(outs["auto"], 2)["buckets"] == want[1] and report(outs["default"], 2)["buckets"] == 8
+    assert len(glob.glob(os.path.join(outs["auto"], "stages", "02-dedup", "clusters", "*.parquet"))) == want[1]
+    reasons = {r[1] for r in rejects(outs["auto"], 1)}
+    assert {"exact_duplicate", "url_duplicate"} <= reasons
+    # a re-run on the same input is up to date: the count is a function of the input
+    again = run(outs["auto"], inputs, stages(bucket_docs=10))
+    assert not again["did_work"]
+
+
+def test_against_takes_the_earlier_index_buckets(mixed_docs, samples_dir, tmp_path):
+    """`buckets` unset with `against`: the earlier index's count (so the band keys join),
+    whatever the new input's size; a different count set in the recipe is refused."""
+    a_in, b_in, _ = _mixed_inputs(mixed_docs, samples_dir)
+    old = str(tmp_path / "old")
+    run(old, [a_in], [{"stage": "dedup", "bucket_docs": 5}])
+    old_stage = os.path.join(old, "stages", "01-dedup")
+    n_old = _manifest(old, 1)["params"]["buckets"]
+    assert n_old > 8 and json.load(open(os.path.join(old_stage, "index", "meta.json")))["params"]["buckets"] == n_old
+    inc = str(tmp_path / "inc")
+    run(inc, [b_in], [{"stage": "dedup", "against": [old_stage]}])
+    m = _manifest(inc, 1)
+    assert m["params"]["buckets"] == n_old and "against" in m["resolved"]["buckets"]
+    assert report(inc)["buckets_from"].startswith("from the index of dedup against")
+    fixed = str(tmp_path / "fixed")
+    run(fixed, [b_in], [{"stage": "dedup", "buckets": n_old, "against": [old_stage]}])
+    assert rejects(inc) == rejects(fixed) and clusters(inc) == clusters(fixed) and len(rejects(inc)) > 5
+    with pytest.raises(ValueError, match="buckets"):
+        run(str(tmp_path / "bad"), [b_in], [{"stage": "dedup", "buckets": 8, "against": [old_stage]}])

@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from ..engines import get_engine
@@ -126,6 +126,7 @@ class Runner:
         prev_fp = _h([[i.model_dump() for i in self.recipe.inputs], self.recipe.seed])
         prev_outputs: list[str] = []
         prev_sizes: list[int] = []
+        prev_rows: list[int] | None = []
         did_work = forcing = False
         k = 0
         while k < len(self.recipe.stages):
@@ -137,7 +138,7 @@ class Runner:
                 storage.delete_prefix(step.sdir)  # parts would otherwise be reused by fingerprint
             done = None if forcing else mf.committed(step.sdir, step.fp)
             if done or not (forcing or self._selected(step)):
-                prev_outputs, prev_sizes = _outputs(step.sdir, self._skip(step, done))
+                prev_outputs, prev_sizes, prev_rows = _outputs(step.sdir, self._skip(step, done))
                 prev_fp, k = step.fp, k + 1
                 continue
             did_work = True
@@ -151,8 +152,8 @@ class Runner:
             if step.cls.kind in ("map", "read"):
                 last = self._run_parts(chain, prev_outputs, prev_sizes, t0)
             else:
-                last = self._run_global(step, prev_outputs, t0)
-            prev_outputs, prev_sizes = _outputs(chain[-1].sdir, last)
+                last = self._run_global(step, prev_outputs, prev_rows, t0)
+            prev_outputs, prev_sizes, prev_rows = _outputs(chain[-1].sdir, last)
             prev_fp = chain[-1].fp
             k += len(chain)
         return self._finish(t_run, did_work, prev_outputs)
@@ -314,14 +315,15 @@ class Runner:
             self.stats.append(row)
         return m
 
-    def _run_global(self, step: _Step, prev_outputs: list[str], t0: float) -> Row:
+    def _run_global(self, step: _Step, prev_outputs: list[str], prev_rows: list[int] | None, t0: float) -> Row:
         self.log(f"[{step.k:02d} {step.spec.stage}] running on {self.engine.name} "
                  f"({self.recipe.resources.workers} workers)")
         bar = self.progress.stage(step.k, step.spec.stage, len(prev_outputs))
         job = GlobalJob(self.engine, bar, step.spec.stage, step.sdir, prev_outputs, step.fp, step.ctx, step.params,
-                        self.recipe.resources.batch_size)
+                        self.recipe.resources.batch_size, input_rows=prev_rows)
         parts = step.cls(step.cls.Params(**step.params), StageContext(**step.ctx)).execute(job)
-        m = self._commit(step, parts, time.time() - t0)
+        m = self._commit(step, parts, time.time() - t0, {k: v for k, (v, _) in job.resolved.items()},
+                         {k: why for k, (_, why) in job.resolved.items()})
         bar.close(m["counts"]["in"], m["seconds"])
         self.stats.append(stat_row(m, skipped=False))
         return m
@@ -346,18 +348,28 @@ class Runner:
         self._store(stats)
         return stats
 
-    def _commit(self, st: _Step, parts: list[Row], seconds: float) -> Row:
-        """Write the stage's manifest (the commit point), its accounting checked."""
+    def _commit(self, st: _Step, parts: list[Row], seconds: float, resolved: Row | None = None,
+                why: dict[str, str] | None = None) -> Row:
+        """Write the stage's manifest (the commit point), its accounting checked. `resolved`:
+        parameters a global stage chose when it ran (its manifest's params hold the value
+        it ran with, and `resolved` says why); the fingerprint stays the recipe's."""
         if self.lock is not None:
             self.lock.check()  # never commit over a run that took the output root over
         run = RunInfo(self.recipe.fingerprint(), self.recipe.engine, self.recipe.resources.workers)
         chars_in = self.stats[-1]["chars"].get("kept") if self.stats else None
+        if resolved:
+            st = replace(st, params={**st.params, **resolved})
         m = manifest_of(st.stage_run(), parts, seconds, run, chars_in=chars_in)
+        if why:
+            m["resolved"] = why
         mf.write_json(storage.join(st.sdir, mf.MANIFEST), m)  # commit point
         return m
 
 
-def _outputs(sdir: str, manifest: Row) -> tuple[list[str], list[int]]:
-    """The output parts of a committed stage and their sizes: the next stage's input."""
+def _outputs(sdir: str, manifest: Row) -> tuple[list[str], list[int], list[int] | None]:
+    """The output parts of a committed stage, their sizes and rows (None when the manifest
+    lacks them): the next stage's input."""
     outputs = manifest.get("outputs", [])
-    return [storage.join(sdir, o["path"]) for o in outputs], [int(o.get("bytes", 0)) for o in outputs]
+    rows = [o.get("rows") for o in outputs]
+    return ([storage.join(sdir, o["path"]) for o in outputs], [int(o.get("bytes", 0)) for o in outputs],
+            None if any(r is None for r in rows) else [int(r) for r in rows])

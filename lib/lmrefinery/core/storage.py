@@ -240,6 +240,12 @@ def parquet_schema(uri: str) -> pa.Schema:
     return pq.ParquetFile(io.BytesIO(read_bytes(uri)) if is_s3(uri) else uri).schema_arrow
 
 
+def parquet_rows(uri: str) -> int:
+    """The rows of a Parquet object, from its footer (S3: from its bytes)."""
+    pf = pq.ParquetFile(io.BytesIO(read_bytes(uri)) if is_s3(uri) else uri)
+    return int(pf.metadata.num_rows)
+
+
 def iter_parquet_batches(uri: str, batch_size: int = 4096,
                          columns: list[str] | None = None) -> Iterator[pa.RecordBatch]:
     pf = pq.ParquetFile(io.BytesIO(read_bytes(uri)) if is_s3(uri) else uri)
@@ -249,5 +255,5 @@ def iter_parquet_batches(uri: str, batch_size: int = 4096,
 __all__ = ["CompressionError", "DecompressingReader", "ObjectInfo", "StorageError", "TMP_MARK", "compression_of",
            "decompressing", "delete", "delete_prefix", "exists", "glob_base", "is_s3", "is_tmp_name",
            "iter_parquet_batches", "join", "list_files", "multipart_threshold", "open_raw", "open_read",
-           "parquet_schema", "read_bytes", "read_parquet", "relpath", "s3_client", "s3_errors", "sha256", "split_s3",
-           "stat", "table_to_parquet_bytes", "write_bytes", "write_parquet"]
+           "parquet_rows", "parquet_schema", "read_bytes", "read_parquet", "relpath", "s3_client", "s3_errors",
+           "sha256", "split_s3", "stat", "table_to_parquet_bytes", "write_bytes", "write_parquet"]

@@ -67,7 +67,10 @@ def apply_drops(out: PartOut, drop_files: list[str], counters: dict[str, int] | 
         d = storage.read_parquet(f)
         for r, why, of in zip(d.column("row").to_pylist(), d.column("reason").to_pylist(),
                               d.column("duplicate_of").to_pylist()):
-            reason.setdefault(r, (why, of))  # text reason sorts before url: first wins
+            # a row dropped both for its text and for its URL (exact_dedup by_url): the text
+            # reason and keeper, whichever bucket (file) each key fell in
+            if r not in reason or (why == "exact_duplicate" and reason[r][0] != why):
+                reason[r] = (why, of)
     mask = np.ones(tbl.num_rows, dtype=bool)
     for r in reason:
         mask[r] = False

@@ -16,6 +16,7 @@ from pydantic import Field
 
 from ..core import storage
 from ..core.stage import StageParams, register
+from .buckets import BUCKET_DOCS, MAX_BUCKETS
 from .drops import DedupStage
 from .exact_rounds import HashResult, HashTask, key_buckets, run_exact_rounds, write_key_buckets
 
@@ -46,7 +47,9 @@ class ExactParams(StageParams):
     keep: str = Field("first", pattern="^(first|longest)$", description="which copy survives")
     prefer_sources: list[str] = Field(default_factory=list, description="sources ranked first, in this order")
     by_url: bool = Field(False, description="also drop later documents with the same URL")
-    buckets: int = Field(8, ge=1, le=4096)
+    buckets: int | None = Field(None, ge=1, le=MAX_BUCKETS, description="key buckets of the choose round; "
+                                "unset: one per `bucket_docs` input documents, at least 8 (dedup/buckets.py)")
+    bucket_docs: int = Field(BUCKET_DOCS, ge=1, description="with `buckets` unset: input documents per bucket")
 
 
 def _hash_task(t: HashTask[ExactParams]) -> HashResult:
@@ -57,16 +60,17 @@ def _hash_task(t: HashTask[ExactParams]) -> HashResult:
     srcs = tbl.column("source").to_pylist()
     urls = tbl.column("url").to_pylist()
     pref = {s: i for i, s in enumerate(p.prefer_sources)}
-    rows = key_buckets(p.buckets)
+    B = t.buckets
+    rows = key_buckets(B)
     for r, (txt, i, s, u) in enumerate(zip(texts, ids, srcs, urls)):
         rank = pref.get(s, len(pref))
         nl = -len(txt or "") if p.keep == "longest" else 0
         k = text_key(txt)
-        rows[k % p.buckets].append((k, "text", t.part, r, i, rank, nl))
+        rows[k % B].append((k, "text", t.part, r, i, rank, nl))
         if p.by_url:
             uk = url_key(u)
             if uk is not None:
-                rows[uk % p.buckets].append((uk, "url", t.part, r, i, rank, nl))
+                rows[uk % B].append((uk, "url", t.part, r, i, rank, nl))
     write_key_buckets(t, rows)
     return HashResult(t.part, tbl.num_rows)
 

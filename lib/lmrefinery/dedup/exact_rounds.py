@@ -2,7 +2,8 @@
 `instruct_dedup` (prompt keys). Three rounds of map tasks over files, engine-neutral
 and bounded in memory:
   1. hash   - stage-specific: each part writes (key, kind, part, row, id, rank) rows
-              into B bucket files (`write_key_buckets`);
+              into B bucket files (`write_key_buckets`); B is the stage's `buckets`,
+              or when unset sized from the input's documents (dedup/buckets.py);
   2. choose - each bucket picks the keeper of every key (lowest rank: preferred
               source, then longest if asked, then input order, then id) and
               writes the losers back, split by the part they came from;
@@ -18,6 +19,7 @@ from typing import Any, Generic, Protocol, TypeVar
 import pyarrow as pa
 
 from ..core import storage
+from .buckets import auto_buckets, why_auto
 from .drops import DROP_SCHEMA, PartOut, apply_drops, part_outs, rows_table
 
 _KEY_SCHEMA = pa.schema([("key", pa.uint64()), ("kind", pa.string()), ("part", pa.int32()),
@@ -28,7 +30,10 @@ KeyRow = tuple[int, str, int, int, str, int, int]  # the columns of _KEY_SCHEMA,
 
 class BucketParams(Protocol):
     @property
-    def buckets(self) -> int: ...
+    def buckets(self) -> int | None: ...
+
+    @property
+    def bucket_docs(self) -> int: ...
 
 
 P = TypeVar("P", bound=BucketParams)
@@ -40,6 +45,7 @@ class HashTask(Generic[P]):
     input: str
     work: str
     params: P
+    buckets: int  # B: the params' buckets, or the count sized from the input
 
 
 @dataclass(frozen=True)
@@ -115,14 +121,26 @@ def drop_rows(t: ApplyTask) -> dict[str, Any]:
     return apply_drops(t.out, files)
 
 
+def bucket_count(job: Any, params: BucketParams) -> int:
+    """The params' buckets, or when unset one sized from the input (recorded on the job
+    for the manifest)."""
+    if params.buckets is not None:
+        return params.buckets
+    docs = job.documents()
+    b = auto_buckets(docs, params.bucket_docs)
+    job.resolve("buckets", b, why_auto(docs, params.bucket_docs))
+    return b
+
+
 def run_exact_rounds(job: Any, stage_name: str, params: P,
                      hash_task: Callable[[HashTask[P]], HashResult]) -> list[dict[str, Any]]:
     """hash (stage-specific keys) -> choose -> apply: the parts' markers."""
     work = job.work_dir
     n = len(job.inputs)
-    job.map(hash_task, [HashTask(i, p, work, params) for i, p in enumerate(job.inputs)], "hash")
-    job.map(choose_keepers, [ChooseTask(b, n, work) for b in range(params.buckets)], "choose")
-    parts: list[dict[str, Any]] = job.map(drop_rows, [ApplyTask(out, work, params.buckets)
+    B = bucket_count(job, params)
+    job.map(hash_task, [HashTask(i, p, work, params, B) for i, p in enumerate(job.inputs)], "hash")
+    job.map(choose_keepers, [ChooseTask(b, n, work) for b in range(B)], "choose")
+    parts: list[dict[str, Any]] = job.map(drop_rows, [ApplyTask(out, work, B)
                                                       for out in part_outs(job, stage_name)], "apply")
     storage.delete_prefix(work)
     return parts

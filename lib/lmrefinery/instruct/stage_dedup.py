@@ -11,6 +11,7 @@ from pydantic import Field
 from ..core import storage
 from ..core.stage import StageParams, register
 from ..dedup import exact as exact_mod
+from ..dedup.buckets import BUCKET_DOCS, MAX_BUCKETS
 from .stage_base import _InstructStage
 
 
@@ -18,7 +19,9 @@ from .stage_base import _InstructStage
 class PromptDedupParams(StageParams):
     key: Literal["prompt", "conversation"] = Field("prompt", description="hash the user turns, or all turns")
     prefer_sources: list[str] = Field(default_factory=list)
-    buckets: int = Field(8, ge=1, le=4096)
+    buckets: int | None = Field(None, ge=1, le=MAX_BUCKETS, description="key buckets; unset: one per "
+                                "`bucket_docs` input documents, at least 8 (dedup/buckets.py)")
+    bucket_docs: int = Field(BUCKET_DOCS, ge=1, description="with `buckets` unset: input documents per bucket")
 
 
 def _prompt_of(meta_json: str, key: str) -> str:
@@ -33,12 +36,12 @@ def _prompt_hash_task(t: exact_mod.HashTask[PromptDedupParams]) -> exact_mod.Has
     p = t.params
     tbl = storage.read_parquet(t.input, columns=["id", "text", "source", "meta"])
     pref = {s: i for i, s in enumerate(p.prefer_sources)}
-    rows = exact_mod.key_buckets(p.buckets)
+    rows = exact_mod.key_buckets(t.buckets)
     for r, (i, s, m, txt) in enumerate(zip(tbl.column("id").to_pylist(), tbl.column("source").to_pylist(),
                                           tbl.column("meta").to_pylist(), tbl.column("text").to_pylist())):
         body = _prompt_of(m, p.key) or txt or ""
         k = xxhash.xxh3_64_intdigest(exact_mod.normalise_for_hash(body).encode("utf-8"))
-        rows[k % p.buckets].append((k, "text", t.part, r, i, pref.get(s, len(pref)), 0))
+        rows[k % t.buckets].append((k, "text", t.part, r, i, pref.get(s, len(pref)), 0))
     exact_mod.write_key_buckets(t, rows)
     return exact_mod.HashResult(t.part, tbl.num_rows)
 

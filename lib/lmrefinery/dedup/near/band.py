@@ -72,5 +72,5 @@ def band_bucket(t: BandTask) -> BandResult:
                             "sv": pa.array(sv[mm], pa.int64())}),
                   storage.join(t.work, "vin", f"s{int(s):05d}", f"b{b:04d}.parquet"))
     else:
-        write_adjacency(u, v, storage.join(t.work, "cc", "r000"), t.params.buckets, f"b{b:04d}")
+        write_adjacency(u, v, storage.join(t.work, "cc", "r000"), t.params.n_buckets, f"b{b:04d}")
     return BandResult(b, int(len(key)), int(len(u)), rss_mb())

@@ -5,12 +5,14 @@ from __future__ import annotations
 import json
 import resource
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
 import xxhash
 
 from ...core import storage
+from ..buckets import auto_buckets, why_auto
 from .params import NearParams
 
 INDEX_VERSION = 1
@@ -99,15 +101,43 @@ def resolve_index(path: str) -> str:
     raise FileNotFoundError(f"dedup against: no index at {path} (expected meta.json there or in index/)")
 
 
+def _against(params: NearParams) -> list[tuple[str, str, dict[str, Any]]]:
+    """(as given, index root, meta.json) of every earlier release in `against`."""
+    out = []
+    for a in params.against:
+        root = resolve_index(a)
+        out.append((a, root, json.loads(storage.read_bytes(storage.join(root, "meta.json")))))
+    return out
+
+
+def with_buckets(job: Any, params: NearParams) -> tuple[NearParams, str]:
+    """The params with the bucket count the rounds run with, and where it comes from: the
+    recipe's `buckets`; else the `against` indexes' (band keys and node partitions join
+    only with the same count); else sized from the input's documents (dedup/buckets.py).
+    A count the stage chose is recorded on the job, for the manifest."""
+    if params.buckets is not None:
+        return params, "recipe"
+    if params.against:
+        counts = {a: meta["params"].get("buckets") for a, _, meta in _against(params)}
+        if len(set(counts.values())) > 1 or None in counts.values():
+            raise ValueError(f"dedup against: the indexes were built with different buckets ({counts}); "
+                             "they cannot be joined in one run")
+        b, why = next(iter(counts.values())), f"from the index of dedup against {params.against[0]}"
+    else:
+        docs = job.documents()
+        b, why = auto_buckets(docs, params.bucket_docs), why_auto(docs, params.bucket_docs)
+    job.resolve("buckets", b, why)
+    return params.model_copy(update={"buckets": b}), why
+
+
 def index_refs(index: str, n_parts: int, params: NearParams) -> list[IndexRef]:
     """This run's index, then every earlier release in `against`, checked to have been
-    built with the same shingling and LSH parameters."""
+    built with the same shingling and LSH parameters (and buckets: `params` holds the
+    count the rounds run with)."""
     now = params.model_dump()
     refs = [IndexRef(index, 0, n_parts, 0, len(params.against))]
     offset = n_parts
-    for i, a in enumerate(params.against):
-        root = resolve_index(a)
-        meta = json.loads(storage.read_bytes(storage.join(root, "meta.json")))
+    for i, (a, root, meta) in enumerate(_against(params)):
         bad = [k for k in _COMPAT_KEYS if meta["params"].get(k) != now[k]]
         if bad:
             raise ValueError(f"dedup against {a}: index built with different {', '.join(bad)} "

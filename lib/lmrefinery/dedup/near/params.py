@@ -6,6 +6,7 @@ from typing import Literal
 from pydantic import Field, model_validator
 
 from ...core.stage import StageParams
+from ..buckets import BUCKET_DOCS, MAX_BUCKETS
 from ..minhash import lsh_threshold, optimal_bands_rows
 
 KeepRule = Literal["source", "quality", "longest", "shortest"]
@@ -42,7 +43,11 @@ class NearParams(StageParams):
                                  description="how the kept member of a cluster is chosen, in order; ties by id")
     prefer_sources: list[str] = Field(default_factory=list, description="sources ranked first, in this order")
     quality_column: str = Field("quality_score", description="signal column for keep=quality (higher wins)")
-    buckets: int = Field(8, ge=1, le=4096, description="band shuffle buckets and node partitions")
+    buckets: int | None = Field(None, ge=1, le=MAX_BUCKETS, description="band shuffle buckets, node partitions "
+                                "and cluster buckets; unset: the buckets of the `against` indexes, else one per "
+                                "`bucket_docs` input documents, at least 8 (dedup/buckets.py)")
+    bucket_docs: int = Field(BUCKET_DOCS, ge=1, description="with `buckets` unset (and no `against`): input "
+                             "documents per bucket")
     against: list[str] = Field(default_factory=list, description="indexes (or dedup stage dirs) of earlier "
                                "releases to deduplicate against")
     max_cc_rounds: int = Field(40, ge=2)
@@ -61,6 +66,12 @@ class NearParams(StageParams):
         if self.threshold is None:
             self.threshold = round(lsh_threshold(self.bands, self.rows), 4)
         return self
+
+    @property
+    def n_buckets(self) -> int:
+        """The bucket count the rounds run with: set once the stage has resolved it (stage.py)."""
+        assert self.buckets is not None, "buckets is resolved when the stage starts"
+        return self.buckets
 
     @property
     def lsh(self) -> tuple[int, int, float]:

@@ -53,6 +53,7 @@ class NearReport:
     verified_pairs: int | None = None
     cc_rounds: int = 0
     cc_impl: str = "none"
+    buckets_from: str = "recipe"  # where the bucket count came from (files.with_buckets)
     hist: Counter[int] = field(default_factory=Counter)      # cluster size -> clusters
     removed: Counter[str] = field(default_factory=Counter)   # reason -> documents
     drops: Counter[int] = field(default_factory=Counter)     # input part -> documents dropped
@@ -78,6 +79,7 @@ class NearReport:
                   "cc_rounds": self.cc_rounds, "cc_impl": self.cc_impl, "clusters": sum(self.hist.values()),
                   "cluster_size_hist": self.size_hist(), "removed": dict(self.removed),
                   "bands": bands, "rows": rows, "threshold": threshold, "against": against,
+                  "buckets": params.n_buckets, "buckets_from": self.buckets_from,
                   "phase_seconds": rounds.phase_seconds, "max_worker_rss_mb": rounds.max_rss_mb,
                   "seconds": round(time.time() - t_start, 3)}
         storage.write_bytes(storage.join(stage_dir, "dedup_report.json"),

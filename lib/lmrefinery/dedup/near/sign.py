@@ -112,7 +112,7 @@ def sign_part(t: SignTask) -> SignResult:
 
 def _write_bands(t: SignTask, keys: np.ndarray, nodes: np.ndarray) -> None:
     """Band keys of the documents with shingles -> B bucket files (one per bucket, empty too)."""
-    B = t.params.buckets
+    B = t.params.n_buckets
     kk = keys.reshape(-1)
     kn = np.repeat(nodes, t.params.lsh[0])
     bucket = (kk % np.uint64(B)).astype(np.int64)
@@ -125,7 +125,7 @@ def _write_bands(t: SignTask, keys: np.ndarray, nodes: np.ndarray) -> None:
 
 def _write_docs(t: SignTask, signed: list[_Signed], nodes: np.ndarray) -> None:
     """Document info -> B node partitions (one file per partition, empty too)."""
-    n, B = len(nodes), t.params.buckets
+    n, B = len(nodes), t.params.n_buckets
     info = pa.table({
         "node": pa.array(nodes, pa.int64()), "id": pa.array([x for s in signed for x in s.ids], pa.string()),
         "source": pa.array([x for s in signed for x in s.srcs], pa.string()),

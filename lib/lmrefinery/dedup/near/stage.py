@@ -12,7 +12,7 @@ from .band import BandResult, BandTask, band_bucket
 from .choose import ChooseResult, ChooseTask, choose_keepers
 from .components import cc_files
 from .components_spark import cc_spark
-from .files import IndexRef, index_refs, write_index_meta
+from .files import IndexRef, index_refs, with_buckets, write_index_meta
 from .label import LabelTask, label_members
 from .params import NearParams
 from .report import NearReport, Rounds
@@ -30,11 +30,13 @@ class NearDedup(DedupStage):
 
     def execute(self, job: Any) -> list[dict[str, Any]]:
         t_start = time.time()
-        p, work = self.params, job.work_dir
+        report = NearReport()
+        work = job.work_dir
+        p, report.buckets_from = with_buckets(job, self.params)  # the count every round runs with
         index = storage.join(job.stage_dir, "index")
         storage.delete_prefix(index)
         indexes = index_refs(index, len(job.inputs), p)  # this run's, then earlier releases'
-        rounds, report = Rounds(job), NearReport()
+        rounds = Rounds(job)
         _sign(rounds, report, job, index, p)
         _band(rounds, report, indexes, work, p)
         if p.verify and report.candidate_pairs:
@@ -42,7 +44,7 @@ class NearDedup(DedupStage):
             rounds.lap("verify")
         if report.edges:
             labels = _components(rounds, report, job, p)
-            rounds.map(label_members, [LabelTask(k, labels, indexes, work, p.buckets) for k in range(p.buckets)],
+            rounds.map(label_members, [LabelTask(k, labels, indexes, work, p.n_buckets) for k in range(p.n_buckets)],
                        "label")
             rounds.lap("label")
         _choose(rounds, report, job, p)
@@ -65,7 +67,7 @@ def _sign(rounds: Rounds, report: NearReport, job: Any, index: str, p: NearParam
 
 
 def _band(rounds: Rounds, report: NearReport, indexes: list[IndexRef], work: str, p: NearParams) -> None:
-    banded: list[BandResult] = rounds.map(band_bucket, [BandTask(b, indexes, work, p) for b in range(p.buckets)],
+    banded: list[BandResult] = rounds.map(band_bucket, [BandTask(b, indexes, work, p) for b in range(p.n_buckets)],
                                           "band")
     report.candidate_pairs = sum(x.edges for x in banded)
     rounds.lap("band")
@@ -74,10 +76,10 @@ def _band(rounds: Rounds, report: NearReport, indexes: list[IndexRef], work: str
 def _components(rounds: Rounds, report: NearReport, job: Any, p: NearParams) -> str:
     """Connected components of the candidate graph: the folder of the node labels."""
     if getattr(job.engine, "name", "") == "spark":
-        labels, report.cc_rounds = cc_spark(job.work_dir, p.buckets, p.max_cc_rounds)
+        labels, report.cc_rounds = cc_spark(job.work_dir, p.n_buckets, p.max_cc_rounds)
         report.cc_impl = "spark-dataframe"
     else:
-        labels, report.cc_rounds = cc_files(rounds, job.work_dir, p.buckets, p.max_cc_rounds)
+        labels, report.cc_rounds = cc_files(rounds, job.work_dir, p.n_buckets, p.max_cc_rounds)
         report.cc_impl = "file-rounds"
     rounds.lap("cc")
     return labels
@@ -86,7 +88,7 @@ def _components(rounds: Rounds, report: NearReport, job: Any, p: NearParams) -> 
 def _choose(rounds: Rounds, report: NearReport, job: Any, p: NearParams) -> None:
     clusters = storage.join(job.stage_dir, "clusters")
     chosen: list[ChooseResult] = rounds.map(
-        choose_keepers, [ChooseTask(c, job.work_dir, clusters, p.keep) for c in range(p.buckets)], "choose")
+        choose_keepers, [ChooseTask(c, job.work_dir, clusters, p.keep) for c in range(p.n_buckets)], "choose")
     for x in chosen:
         report.hist.update(x.hist)
         report.removed.update(x.removed)

@@ -105,7 +105,7 @@ def check_jaccard(t: VerifyTask) -> CheckResult:
         j = pos[int(v[i])]
         bb = val_v[off_v[j]:off_v[j + 1]]
         ok[i] = exact_jaccard(a, bb) >= thr
-    write_adjacency(u[ok], v[ok], storage.join(t.work, "cc", "r000"), t.params.buckets, f"v{s:05d}")
+    write_adjacency(u[ok], v[ok], storage.join(t.work, "cc", "r000"), t.params.n_buckets, f"v{s:05d}")
     return CheckResult(s, int(len(u)), int(ok.sum()), rss_mb())
 
 
