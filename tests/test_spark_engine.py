@@ -1,6 +1,7 @@
 """The Spark engine runs a map's tasks in parallel: on local[2], N tasks that
 each record when they start and end show two of them running at the same time
-(and never more than the two slots), one task per slice, results in task order.
+(and never more than the two slots: the tasks are dealt into one partition per slot), results in
+task order.
 Overlap is read from the intervals the tasks recorded, never from wall time."""
 from __future__ import annotations
 

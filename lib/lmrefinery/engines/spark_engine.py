@@ -1,5 +1,6 @@
-"""Spark executor: tasks become the elements of an RDD, one per partition, and a
-plain `map` runs the same stage function in Spark's Python workers."""
+"""Spark executor: a round's tasks are dealt round-robin into one RDD partition per
+slot (task slot of the cluster, at least `workers`), and a plain `map` runs the same
+stage function over each partition's tasks in Spark's Python workers."""
 from __future__ import annotations
 
 import os
@@ -30,6 +31,9 @@ def get_spark(master: str = "local[*]", workers: int = 2) -> Any:
               .config("spark.sql.shuffle.partitions", str(max(2, workers)))
               .config("spark.driver.memory", os.environ.get("LMR_SPARK_DRIVER_MEMORY", "2g"))
               .config("spark.python.worker.reuse", "true")
+              # JVM <-> Python worker (and accumulator) traffic over Unix sockets: over local
+              # TCP every Python task paid about 40 ms more (docs/scale.md, engines section).
+              .config("spark.python.unix.domain.socket.enabled", str(os.name == "posix").lower())
               .getOrCreate())
     _spark.sparkContext.setLogLevel("ERROR")
     return _spark
@@ -53,15 +57,20 @@ class SparkEngine(Engine):
             on_result: OnResult | None = None) -> list[Result]:
         if not tasks:
             return []
-        spark = get_spark(self.master, self.workers)
-        # One task per partition, sliced evenly (not a hash repartition that leaves some
-        # partitions empty and others doubled), and one job over all of them (collect, not
-        # toLocalIterator, which runs a job per partition: one task at a time). A plain RDD
-        # map, not a DataFrame's mapInArrow: tasks and results are opaque bytes either way,
-        # and the DataFrame path cost about three times as much per task (0.11 s against
-        # 0.04 s on local[2]).
-        packed = spark.sparkContext.parallelize([pack(t) for t in tasks], numSlices=len(tasks))
-        results = packed.map(lambda task: call_task(fn, task)).collect()
+        sc = get_spark(self.master, self.workers).sparkContext
+        # One Spark task per slot, each running its share of the round's tasks in turn
+        # (dealt round-robin, so tasks of neighbouring sizes spread over the slots), and
+        # one job over all of them (collect, not toLocalIterator, which runs a job per
+        # partition). Not one Spark task per round task: each Spark task costs tens of ms
+        # of scheduling and worker hand-off on local[2], where a global round's tasks are
+        # often a few ms of work (8 such tasks took 0.35 s a round, 2 Spark tasks 0.1 s).
+        # A failed Spark task reruns its whole share; every task commits atomically.
+        # A plain RDD map, not a DataFrame's mapInArrow: tasks and results are opaque
+        # bytes either way, and the DataFrame path cost about three times as much per task.
+        n = min(len(tasks), max(self.workers, sc.defaultParallelism))
+        groups = [[(i, pack(tasks[i])) for i in range(j, len(tasks), n)] for j in range(n)]
+        done = sc.parallelize(groups, numSlices=n).map(lambda g: [(i, call_task(fn, t)) for i, t in g]).collect()
+        results = [data for _, data in sorted((pair for g in done for pair in g), key=lambda p: p[0])]
         out: list[Result] = []
         for i, data in enumerate(results):
             r = unpack(data)
