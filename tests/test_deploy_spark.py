@@ -29,6 +29,8 @@ def test_spark_submit_local_mode_curates_like_a_local_run(samples_dir, tmp_path)
     assert res is not None, r.stdout[-3000:]
     # the session came from spark-submit's --master, not from the recipe's default local[*]
     assert res["engine"] == "spark" and res["spark_master"] == "local[2]"
+    # lmrefinery's worker settings filled in what spark-submit left unset
+    assert res["spark_unix_sockets"] == "true"
     assert res["phase"] == "curate" and [s["stage"] for s in res["stages"]] == [
         "read", "clean", "length_filter", "exact_dedup"]
     out = res["output"]

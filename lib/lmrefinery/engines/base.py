@@ -6,6 +6,8 @@ dataclass (``SignTask(part, input, index, params)``) and return a typed summary;
 nothing is squeezed through JSON on the way."""
 from __future__ import annotations
 
+import gc
+import sys
 from collections.abc import Callable
 from typing import Any
 
@@ -56,7 +58,24 @@ def warm_worker(_: object = None) -> int:
     first stage's seconds are its own work, not imports."""
     from ..core.stage import all_stages
 
-    return len(all_stages())
+    n = len(all_stages())
+    freeze_long_lived()
+    return n
+
+
+_frozen_modules = 0  # len(sys.modules) at this worker's last freeze
+
+
+def freeze_long_lived() -> None:
+    """Move everything alive now (imported modules, loaded models) out of the garbage
+    collector's reach. Spark's reused Python workers run a full ``gc.collect()`` after
+    every task, which walked all of lmrefinery's imports each time: 20-60 ms per task,
+    most of a small global round's cost on Spark (docs/scale.md). Called after the
+    imports of warm-up and again whenever a task has imported more modules."""
+    global _frozen_modules
+    gc.collect()
+    gc.freeze()
+    _frozen_modules = len(sys.modules)
 
 
 def pack(value: Any) -> bytes:
@@ -70,4 +89,7 @@ def unpack(data: bytes) -> Any:
 
 def call_task(fn: Callable[[Task], Result], task: bytes) -> bytes:
     """Worker side of every engine: unpickle the task, run the round, pickle its result."""
-    return pack(fn(unpack(task)))
+    out = pack(fn(unpack(task)))
+    if len(sys.modules) != _frozen_modules:
+        freeze_long_lived()  # this task brought new imports (a stage's models, say)
+    return out

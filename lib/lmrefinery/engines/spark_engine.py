@@ -12,6 +12,21 @@ from .base import Engine, OnResult, Result, Task, call_task, pack, unpack, warm_
 
 _spark: Any = None
 
+# Settings every lmrefinery Spark session gets, the ones it starts itself and (unless
+# spark-submit already set them) the ones spark-submit starts: jobs/pipeline.py.
+WORKER_CONF = {
+    "spark.sql.execution.arrow.pyspark.enabled": "true",
+    "spark.python.worker.reuse": "true",
+    # JVM <-> Python worker (and accumulator) traffic over Unix sockets: over local
+    # TCP every Python task paid about 40 ms more (docs/scale.md, engines section).
+    "spark.python.unix.domain.socket.enabled": str(os.name == "posix").lower(),
+}
+# Only for the local session lmrefinery starts itself.
+LOCAL_CONF = {
+    "spark.ui.enabled": "false",
+    "spark.ui.showConsoleProgress": "false",  # the runner shows progress
+}
+
 
 def get_spark(master: str = "local[*]", workers: int = 2) -> Any:
     global _spark
@@ -24,16 +39,11 @@ def get_spark(master: str = "local[*]", workers: int = 2) -> Any:
         return _spark
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     os.environ.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)
-    _spark = (SparkSession.builder.master(master).appName("lmrefinery")
-              .config("spark.sql.execution.arrow.pyspark.enabled", "true")
-              .config("spark.ui.enabled", "false")
-              .config("spark.ui.showConsoleProgress", "false")  # the runner shows progress
-              .config("spark.sql.shuffle.partitions", str(max(2, workers)))
+    builder = SparkSession.builder.master(master).appName("lmrefinery")
+    for key, value in {**WORKER_CONF, **LOCAL_CONF}.items():
+        builder = builder.config(key, value)
+    _spark = (builder.config("spark.sql.shuffle.partitions", str(max(2, workers)))
               .config("spark.driver.memory", os.environ.get("LMR_SPARK_DRIVER_MEMORY", "2g"))
-              .config("spark.python.worker.reuse", "true")
-              # JVM <-> Python worker (and accumulator) traffic over Unix sockets: over local
-              # TCP every Python task paid about 40 ms more (docs/scale.md, engines section).
-              .config("spark.python.unix.domain.socket.enabled", str(os.name == "posix").lower())
               .getOrCreate())
     _spark.sparkContext.setLogLevel("ERROR")
     return _spark

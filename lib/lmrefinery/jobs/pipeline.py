@@ -34,14 +34,21 @@ class SameInputsRunner(Runner):
 
 def prepare_engine(recipe: Recipe) -> None:
     """Under spark-submit, build the session from spark-submit's own settings
-    (master, executors, confs) before the engine would make a local one."""
+    (master, executors, confs) before the engine would make a local one; lmrefinery's
+    worker settings fill in only what spark-submit left unset."""
     if recipe.engine == "spark" and os.environ.get("PYSPARK_GATEWAY_PORT"):
+        from pyspark import SparkConf, SparkContext
         from pyspark.sql import SparkSession
 
-        (SparkSession.builder.appName(f"lmrefinery-{recipe.name}")
-         .config("spark.sql.execution.arrow.pyspark.enabled", "true")
-         .config("spark.python.worker.reuse", "true")
-         .getOrCreate())
+        from ..engines.spark_engine import WORKER_CONF
+
+        SparkContext._ensure_initialized()
+        submitted = SparkConf()  # spark-submit's --conf and spark-defaults.conf
+        builder = SparkSession.builder.appName(f"lmrefinery-{recipe.name}")
+        for key, value in WORKER_CONF.items():
+            if not submitted.contains(key):
+                builder = builder.config(key, value)
+        builder.getOrCreate()
 
 
 def run_job_recipe(recipe: Recipe, args: Any, phase: str, only: list[str] | None = None) -> dict[str, Any]:
@@ -60,6 +67,8 @@ def run_job_recipe(recipe: Recipe, args: Any, phase: str, only: list[str] | None
 
         active = SparkSession.getActiveSession()
         extra["spark_master"] = active.sparkContext.master if active else None
+        extra["spark_unix_sockets"] = (active.sparkContext.getConf().get("spark.python.unix.domain.socket.enabled")
+                                       if active else None)
     print(format_summary(stats) if stats["stages"] else "nothing new to read: no stage ran", flush=True)
     if args.stats_out:
         mf.write_json(args.stats_out, stats)
