@@ -13,7 +13,7 @@ Each run is a child process; runs are interleaved --repeats times and medians ke
 "Pipeline" seconds are the runner's wall time minus its engine start-up; "process"
 seconds are the child's whole life (interpreter, imports, start-up, work).
 
-    .venv/bin/python bench/engines.py [--copies 2] [--files 8] [--repeats 3]
+    .venv/bin/python bench/engines.py [--copies 4] [--files 8] [--repeats 3]
 writes bench/results/engines.json.
 """
 from __future__ import annotations
@@ -136,7 +136,7 @@ def summarise(runs: dict[str, list[dict]]) -> dict:
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--copies", type=int, default=2)
+    ap.add_argument("--copies", type=int, default=4)
     ap.add_argument("--files", type=int, default=8)
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--child")
