@@ -55,7 +55,7 @@ def sign(path: str, index: str, verify: bool) -> dict:
     from lmrefinery.dedup.near.sign import SignTask, sign_part
 
     base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    r = sign_part(SignTask(part=0, input=path, index=index, params=NearParams(verify=verify)))
+    r = sign_part(SignTask(part=0, input=path, index=index, params=NearParams(verify=verify, buckets=8)))
     return {"rows": r.rows, "peak_rss_mb": r.rss_mb, "rss_before_mb": round(base, 1)}
 
 

@@ -27,7 +27,8 @@ def _stamp(written: list[str], load_before: tuple[float, ...], seconds: float) -
     measured = {"load_avg_before": [round(x, 2) for x in load_before],
                 "load_avg_after": [round(x, 2) for x in os.getloadavg()],
                 "cpus": os.cpu_count(), "commit": _git("rev-parse", "--short", "HEAD"),
-                "uncommitted_changes": bool(_git("status", "--porcelain", "--untracked-files=no")),
+                "uncommitted_changes": bool(_git("status", "--porcelain", "--untracked-files=no", "--", ".",
+                                                  ":!bench/results")),
                 "date": datetime.date.today().isoformat(), "bench_seconds": round(seconds, 1)}
     for path in written:
         with open(path) as f:
