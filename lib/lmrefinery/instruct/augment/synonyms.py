@@ -26,6 +26,22 @@ def _words(text: str) -> list[str]:
     return re.findall(r"\w+|[^\w\s]", text)
 
 
+def _train_in_fresh_process(corpus: str, out: str, kw: dict[str, Any]) -> Any:
+    """fastText skipgram training in a new interpreter; the model comes back as a file."""
+    import json
+    import subprocess
+    import sys
+
+    import fasttext
+
+    code = ("import json, sys, fasttext; kw = json.loads(sys.argv[3]); "
+            "fasttext.train_unsupervised(sys.argv[1], **kw).save_model(sys.argv[2])")
+    r = subprocess.run([sys.executable, "-c", code, corpus, out, json.dumps(kw)], capture_output=True, text=True)
+    if r.returncode != 0:
+        raise RuntimeError(f"fastText synonym training failed in a fresh process too: {r.stderr.strip()[-500:]}")
+    return fasttext.load_model(out)
+
+
 class SynonymModel:
     def __init__(self, dictionary: dict[str, list[str]] | None = None, vectors: Any = None, threshold: float = 0.75,
                  k: int = 5):
@@ -59,18 +75,24 @@ class SynonymModel:
                     if toks:
                         f.write(" ".join(toks) + "\n")
             # minn=maxn=0 (no subwords) diverges to NaN in this fastText build; small
-            # subwords and a small bucket table keep it fast. A NaN retries at half the rate.
+            # subwords and a small bucket table keep it fast. A NaN retries at half the rate;
+            # if every rate fails, training runs once more in a fresh interpreter: in a long-lived
+            # process (the full test suite) all three rates have hit NaN, where the same corpus
+            # trains cleanly on its own, so some state of the process is involved.
+            kw = dict(model="skipgram", dim=dim, epoch=epoch, minCount=min_count, thread=threads, verbose=0,
+                      minn=3, maxn=4, bucket=50000)
+            model = None
             lr = 0.05
-            for attempt in range(3):
+            for _ in range(3):
                 try:
-                    model = fasttext.train_unsupervised(p, model="skipgram", dim=dim, epoch=epoch, minCount=min_count,
-                                                        thread=threads, verbose=0, minn=3, maxn=4, bucket=50000,
-                                                        lr=lr)
+                    model = fasttext.train_unsupervised(p, lr=lr, **kw)
                     break
                 except RuntimeError as e:
-                    if "NaN" not in str(e) or attempt == 2:
+                    if "NaN" not in str(e):
                         raise
                     lr /= 2
+            if model is None:
+                model = _train_in_fresh_process(p, os.path.join(d, "vectors.bin"), dict(kw, lr=0.025))
         return cls(vectors=model, threshold=threshold)
 
     def synonyms(self, word: str) -> list[str]:
