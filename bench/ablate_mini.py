@@ -52,7 +52,8 @@ def main() -> None:
     runs = result["runs"]
     out = {"what": "lmrefinery ablate conf/ablate/mini.yaml on the generated sample shards, 3 variants x "
                    f"{len(spec.seeds)} seeds, {spec.train.tokens} training tokens per model, in one process "
-                   "(Ray started by it, Ray Train with the spec's workers)",
+                   + ("(Ray started by it, Ray Train with the spec's workers)" if spec.train.backend == "ray" else
+                      "(Ray started by it for curation; training in this process: train.backend=local)"),
            "machine": {"cpus": os.cpu_count(), "platform": platform.platform()},
            "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
            "uptime_load_before": load0, "uptime_load_after": load(),

@@ -16,6 +16,12 @@ news = news), decontaminated from every variant before curation.
     .venv/bin/python bench/ablation.py [--tokens 800000] [--seeds 0 1] [--families [no_quality ...]]
 
 Writes bench/results/ablation.json (numbers, load average before/after, wall time).
+
+At 125M on a GPU (`lmrefinery ablate` itself, in two phases; bench/gpu_ablate.sh runs both):
+curate here (`--phase curate --pack DIR` copies what training reads into DIR), then on the
+GPU machine, which has neither the corpora nor Ray, `--phase train --scale 125m --gpu
+--work DIR` (training in-process: train.backend=local). The 125m budget is the largest
+equal one with at most `--epochs` passes over the smallest variant.
 """
 from __future__ import annotations
 
@@ -61,10 +67,20 @@ def recipe(out: str) -> dict:
     return raw
 
 
+SCALES = {   # train settings per scale (tokens: the budget unless --tokens / --epochs decide)
+    "tiny": {"preset": "tiny", "seq_len": 128, "micro_batch_size": 16, "lr": 6e-3, "warmup_steps": 20},
+    "125m": {"preset": "125m", "seq_len": 1024, "micro_batch_size": 32, "lr": 6e-4, "warmup_steps": 18},
+}
+
+
 def spec(args, work: str) -> dict:
     variants = [{"name": "raw", "stages": ["read"]}, {"name": "default"}]
     for k in args.families or []:
         variants.append({"name": k, "drop": FAMILIES[k]})
+    train = dict(SCALES[args.scale], tokens=args.tokens, workers=args.workers, backend=args.backend,
+                 use_gpu=args.gpu)
+    if args.gpu:
+        train["extra"] = {"compile": args.compile}
     return {"name": "shared", "recipe": os.path.join(work, "recipe.yaml"), "output": work, "baseline": "raw",
             "reference": "default" if args.families else None,
             "variants": variants, "seeds": args.seeds,
@@ -72,24 +88,22 @@ def spec(args, work: str) -> dict:
                         "groups": {"clean": ["wiki", "wiki_text", "books"], "web": ["web_warc", "web_text"],
                                    "news": ["news"]}},
             "tokenizer": {"vocab_size": 4000, "sample_docs": 3000},
-            "train": {"preset": "tiny", "seq_len": 128, "tokens": args.tokens, "workers": args.workers,
-                      "micro_batch_size": 16, "lr": 6e-3, "warmup_steps": 20},
-            "eval": {"context": 128, "stride": 64}}
+            "train": train,
+            "eval": {"context": SCALES[args.scale]["seq_len"], "stride": SCALES[args.scale]["seq_len"] // 2}}
 
 
-def curate_only(sp) -> None:
-    """The variants' token shards without training them (gpu_ablation.py trains them)."""
-    from lmrefinery.ablate.heldout import prepare
-    from lmrefinery.ablate.run import curate, shared_tokenizer
-    from lmrefinery.core.recipe import load_recipe
+def epochs_budget(work: str, epochs: float) -> int:
+    """``epochs`` passes over the smallest curated variant, in tokens."""
+    with open(os.path.join(work, "shared", "curated.json"), encoding="utf-8") as f:
+        return int(epochs * min(v["tokens"] for v in json.load(f)["variants"]))
 
-    os.makedirs(sp.run_dir, exist_ok=True)
-    recipe = load_recipe(sp.recipe)
-    split = prepare(sp, recipe, sp.engine)
-    tok = shared_tokenizer(sp, split)
-    for v in sp.variants:
-        vd = curate(sp, recipe, v, split, tok, sp.engine)
-        print(f"{vd.name}: {vd.documents} documents, {vd.tokens:,} tokens, contaminated {vd.contaminated}")
+
+def device_name(gpu: bool) -> str:
+    if gpu:
+        import torch
+
+        return torch.cuda.get_device_name(0)
+    return f"{os.cpu_count()} CPU cores"
 
 
 def load() -> list[float]:
@@ -98,36 +112,56 @@ def load() -> list[float]:
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--tokens", type=int, default=800_000, help="training tokens per model (equal budget)")
+    ap.add_argument("--tokens", type=int, help="training tokens per model, the equal budget (default: 800,000 "
+                    "at tiny scale; --epochs passes over the smallest variant at 125m)")
+    ap.add_argument("--epochs", type=float, default=4.0, help="125m: the budget in passes over the smallest variant")
+    ap.add_argument("--scale", choices=sorted(SCALES), default="tiny")
+    ap.add_argument("--phase", choices=["all", "curate", "train"], default="all")
+    ap.add_argument("--pack", help="with --phase curate: copy what --phase train reads into this folder")
+    ap.add_argument("--backend", choices=["ray", "local"], default="ray", help="train.backend (local: no Ray)")
+    ap.add_argument("--gpu", action="store_true", help="train on the GPU (train.use_gpu)")
+    ap.add_argument("--compile", action="store_true", help="with --gpu: torch.compile each model")
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
-    ap.add_argument("--workers", type=int, default=2, help="Ray Train workers (1 CPU each)")
+    ap.add_argument("--workers", type=int, help="Ray Train workers, 1 CPU each (default 2; 1 with --backend local)")
     ap.add_argument("--families", nargs="*", choices=sorted(FAMILIES), help="also these filter families off "
                     "(no names: all); finished variants and models of the same run folder are reused")
     ap.add_argument("--work", default="/tmp/lmr/bench-ablation", help="run folder (outside the repo)")
-    ap.add_argument("--out", default=os.path.join(ROOT, "bench", "results", "ablation.json"))
-    ap.add_argument("--curate-only", action="store_true", help="hold out, tokenizer and every variant's curation "
-                    "only (no training): the input of bench/gpu_ablation.py prepare")
+    ap.add_argument("--out", help="results file (default bench/results/ablation.json; ablation_125m.json at 125m)")
     args = ap.parse_args()
     if args.families == []:
         args.families = sorted(FAMILIES)
+    args.workers = args.workers or (1 if args.backend == "local" or args.gpu else 2)
+    args.out = args.out or os.path.join(ROOT, "bench", "results",
+                                        "ablation.json" if args.scale == "tiny" else f"ablation_{args.scale}.json")
 
+    from lmrefinery.ablate.curated import copy_curated
     from lmrefinery.ablate.run import run_ablation
     from lmrefinery.ablate.spec import load_spec
     from lmrefinery.ablate.summary import summary_table
 
     os.makedirs(args.work, exist_ok=True)
-    with open(os.path.join(args.work, "recipe.yaml"), "w") as f:
-        yaml.safe_dump(recipe(os.path.join(args.work, "unused")), f, sort_keys=False)
-    if args.curate_only:
-        curate_only(load_spec(spec(args, args.work)))
-        return
+    if args.phase != "train":   # the recipe names the corpora: not needed (nor there) for training
+        with open(os.path.join(args.work, "recipe.yaml"), "w") as f:
+            yaml.safe_dump(recipe(os.path.join(args.work, "unused")), f, sort_keys=False)
+    if args.tokens is None:
+        args.tokens = epochs_budget(args.work, args.epochs) if args.scale != "tiny" and args.phase == "train" \
+            else 800_000
     load0, t0 = load(), time.time()
-    result = run_ablation(load_spec(spec(args, args.work)))
+    result = run_ablation(load_spec(spec(args, args.work)), phase=args.phase)
+    if args.phase == "curate":
+        for v in result["variants"]:
+            print(f"{v['name']}: {v['documents']:,} documents, {v['tokens']:,} tokens")
+        if args.pack:
+            files = copy_curated(result["run_dir"], os.path.join(args.pack, "shared"))
+            print(f"packed {len(files)} files into {args.pack}/shared")
+        return
     wall = round(time.time() - t0, 1)
     out = {"note": __doc__.split("\n\n")[1].replace("\n", " "),
            "machine": {"host": platform.node(), "cpu_count": os.cpu_count(), "python": platform.python_version()},
            "uptime_load_before": load0, "uptime_load_after": load(), "wall_seconds": wall,
            "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+           "scale": args.scale, "train": result["spec"]["train"], "device": device_name(args.gpu),
+           "command": " ".join(["bench/ablation.py", *__import__("sys").argv[1:]]),
            "token_budget": result["token_budget"], "seeds": result["seeds"], "heldout": result["heldout"],
            "variants": [{k: v for k, v in x.items() if k != "dataset"} for x in result["variants"]],
            "runs": [{k: v for k, v in r.items() if k != "model"} for r in result["runs"]],

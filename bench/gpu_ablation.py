@@ -2,7 +2,11 @@
 `lmrefinery ablate` (bench/ablation.py) produced on CPU, each trained at an equal token
 budget with two seeds, evaluated on the same decontaminated held-out sets.
 
-Two steps, because the GPU machine has PyTorch and transformers but not Ray:
+Superseded by bench/gpu_ablate.sh, which runs `lmrefinery ablate --phase train` itself on the
+GPU machine (train.backend=local needs no Ray); this script produced
+bench/results/gpu_ablation.json before that existed, from a run folder of
+`bench/ablation.py --phase curate`. Two steps, because the GPU machine has PyTorch and
+transformers but not Ray:
 
     python bench/gpu_ablation.py prepare RUN_DIR OUT   # here: token streams of every variant
                                                          # (the shared tokenizer), held-out docs

@@ -141,6 +141,54 @@ def test_heldout_docs_absent_from_every_variants_training_text(ablation):
                                                            if x["name"] == "raw")["documents"]
 
 
+@pytest.mark.slow
+def test_ablate_in_two_phases_without_ray_gives_the_same_table(ablation, tmp_path):
+    """The way to run it on a GPU machine without Ray, in a Python where `import ray`
+    fails: `--phase curate` on the local engine, copy_curated() of its run folder to
+    another place (the first one is then deleted), `--phase train` there with
+    train.backend=local. Same variants, same token streams, same held-out perplexity as
+    the all-in-one run on Ray."""
+    import subprocess
+    import sys
+
+    result, root = ablation
+    spec = str(root / "spec.yaml")
+    code = f"""import shutil, sys
+sys.modules['ray'] = None
+from lmrefinery.ablate.curated import copy_curated
+from lmrefinery.cli import main
+base = ['ablate', {spec!r}, '--set', 'seeds=[0]', '--set', 'train.backend=local']
+assert main(base + ['--engine', 'local', '--phase', 'curate', '--set', 'output={tmp_path}/here']) == 0
+files = copy_curated('{tmp_path}/here/abl', '{tmp_path}/gpu/abl')
+assert any(f.endswith('.bin') for f in files) and not any(f.startswith(('inputs', 'source')) for f in files)
+shutil.rmtree('{tmp_path}/here')
+sys.exit(main(base + ['--phase', 'train', '--set', 'output={tmp_path}/gpu']))
+"""
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, done.stderr[-3000:]
+    local = json.loads(_read(str(tmp_path), "gpu", "abl", "ablation.json"))
+    for name in ("raw", "default"):
+        a = next(v for v in result["variants"] if v["name"] == name)
+        b = next(v for v in local["variants"] if v["name"] == name)
+        assert (a["documents"], a["tokens"]) == (b["documents"], b["tokens"]), name
+        ray_run = next(r for r in result["runs"] if r["variant"] == name and r["seed"] == 0)
+        local_run = next(r for r in local["runs"] if r["variant"] == name and r["seed"] == 0)
+        assert local_run["final_loss"] == pytest.approx(ray_run["final_loss"], abs=2e-5), name
+        for g, ev in ray_run["eval"].items():
+            assert local_run["eval"][g]["nats_per_token"] == pytest.approx(ev["nats_per_token"], abs=2e-5), (name, g)
+
+
+def test_train_phase_needs_a_curated_run_folder(tmp_path):
+    from lmrefinery.ablate.run import run_ablation
+    from lmrefinery.ablate.spec import load_spec
+    from lmrefinery.core.recipe import RecipeError
+
+    spec = load_spec({"name": "a", "recipe": "r.yaml", "output": str(tmp_path), "variants": [{"name": "x"}],
+                      "heldout": {"groups": {"web": ["web"]}}, "train": {"tokens": 1000}})
+    with pytest.raises(RecipeError, match="--phase curate"):
+        run_ablation(spec, phase="train")
+
+
 def test_spec_errors_name_the_problem(tmp_path):
     from lmrefinery.ablate.run import variant_stages
     from lmrefinery.ablate.spec import Variant, load_spec

@@ -262,18 +262,18 @@ def test_extraction_time_limit_counts_cpu_time_not_wall_time():
 
 
 def test_cc_snapshot_recipe_runs_on_real_warcs(shared_corpora, tmp_path):
-    """The crawl recipe shipped in conf/, launched as a user would (the CLI, its paths from
-    the environment), on the two real Common Crawl WARC samples: pages are extracted with
+    """The crawl recipe shipped in the package, launched as a user would (the CLI, the
+    recipe by its name, its paths from the environment, run from another folder), on the
+    two real Common Crawl WARC samples: pages are extracted with
     Resiliparse (the recipe's choice for crawls, docs/scale.md), C4's line removal runs as its
     own counted transform, and the run ends in training shards with every stage balanced."""
     import subprocess
     import sys
 
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     env = dict(os.environ, CC_WARCS=os.path.join(shared_corpora, "web", "cc-main-*.warc.gz"), CC_OUT=str(tmp_path))
     lmr = os.path.join(os.path.dirname(sys.executable), "lmrefinery")  # the installed console script
-    r = subprocess.run([lmr, "run", os.path.join(root, "conf", "pipelines", "cc-snapshot.yaml"),
-                        "--engine", "local", "--quiet"], env=env, capture_output=True, text=True, timeout=300)
+    r = subprocess.run([lmr, "run", "cc-snapshot", "--engine", "local", "--quiet"], env=env, cwd=str(tmp_path),
+                       capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr[-3000:]
     out = tmp_path / "cc-snapshot"
     stats = json.loads((out / "stats.json").read_text())

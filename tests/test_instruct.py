@@ -488,6 +488,28 @@ def test_synonym_augmentation(shared_corpora):
     assert pair(out_zh[0])[0] == "请描述一下这个关键的问题，并给出意见。"
 
 
+def test_synonym_vectors_train_in_a_fresh_process_when_every_rate_hits_nan(shared_corpora, monkeypatch):
+    """fastText's "Encountered NaN" at all three rates in this process (as seen in one
+    long-lived CI run): the vectors are trained in a new interpreter and loaded from file."""
+    import fasttext
+
+    from lmrefinery.instruct.augment import SynonymModel
+
+    data = json.load(open(os.path.join(shared_corpora, "instructions", "alpaca_data_5k_subset.json")))
+    texts = [d["instruction"] + " " + d["output"] for d in data[:1500]]
+    rates = []
+
+    def diverges(path, lr, **kw):
+        rates.append(lr)
+        raise RuntimeError("Encountered NaN.")
+
+    monkeypatch.setattr(fasttext, "train_unsupervised", diverges)
+    model = SynonymModel.train(texts, dim=32, epoch=5, min_count=3, threshold=0.6, threads=1)
+    assert rates == [0.05, 0.025, 0.0125]
+    assert model.vectors.get_dimension() == 32
+    assert model.synonyms("important") and all(s[:4] != "impo" for s in model.synonyms("important"))
+
+
 def test_near_dedup_and_decontamination_reuse_dedup_stages(tmp_path, shared_corpora):
     """Instruction rows go through the dedup family's `dedup` (MinHash) and
     `decontaminate` stages unchanged."""

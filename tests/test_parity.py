@@ -176,6 +176,15 @@ def test_installed_wheel_outside_the_checkout_matches(wheel_venv, reference, sam
     assert instruct.returncode == 0, instruct.stderr[-2000:]
     tasks, nli_langs, sizes = instruct.stdout.strip().splitlines()
     assert "'translation'" in tasks and "'zh'" in nli_langs and all(int(n) > 0 for n in sizes.split())
+    # the crawl recipe ships too, and a bare name finds it (nothing of that name in the folder)
+    crawl = subprocess.run([os.path.join(wheel_venv, "bin", "python"), "-c",
+                            "from lmrefinery.core.recipe import load_recipe, packaged_recipe; "
+                            "r = load_recipe('cc-snapshot'); print(packaged_recipe('cc-snapshot')); "
+                            "print(r.inputs[0].options['extractor'], [s.stage for s in r.stages][-1])"],
+                           cwd=str(work), env=env, capture_output=True, text=True, timeout=120)
+    assert crawl.returncode == 0, crawl.stderr[-2000:]
+    crawl_file, crawl_shape = crawl.stdout.strip().splitlines()
+    assert crawl_file.startswith(wheel_venv) and crawl_shape == "resiliparse tokenize", crawl.stdout
     # `lmrefinery demo` as a new user runs it: the packaged mini recipe on local Ray
     r = subprocess.run([os.path.join(wheel_venv, "bin", "lmrefinery"), "demo", "--docs", str(DOCS),
                         "--seed", str(SEED), "--quiet"], cwd=str(work), env=env, capture_output=True, text=True,

@@ -69,3 +69,22 @@ def test_reused_workers_keep_imports_out_of_the_per_task_gc(spark):
     for v in views:
         assert v["frozen"] > 50_000, v  # lmrefinery's imports are frozen ...
         assert v["tracked"] < v["frozen"] / 4, v  # ... and the collector sees a small rest
+
+
+def _import_a_module(_: int) -> int:
+    import lmrefinery.instruct.split  # noqa: F401  (not imported by the stages' warm-up)
+
+    return len(sys.modules)
+
+
+def test_local_engine_never_freezes_the_callers_objects():
+    """The freeze is for engine workers; the local engine runs tasks in the user's own
+    process, whose objects must stay collectable."""
+    import gc
+
+    from lmrefinery.engines.base import LocalEngine
+
+    sys.modules.pop("lmrefinery.instruct.split", None)
+    before = gc.get_freeze_count()
+    LocalEngine().map(_import_a_module, [0, 1])
+    assert gc.get_freeze_count() == before

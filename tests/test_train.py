@@ -576,3 +576,51 @@ def test_failure_injection_is_a_test_callback_not_a_recipe_key(tmp_path):
         hook.on_step_end(StepEnd(step=3, rank=1, world=2, resumed_from=None, run_dir=str(tmp_path)))
     assert (tmp_path / "_injected_failure").exists()
     hook.on_step_end(StepEnd(step=3, rank=1, world=2, resumed_from=None, run_dir=str(tmp_path)))  # once per run folder
+
+
+def test_local_backend_follows_ray_train_and_restarts_without_ray(corpus, s3_bucket, tmp_path):
+    """trainer.backend=local: one worker in this process, run storage on S3. Against a
+    1-worker Ray Train run of 40 steps: a first local run, in a Python where `import ray`
+    fails, stops at step 20 (as if killed); the same command again resumes there, a failure
+    injected at step 30 restarts it from the step-20 checkpoint. Same samples and losses as
+    Ray Train, the model exported, keep_last=1 checkpoint left."""
+    import subprocess
+    import sys
+
+    from lmrefinery.core import storage
+    from lmrefinery.core.recipe import RecipeError
+    from lmrefinery.train.config import load_train_recipe
+    from lmrefinery.train.metrics import read_metrics
+    from lmrefinery.train.session import LOCAL_INDEX
+    from lmrefinery.train.trainer import run_training
+    from train_hooks import FAIL_MARKER, FailOnceAt
+
+    short = dict(workers=1, max_steps=40, checkpoint_every=20, eval_every=20, keep_last=1)
+    ray_rep = run_training(_pretrain_recipe(corpus, str(tmp_path / "ray"), "one", **short))
+    local = _pretrain_recipe(corpus, f"s3://{s3_bucket}/local-runs", "one", backend="local", **short)
+    stopped = local.model_copy(update={"trainer": local.trainer.model_copy(update={"stop_at_step": 20})})
+    (tmp_path / "stopped.json").write_text(stopped.model_dump_json())
+    code = ("import sys, json; sys.modules['ray'] = None\n"   # any `import ray` raises ImportError
+            "from lmrefinery.train.config import load_train_recipe\n"
+            "from lmrefinery.train.trainer import run_training\n"
+            f"rep = run_training(load_train_recipe(json.load(open({str(tmp_path / 'stopped.json')!r}))))\n"
+            "assert not rep['finished'] and 'ray' not in {m.split('.')[0] for m in sys.modules if sys.modules[m]}\n")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    second = run_training(local, callbacks=[FailOnceAt(30)])
+    run = second["run_dir"]
+    assert second["finished"] and second["backend"] == "local"
+    assert second["starts"] == [None, 20, 20]   # fresh, resumed by re-running, restarted after the failure
+    assert storage.exists(storage.join(run, FAIL_MARKER))
+    ref, got = _steps(read_metrics(ray_rep["run_dir"])), _steps(read_metrics(run))
+    assert sorted(got) == sorted(ref) == [10, 20, 30, 40]
+    for s in ref:
+        assert got[s]["data_fingerprint"] == ref[s]["data_fingerprint"], s
+        assert got[s]["loss"] == pytest.approx(ref[s]["loss"], abs=2e-5), s
+    assert got[40]["val_loss"] == pytest.approx(ref[40]["val_loss"], abs=2e-5)
+    assert storage.exists(storage.join(second["model"], "model.safetensors"))
+    kept = json.loads(storage.read_bytes(storage.join(run, LOCAL_INDEX)))["checkpoints"]
+    assert [c["name"] for c in kept] == ["checkpoint_0000040"] and kept[0]["metrics"]["step"] == 40
+    assert {p.split("/")[-2] for p in storage.list_files(run + "/") if "/checkpoint_0" in p} == {"checkpoint_0000040"}
+    with pytest.raises(RecipeError, match="backend=local runs one worker"):
+        load_train_recipe(dict(local.model_dump(mode="json"), trainer=dict(short, backend="local", workers=2)))

@@ -165,7 +165,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = ap.add_subparsers(dest="cmd", required=True)
 
     p = sub.add_parser("run", help="run a recipe")
-    p.add_argument("recipe", help="recipe YAML file (see conf/)")
+    p.add_argument("recipe", help="recipe YAML file (see conf/), or the name of one shipped in the package: "
+                                  "mini, cc-snapshot")
     _add_run_options(p)
     p.add_argument("--stages", action="append", metavar="NAMES",
                    help="comma-separated stage names to run; the others must already be committed")

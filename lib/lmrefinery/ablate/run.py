@@ -11,6 +11,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from .curated import load_curated, write_curated
 from .heldout import HeldOutSplit, contamination, prepare
 from .spec import AblationSpec, Variant
 
@@ -133,7 +134,7 @@ def train_recipe(spec: AblationSpec, vd: VariantData, seed: int, tok_path: str):
     from ..train.config import load_train_recipe
 
     t = spec.train
-    trainer = dict(workers=t.workers, use_gpu=t.use_gpu, cpus_per_worker=t.cpus_per_worker,
+    trainer = dict(backend=t.backend, workers=t.workers, use_gpu=t.use_gpu, cpus_per_worker=t.cpus_per_worker,
                    micro_batch_size=t.micro_batch_size, grad_accum=t.grad_accum, tokens=t.tokens, lr=t.lr,
                    warmup_steps=t.warmup_steps, seed=seed, log_every=10, eval_every=1_000_000,
                    checkpoint_every=1_000_000, keep_last=1) | t.extra
@@ -184,14 +185,11 @@ def train_and_eval(spec: AblationSpec, vd: VariantData, seed: int, tok_path: str
     return run
 
 
-def run_ablation(spec: AblationSpec, engine: str | None = None) -> dict:
-    """Run the whole ablation; returns (and writes) ablation.json's content."""
+def curate_all(spec: AblationSpec, engine: str | None) -> tuple[HeldOutSplit, str, list[VariantData]]:
+    """Held-out split, shared tokenizer and every variant's curation; writes curated.json."""
     from ..core.recipe import load_recipe
-    from .summary import write_outputs
 
-    t0 = time.time()
     recipe = load_recipe(spec.recipe)
-    engine = engine or spec.engine
     os.makedirs(spec.run_dir, exist_ok=True)
     split = prepare(spec, recipe, engine)
     log("held out: " + ", ".join(f"{g} {len(v)} docs" for g, v in split.heldout.items()))
@@ -200,7 +198,24 @@ def run_ablation(spec: AblationSpec, engine: str | None = None) -> dict:
     for vd in variants:
         if vd.contaminated:
             raise RuntimeError(f"variant {vd.name}: {vd.contaminated} held-out documents in its training split")
-    runs = [train_and_eval(spec, vd, s, tok_path, split) for vd in variants for s in spec.seeds]
+    write_curated(spec.run_dir, split, tok_path, [asdict(v) for v in variants])
+    return split, tok_path, variants
+
+
+def run_ablation(spec: AblationSpec, engine: str | None = None, phase: str = "all") -> dict:
+    """Run the ablation; returns (and writes) ablation.json's content. ``phase``: ``all``;
+    ``curate`` (held-out split, tokenizer, variants: curated.json, no training); or ``train``
+    (models and evaluation from an earlier ``curate``: needs neither the inputs nor a
+    curation engine, e.g. on a GPU machine with ``train.backend=local``)."""
+    from .summary import write_outputs
+
+    t0 = time.time()
+    engine = engine or spec.engine
+    if phase == "train":
+        split, tok_path, saved = load_curated(spec)
+        variants = [VariantData(**v) for v in saved]
+    else:
+        split, tok_path, variants = curate_all(spec, engine)
     result: dict[str, Any] = {
               "name": spec.name, "recipe": spec.recipe, "run_dir": spec.run_dir, "baseline": spec.baseline_name,
               "reference": spec.reference,
@@ -210,6 +225,10 @@ def run_ablation(spec: AblationSpec, engine: str | None = None) -> dict:
                           "groups": {g: {"inputs": spec.heldout.groups[g], "docs": len(v),
                                          "chars": sum(len(r["text"]) for r in v)} for g, v in split.heldout.items()},
                           "inputs": split.counts},
-              "variants": [asdict(v) for v in variants], "runs": [asdict(r) for r in runs]}
+              "variants": [asdict(v) for v in variants]}
+    if phase == "curate":
+        result["wall_seconds"] = round(time.time() - t0, 1)
+        return result
+    result["runs"] = [asdict(train_and_eval(spec, vd, s, tok_path, split)) for vd in variants for s in spec.seeds]
     result["wall_seconds"] = round(time.time() - t0, 1)
     return write_outputs(result)

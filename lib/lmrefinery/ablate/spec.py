@@ -68,6 +68,7 @@ class TrainSettings(_Strict):
     model_overrides: dict[str, Any] = Field(default_factory=dict)
     seq_len: int = Field(128, ge=8)
     tokens: int = Field(ge=1)                # the equal budget: every model trains on this many tokens
+    backend: Literal["ray", "local"] = "ray"  # trainer.backend: local trains in this process, without Ray
     workers: int = Field(1, ge=1)
     use_gpu: bool = False
     cpus_per_worker: float = Field(1.0, gt=0)
@@ -76,6 +77,13 @@ class TrainSettings(_Strict):
     lr: float = Field(6e-3, gt=0)
     warmup_steps: int = Field(10, ge=0)
     extra: dict[str, Any] = Field(default_factory=dict)   # other trainer.* keys
+
+    @model_validator(mode="after")
+    def _local_is_one_worker(self) -> TrainSettings:
+        if self.backend == "local" and self.workers != 1:
+            raise ValueError(f"train.backend=local trains in this process: it needs train.workers=1 "
+                             f"(got {self.workers})")
+        return self
 
 
 class EvalSettings(_Strict):

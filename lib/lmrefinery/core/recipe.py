@@ -259,9 +259,24 @@ def read_mapping(path_or_dict: str | dict[str, Any], label: str = "<recipe>") ->
     return src, raw
 
 
+def packaged_recipe(name: str) -> str | None:
+    """The file of the recipe ``name`` shipped in the package, when ``name`` is a bare name
+    (no folder, no suffix) and no file of that name is here; else None."""
+    if os.path.exists(name) or os.sep in name or "/" in name or name.endswith((".yaml", ".yml")):
+        return None
+    from .resources import package_folder
+
+    f = package_folder("lmrefinery", "recipes").joinpath(f"{name}.yaml")
+    return str(f) if f.is_file() else None
+
+
 def load_recipe(path_or_dict: str | dict[str, Any], overrides: list[str] | None = None,
                 label: str = "<recipe>") -> Recipe:
-    """``label`` names a recipe given as a dict in messages (e.g. the command that built it)."""
+    """``label`` names a recipe given as a dict in messages (e.g. the command that built it).
+    A bare name that is no file here (``mini``, ``cc-snapshot``) is a recipe shipped in the
+    package (``lmrefinery/recipes/NAME.yaml``)."""
+    if isinstance(path_or_dict, str):
+        path_or_dict = packaged_recipe(path_or_dict) or path_or_dict
     src, raw = read_mapping(path_or_dict, label)
     _normalise_stages(raw, src)
     raw = apply_overrides(raw, overrides or [], src)

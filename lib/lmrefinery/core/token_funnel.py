@@ -66,11 +66,17 @@ def _stage_dir(out: str, row: dict[str, Any]) -> str:
     return storage.join(out, "stages", f"{row['index']:02d}-{row['stage']}")
 
 
-def run_tokenizer(out: str, rows: list[dict[str, Any]]) -> tuple[str, str] | None:
+def _manifests(out: str, rows: list[dict[str, Any]]) -> dict[int, dict[str, Any]]:
+    """Each stage's manifest, read once ({} where a stage has none)."""
+    return {row["index"]: mf.read_manifest(_stage_dir(out, row)) or {} for row in rows}
+
+
+def run_tokenizer(out: str, rows: list[dict[str, Any]],
+                  manifests: dict[int, dict[str, Any]] | None = None) -> tuple[str, str] | None:
     """(tokenizer.json URI, its sha256) of the run's tokenize stage, if one committed."""
+    manifests = manifests if manifests is not None else _manifests(out, rows)
     for row in reversed(rows):
-        m = mf.read_manifest(_stage_dir(out, row))
-        arts = (m or {}).get("artifacts") or [{}]
+        arts = manifests[row["index"]].get("artifacts") or [{}]
         if "tokenizer" in arts[0] and "dataset" in arts[0]:
             sdir = _stage_dir(out, row)
             ds = mf.read_json(storage.join(sdir, arts[0]["dataset"])) or {}
@@ -79,10 +85,6 @@ def run_tokenizer(out: str, rows: list[dict[str, Any]]) -> tuple[str, str] | Non
             if sha and storage.exists(uri):
                 return uri, sha
     return None
-
-
-def _is_tokenize(out: str, row: dict[str, Any]) -> bool:
-    return "artifacts" in (mf.read_manifest(_stage_dir(out, row)) or {})
 
 
 def _is_filter(row: dict[str, Any]) -> bool:
@@ -99,7 +101,7 @@ def _is_filter(row: dict[str, Any]) -> bool:
             and chars.get("removed_from_kept", 1) == 0)
 
 
-def _count_files(out: str, row: dict[str, Any], tok: tuple[str, str], run: Mapper,
+def _count_files(out: str, row: dict[str, Any], m: dict[str, Any], tok: tuple[str, str], run: Mapper,
                  kept_needed: bool) -> dict[str, int | None] | None:
     """{"rejected", "kept"} tokens of one committed stage's files ("kept" only when
     needed, else None), cached; None when its files have no text."""
@@ -111,7 +113,6 @@ def _count_files(out: str, row: dict[str, Any], tok: tuple[str, str], run: Mappe
         if cached.get("counts") is None:
             return None
         counts = dict(cached["counts"])
-    m = mf.read_manifest(sdir) or {}
     todo = {"rejected": [o["path"] for o in m.get("rejects", []) if o.get("path", "").endswith(".parquet")],
             "kept": [o["path"] for o in m.get("outputs", []) if o.get("path", "").endswith(".parquet")]}
     for what, files in todo.items():
@@ -127,16 +128,17 @@ def _count_files(out: str, row: dict[str, Any], tok: tuple[str, str], run: Mappe
     return counts
 
 
-def _stage_counts(out: str, rows: list[dict[str, Any]], tok: tuple[str, str],
-                  run: Mapper) -> list[dict[str, int] | None]:
+def _stage_counts(out: str, rows: list[dict[str, Any]], manifests: dict[int, dict[str, Any]],
+                  tok: tuple[str, str], run: Mapper) -> list[dict[str, int] | None]:
     """{"kept", "rejected"} per row, walking back from the end: a stage's kept tokens are
     the next stage's kept + rejected when that stage is a filter, else encoded."""
     found: list[dict[str, int] | None] = [None] * len(rows)
     after: dict[str, int] | None = None   # counts of the row after, when it is a filter
     for k in range(len(rows) - 1, -1, -1):
         row = rows[k]
-        tokenize = _is_tokenize(out, row)
-        files = _count_files(out, row, tok, run, kept_needed=after is None and not tokenize)
+        m = manifests[row["index"]]
+        tokenize = "artifacts" in m
+        files = _count_files(out, row, m, tok, run, kept_needed=after is None and not tokenize)
         if files is None or files["rejected"] is None:
             after = None
             continue
@@ -154,11 +156,12 @@ def _stage_counts(out: str, rows: list[dict[str, Any]], tok: tuple[str, str],
 def add_token_funnel(out: str, rows: list[dict[str, Any]], run: Mapper) -> bool:
     """Give every stage row of a run that has a tokenizer its ``tokens`` funnel (in place).
     False when the run has no tokenize stage (nothing to count with)."""
-    tok = run_tokenizer(out, rows)
+    manifests = _manifests(out, rows)
+    tok = run_tokenizer(out, rows, manifests)
     if tok is None:
         return False
     prev_kept: int | None = None
-    for row, counts in zip(rows, _stage_counts(out, rows, tok, run)):
+    for row, counts in zip(rows, _stage_counts(out, rows, manifests, tok, run)):
         if counts is None:
             prev_kept = None
             continue

@@ -46,7 +46,7 @@ class LocalEngine(Engine):
             on_result: OnResult | None = None) -> list[Result]:
         out = []
         for i, t in enumerate(tasks):
-            r = unpack(call_task(fn, pack(t)))
+            r = unpack(call_task(fn, pack(t), in_worker=False))
             out.append(r)
             if on_result:
                 on_result(i, r)
@@ -87,9 +87,11 @@ def unpack(data: bytes) -> Any:
     return cloudpickle.loads(data)
 
 
-def call_task(fn: Callable[[Task], Result], task: bytes) -> bytes:
-    """Worker side of every engine: unpickle the task, run the round, pickle its result."""
+def call_task(fn: Callable[[Task], Result], task: bytes, in_worker: bool = True) -> bytes:
+    """Worker side of every engine: unpickle the task, run the round, pickle its result.
+    ``in_worker=False`` (the local engine, in the caller's own process): no freeze there,
+    since frozen objects are never collected and that process is the user's."""
     out = pack(fn(unpack(task)))
-    if len(sys.modules) != _frozen_modules:
+    if in_worker and len(sys.modules) != _frozen_modules:
         freeze_long_lived()  # this task brought new imports (a stage's models, say)
     return out

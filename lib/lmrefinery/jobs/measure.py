@@ -36,7 +36,11 @@ def ablate_phase(a: Any) -> dict[str, Any]:
     overrides = list(a.overrides) + ([f"recipe={a.recipe}"] if a.recipe else [])
     spec = load_spec(resolve_path(a.spec, a.root), overrides)
     os.environ.setdefault("RAY_ADDRESS", "auto")   # a submitted job runs on the cluster it was sent to
-    result = run_ablation(spec, engine=a.engine)
+    result = run_ablation(spec, engine=a.engine, phase=a.phase)
+    if a.phase == "curate":
+        return {"phase": "ablate", "output": result["run_dir"],
+                "curated": os.path.join(result["run_dir"], "curated.json"),
+                "variants": [{k: v[k] for k in ("name", "documents", "tokens")} for v in result["variants"]]}
     print(summary_table(result["summary"], result["baseline"], result.get("reference")), flush=True)
     return {"phase": "ablate", "output": result["run_dir"], "report": result["outputs"]["html"],
             "ablation": result["outputs"]["json"],

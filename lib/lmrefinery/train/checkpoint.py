@@ -1,5 +1,6 @@
 """Checkpoints of a training run: the trainer state that travels with them, restoring
-from Ray Train's latest checkpoint, and saving + reporting one (rank 0 writes it; the
+from the session's latest checkpoint, and saving + keeping one (rank 0 writes it, the
+session keeps it: Ray Train or the local session, see ``session.py``; the
 best-by-validation weights are also copied to ``best_checkpoint/`` so they survive
 ``keep_last`` rotation)."""
 from __future__ import annotations
@@ -46,15 +47,13 @@ class TrainState:
 
 
 def restore(w: Worker) -> tuple[TrainState, int | None]:
-    """Model and optimizer from Ray Train's checkpoint, if any; the state and the step
-    resumed from (None for a fresh start)."""
-    import ray.train
+    """Model and optimizer from the session's latest checkpoint, if any; the state and
+    the step resumed from (None for a fresh start)."""
     from torch.distributed.checkpoint.state_dict import StateDictOptions, set_state_dict
 
-    ckpt = ray.train.get_checkpoint()
-    if ckpt is None:
-        return TrainState(), None
-    with ckpt.as_directory() as d:
+    with w.session.latest_checkpoint() as d:
+        if d is None:
+            return TrainState(), None
         blob = read_state_file(d)
         set_state_dict(w.model, w.opt, model_state_dict=blob["model"], optim_state_dict=blob["optim"],
                        options=StateDictOptions(full_state_dict=True))
@@ -73,9 +72,7 @@ def _write(folder: str, blob: dict[str, Any], state: TrainState) -> None:
 
 def save_and_report(w: Worker, state: TrainState, metrics: dict[str, Any], val: float | None, writer: Any) -> None:
     """Gather the full state dict (a collective: every rank calls this), write the
-    checkpoint on rank 0 and hand it to Ray Train with the metrics."""
-    import ray.train
-    from ray.train import Checkpoint
+    checkpoint on rank 0 and hand it to the session with the metrics."""
     from torch.distributed.checkpoint.state_dict import StateDictOptions, get_state_dict
 
     msd, osd = get_state_dict(w.model, w.opt, options=StateDictOptions(full_state_dict=True, cpu_offload=True))
@@ -89,14 +86,13 @@ def save_and_report(w: Worker, state: TrainState, metrics: dict[str, Any], val: 
             upload_dir(best, storage.join(w.recipe.run_dir, BEST_DIR))
             shutil.rmtree(best, ignore_errors=True)
         writer.flush()
-    ray.train.report(metrics, checkpoint=Checkpoint.from_directory(ckdir) if ckdir else None,
-                     checkpoint_dir_name=f"checkpoint_{state.step:07d}")
+    w.session.keep(metrics, ckdir, f"checkpoint_{state.step:07d}")
     if ckdir:
         shutil.rmtree(ckdir, ignore_errors=True)
 
 
 def report_metrics(state: TrainState, row: dict[str, Any] | None) -> dict[str, Any]:
-    """The metrics handed to Ray Train with a checkpoint."""
+    """The metrics handed to the session with a checkpoint."""
     metrics: dict[str, Any] = {"step": state.step, "consumed_samples": state.consumed_samples,
                                "loss": row["loss"] if row else None}
     if row and "val_loss" in row:

@@ -32,6 +32,9 @@ class DataSpec(StrictModel):
 
 
 class TrainerSpec(StrictModel):
+    # ray: Ray Train workers (any number, GPUs, restarts); local: one worker in the calling
+    # process, no Ray (a single-GPU box, a notebook, a machine without Ray); see train/session.py
+    backend: Literal["ray", "local"] = "ray"
     workers: int = Field(2, ge=1)
     use_gpu: bool = False
     cpus_per_worker: float = Field(1.0, gt=0)
@@ -64,6 +67,14 @@ class TrainerSpec(StrictModel):
     max_failures: int = Field(2, ge=0)
     peak_flops: float | None = None          # per device; default: table in train/mfu.py
     stop_at_step: int | None = None          # end the run early (as if killed) after this step's checkpoint
+
+    @model_validator(mode="after")
+    def _local_is_one_worker(self) -> TrainerSpec:
+        if self.backend == "local" and (self.workers != 1 or self.strategy != "ddp"):
+            raise ValueError(f"trainer.backend=local runs one worker in this process: it needs trainer.workers=1 "
+                             f"(got {self.workers}) and trainer.strategy=ddp (got {self.strategy}); "
+                             f"use trainer.backend=ray for more workers or FSDP")
+        return self
 
 
 class SFTSpec(StrictModel):

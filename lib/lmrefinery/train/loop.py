@@ -1,4 +1,5 @@
-"""The per-worker training function run by Ray Train's ``TorchTrainer``.
+"""The per-worker training function: run by Ray Train's ``TorchTrainer``, or in the
+calling process with ``trainer.backend: local`` (``config["session"]``, see ``session.py``).
 
 One function serves pretraining and instruction tuning: the difference is the
 data (instruction shards carry a loss mask, so only assistant tokens are targets)
@@ -28,7 +29,12 @@ def train_loop(config: dict[str, Any]) -> None:
     recipe = TrainRecipe(**config["recipe"])
     callbacks = config.get("callbacks") or ()
     t, seq_len = recipe.trainer, recipe.data.seq_len
-    w = setup_worker(recipe)
+    session = config.get("session")
+    if session is None:
+        from .session import RaySession
+
+        session = RaySession()
+    w = setup_worker(recipe, session)
     state, resumed_from = restore(w)
     stream = TrainStream(recipe, rank=w.rank, world=w.world, consumed_samples=state.consumed_samples)
     valid = valid_batches(recipe, rank=w.rank, world=w.world)
@@ -39,6 +45,7 @@ def train_loop(config: dict[str, Any]) -> None:
                      "global_batch_sequences": w.global_batch, "seq_len": seq_len,
                      "epoch_samples": stream.epoch_samples, "max_steps": t.max_steps,
                      "tokens_per_step": w.global_batch * seq_len, "tokens_budget": t.tokens})
+        writer.flush()  # a start is on record even if this attempt fails before its first checkpoint
     w.model.train()
     win, last_val = Window(), None
     while state.step < t.max_steps:

@@ -30,6 +30,14 @@ def check_paths(recipe: TrainRecipe) -> None:
     problem = tokenizer_problem(_as_written(recipe.tokenizer))
     if problem:
         raise RecipeError(f"{_src(recipe)}: key 'tokenizer': {problem}")
+    t = recipe.trainer
+    if t.backend == "local" and t.use_gpu:
+        import torch
+
+        if not torch.cuda.is_available():
+            raise RecipeError(f"{_src(recipe)}: key 'trainer.use_gpu': true, but this process sees no CUDA "
+                              f"device (trainer.backend=local trains here); set trainer.use_gpu=false to train "
+                              f"on the CPU")
     init = recipe.model.init
     if init != "scratch" and not storage.is_s3(init) and not os.path.isdir(init):
         raise RecipeError(f"{_src(recipe)}: key 'model.init': {init}: no such folder (a Hugging Face model "

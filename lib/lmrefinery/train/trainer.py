@@ -1,6 +1,7 @@
-"""Driver side: build the ``TorchTrainer`` from a recipe, run it (resuming from the
-run's latest checkpoint when there is one), then export the model and, for
-instruction tuning, score it against its starting point on held-out prompts."""
+"""Driver side: build the ``TorchTrainer`` from a recipe and run it (or, with
+``trainer.backend: local``, run the loop in this process), resuming from the run's
+latest checkpoint when there is one; then export the model and, for instruction
+tuning, score it against its starting point on held-out prompts."""
 from __future__ import annotations
 
 import json
@@ -137,26 +138,25 @@ def export_models(recipe: TrainRecipe, last_ckpt, report: dict) -> None:
 def run_training(recipe: TrainRecipe, callbacks: Sequence[TrainCallback] = ()) -> dict:
     """Train (or resume) the run of ``recipe``; ``callbacks`` run inside every worker
     (see ``train/callbacks.py``: a code-level hook, e.g. for tests, never a recipe key)."""
-    from ..engines.ray_engine import ensure_ray
     from .preflight import check_data, check_paths
 
     t0 = time.time()
+    t = recipe.trainer
     check_paths(recipe)
     data_check = check_data(recipe)  # on the driver: a data error is never retried by Ray Train
-    ensure_ray(recipe.ray_address)
     run_dir = recipe.run_dir
-    print(f"[train] {recipe.kind} {recipe.name}: {recipe.trainer.workers} worker(s), run folder {run_dir}",
+    print(f"[train] {recipe.kind} {recipe.name}: {t.workers} worker(s) on {t.backend}, run folder {run_dir}",
           file=sys.stderr, flush=True)
-    t = recipe.trainer
     if t.tokens is not None:
         print(f"[train] trainer.tokens={t.tokens:,}: {t.max_steps} steps of "
               f"{tokens_per_step(t, recipe.data.seq_len):,} tokens", file=sys.stderr, flush=True)
-    result = build_trainer(recipe, callbacks).fit()
+    last_checkpoint = _fit(recipe, callbacks)
     metrics = read_metrics(run_dir)
     events = [r.get("event") for r in metrics if "event" in r]
     finished = bool(events) and events[-1] == "finished"
     report: dict = {"name": recipe.name, "kind": recipe.kind, "run_dir": run_dir, "finished": finished,
-                    "wall_seconds": None, "checkpoint": result.checkpoint.path if result.checkpoint else None,
+                    "wall_seconds": None, "backend": t.backend,
+                    "checkpoint": getattr(last_checkpoint, "path", last_checkpoint),
                     "starts": [r.get("resumed_from_step") for r in metrics if r.get("event") == "start"]}
     steps = [r for r in metrics if "loss" in r]
     if steps:
@@ -166,8 +166,8 @@ def run_training(recipe: TrainRecipe, callbacks: Sequence[TrainCallback] = ()) -
     if vals:
         best = min(vals, key=lambda r: r["val_loss"])
         report["best_val"] = {"step": best["step"], "val_loss": best["val_loss"], "val_ppl": best["val_ppl"]}
-    if finished and result.checkpoint is not None:
-        export_models(recipe, result.checkpoint, report)
+    if finished and last_checkpoint is not None:
+        export_models(recipe, last_checkpoint, report)
         if recipe.kind == "sft" and recipe.sft.eval_prompts > 0:
             report["sft_eval"] = sft_evaluate(recipe, report["model"])
     report["budget"] = {"max_steps": t.max_steps, "tokens": t.tokens,
@@ -180,24 +180,48 @@ def run_training(recipe: TrainRecipe, callbacks: Sequence[TrainCallback] = ()) -
     return report
 
 
+def _fit(recipe: TrainRecipe, callbacks: Sequence[TrainCallback]):
+    """Train to the end (or to ``stop_at_step``); returns the last checkpoint: a Ray
+    ``Checkpoint`` (backend ray) or its folder's URI (backend local), None if none."""
+    if recipe.trainer.backend == "local":
+        from .session import LocalSession, run_local
+
+        session = LocalSession(recipe.run_dir, recipe.trainer.keep_last)
+        run_local(train_loop, {"recipe": recipe.model_dump(mode="json"), "callbacks": list(callbacks)},
+                  session, recipe.trainer.max_failures)
+        return session.latest_uri()
+    from ..engines.ray_engine import ensure_ray
+
+    ensure_ray(recipe.ray_address)
+    return build_trainer(recipe, callbacks).fit().checkpoint
+
+
 def sft_evaluate(recipe: TrainRecipe, tuned_uri: str) -> dict:
     """ROUGE-L / BLEU of the tuned model and of its starting point on the same held-out
-    prompts, run as a Ray task (on a GPU when the recipe trains on GPUs)."""
-    import ray
-
+    prompts, run as a Ray task (on a GPU when the recipe trains on GPUs), or here with
+    ``trainer.backend: local``."""
     from .data import heldout_conversations
 
     convs = heldout_conversations(recipe, recipe.sft.eval_prompts)
     if not convs:
         return {"error": "no held-out instruction documents with a loss mask"}
-    task = (ray.remote(num_gpus=1) if recipe.trainer.use_gpu else ray.remote(num_cpus=1))(_eval_task)
+    if recipe.trainer.backend == "local":
+        def run(*args):
+            return _eval_task(*args)
+    else:
+        import ray
+
+        task = (ray.remote(num_gpus=1) if recipe.trainer.use_gpu else ray.remote(num_cpus=1))(_eval_task)
+
+        def run(*args):
+            return ray.get(task.remote(*args))
     s = recipe.sft
-    tuned = ray.get(task.remote(tuned_uri, convs, s.max_new_tokens, s.zh_tokenize, s.samples_in_report,
-                                recipe.tokenizer, recipe.chat_template))
+    tuned = run(tuned_uri, convs, s.max_new_tokens, s.zh_tokenize, s.samples_in_report,
+                recipe.tokenizer, recipe.chat_template)
     out = {"prompts": len(convs), "tuned": tuned}
     if recipe.model.init != "scratch":
-        out["base"] = ray.get(task.remote(recipe.model.init, convs, s.max_new_tokens, s.zh_tokenize,
-                                          s.samples_in_report, recipe.tokenizer, recipe.chat_template))
+        out["base"] = run(recipe.model.init, convs, s.max_new_tokens, s.zh_tokenize,
+                          s.samples_in_report, recipe.tokenizer, recipe.chat_template)
     return out
 
 

@@ -1,5 +1,6 @@
-"""Setting up one Ray Train worker: device and precision, the model (wrapped for DDP
-or sharded with FSDP2, optionally compiled) and its AdamW optimizer."""
+"""Setting up one training worker (a Ray Train worker, or the calling process with
+``trainer.backend: local``): device and precision, the model (wrapped for DDP or sharded
+with FSDP2, optionally compiled) and its AdamW optimizer."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -12,6 +13,7 @@ from .config import TrainerSpec, TrainRecipe
 class Worker:
     """Everything the step, evaluation and checkpoint helpers need on this rank."""
     recipe: TrainRecipe
+    session: Any             # train/session.py: RaySession or LocalSession
     rank: int
     world: int
     device: Any              # torch.device
@@ -64,12 +66,11 @@ def set_sdpa_backend(name: str | None) -> None:
     b.enable_math_sdp(name in ("math", "cudnn"))  # math: fallback where cuDNN rejects a shape
 
 
-def _device(t: TrainerSpec) -> tuple[Any, bool]:
-    import ray.train.torch
+def _device(t: TrainerSpec, session: Any) -> tuple[Any, bool]:
     import torch
 
     if t.use_gpu and torch.cuda.is_available():
-        device = ray.train.torch.get_device()
+        device = session.cuda_device()
         torch.cuda.set_device(device)
         torch.backends.cuda.matmul.allow_tf32 = True
         torch.backends.cudnn.allow_tf32 = True
@@ -98,8 +99,7 @@ def _distribute(model: Any, t: TrainerSpec, world: int, device: Any, use_cuda: b
     return DDP(model, device_ids=[device.index] if use_cuda else None)
 
 
-def setup_worker(recipe: TrainRecipe) -> Worker:
-    import ray.train
+def setup_worker(recipe: TrainRecipe, session: Any) -> Worker:
     import torch
 
     from .export import load_tokenizer, special_ids
@@ -107,9 +107,8 @@ def setup_worker(recipe: TrainRecipe) -> Worker:
     from .model import build_model, flops_per_token, matmul_params, param_counts, use_causal_sdpa
 
     t = recipe.trainer
-    ctx = ray.train.get_context()
-    rank, world = ctx.get_world_rank(), ctx.get_world_size()
-    device, use_cuda = _device(t)
+    rank, world = session.rank_world()
+    device, use_cuda = _device(t, session)
     amp_dtype = torch.bfloat16 if (t.precision == "bf16" or (t.precision == "auto" and use_cuda)) else None
     tok = load_tokenizer(recipe.tokenizer, recipe.chat_template)
     raw = build_model(recipe.model.init, recipe.model.preset, len(tok), recipe.model.overrides,
@@ -124,6 +123,6 @@ def setup_worker(recipe: TrainRecipe) -> Worker:
                             lr=t.lr, betas=(t.betas[0], t.betas[1]), eps=1e-8,
                             fused=bool(use_cuda), foreach=None if use_cuda else False)
     peak = t.peak_flops or peak_flops(device_name() if use_cuda else None, "bf16" if amp_dtype else "fp32")
-    return Worker(recipe=recipe, rank=rank, world=world, device=device, use_cuda=use_cuda, amp_dtype=amp_dtype,
-                  model=model, fwd=torch.compile(model) if t.compile else model, opt=opt, counts=counts,
-                  flops_per_token=fpt, peak_flops=peak)
+    return Worker(recipe=recipe, session=session, rank=rank, world=world, device=device, use_cuda=use_cuda,
+                  amp_dtype=amp_dtype, model=model, fwd=torch.compile(model) if t.compile else model, opt=opt,
+                  counts=counts, flops_per_token=fpt, peak_flops=peak)
