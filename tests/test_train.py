@@ -261,6 +261,25 @@ def test_sft_beats_base_on_heldout_prompts(reference_run, corpus, tmp_path):
     assert saved["sft_eval"]["tuned"]["rougeL"] == ev["tuned"]["rougeL"]
 
 
+def test_local_backend_sft_scores_tuned_and_base_in_process(reference_run, corpus, tmp_path):
+    """trainer.backend=local instruction tuning: the generation eval (a Ray task under
+    backend ray) runs in this process and scores both the tuned model and its start."""
+    from lmrefinery.train.config import load_train_recipe
+    from lmrefinery.train.trainer import run_training
+
+    recipe = load_train_recipe({
+        "name": "sft-local", "kind": "sft", "output": str(tmp_path / "runs"), "tokenizer": corpus["tokenizer"],
+        "model": {"init": reference_run[0]["model"]}, "data": {"train": corpus["sft"], "seq_len": 128},
+        "trainer": {"backend": "local", "workers": 1, "micro_batch_size": 8, "max_steps": 20, "lr": 5e-3,
+                    "warmup_steps": 2, "log_every": 10, "eval_every": 20, "eval_batches": 1, "checkpoint_every": 20},
+        "sft": {"eval_prompts": 4, "max_new_tokens": 8, "samples_in_report": 1}})
+    rep = run_training(recipe)
+    assert rep["finished"] and rep["backend"] == "local"
+    ev = rep["sft_eval"]
+    assert ev["prompts"] == 4 and ev["tuned"]["n"] == 4 and ev["base"]["n"] == 4
+    assert len(ev["tuned"]["samples"]) == 1
+
+
 def test_fsdp2_with_grad_accumulation_matches_ddp(reference_run, corpus, tmp_path):
     """FSDP2 (fully_shard per decoder layer) with 2 micro-batches of 8 per step follows the
     DDP reference run (1 micro-batch of 16) over its first 20 steps: same samples, same
