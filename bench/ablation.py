@@ -94,7 +94,9 @@ def spec(args, work: str) -> dict:
 
 def epochs_budget(work: str, epochs: float) -> int:
     """``epochs`` passes over the smallest curated variant, in tokens."""
-    with open(os.path.join(work, "shared", "curated.json"), encoding="utf-8") as f:
+    from lmrefinery.ablate.curated import CURATED
+
+    with open(os.path.join(work, "shared", CURATED), encoding="utf-8") as f:
         return int(epochs * min(v["tokens"] for v in json.load(f)["variants"]))
 
 
